@@ -1,0 +1,23 @@
+# DAG on a segmentation test set: the hook attacks every test batch, the
+# evaluator reports IoUMetric on orig / advr / perm plus the attack statistics.
+# The paper's settings: gamma 0.5 (0..255 scale), at most 200 iterations,
+# a random wrong label per pixel, stop when no pixel is still correct.
+custom_imports = dict(imports=['mmdag'], allow_failed_imports=False)
+custom_hooks = [
+    dict(
+        type='mmdag.DAGAttackHook',
+        attack=dict(
+            gamma=0.5,
+            max_iters=200,
+            adv_labels='random',
+            stop_fraction=0.0,
+            epsilon=None,
+            quantize=False,
+            seed=0),
+        variants=('orig', 'perm'),
+        num_figures=4)
+]
+test_evaluator = dict(
+    _delete_=True,
+    type='mmdag.DAGMetric',
+    metric=dict(type='IoUMetric', iou_metrics=['mIoU']))

@@ -1,0 +1,2 @@
+# The demo segmentor attacked with DAG by config: the paper's settings.
+_base_ = ['./fcn_tiny_synthetic-voc.py', '../_base_/dag_seg.py']

@@ -1,0 +1,84 @@
+"""Python API: attack a built OpenMMLab model on a data batch."""
+import zlib
+from contextlib import contextmanager
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from mmdag.attacks import DAG, DAGResult, permute_perturbation
+from mmdag.targets import build_targets
+
+
+@contextmanager
+def attack_mode(model):
+    """Eval mode, gradients on (the test loop runs under no_grad), and the
+    parameters frozen so that only the input gets a gradient."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        with torch.enable_grad():
+            yield model
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+        model.train(was_training)
+
+
+def image_seeds(data_samples: list, base: int = 0) -> List[int]:
+    """One integer per sample from its file name (or index), so that random
+    choices do not depend on batch composition or the number of processes."""
+    seeds = []
+    for k, s in enumerate(data_samples):
+        meta = s.metainfo if hasattr(s, 'metainfo') else {}
+        key = meta.get('img_path') or meta.get('sample_idx') or k
+        key = str(key).replace('\\', '/').rsplit('/', 1)[-1]
+        seeds.append((zlib.crc32(key.encode()) + base) % (2 ** 31))
+    return seeds
+
+
+def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
+                 targets_cfg: Optional[dict] = None) -> Tuple[DAGResult, object]:
+    """Run DAG on one data batch of an mmseg/mmdet model.
+
+    Args:
+        model: a built segmentor or detector (unwrapped), with weights.
+        data_batch (dict): ``dict(inputs=[uint8 [3,H,W], ...],
+            data_samples=[...])`` as a test dataloader yields it.
+        attack (DAG | dict, optional): the attack or its keyword arguments.
+            Defaults to the paper's settings.
+        targets_cfg (dict, optional): keyword arguments of the target adapter.
+
+    Returns:
+        tuple: the :class:`DAGResult` (adversarial images in the loader's
+        frame and channel order, float 0..255) and the target set.
+    """
+    if not isinstance(attack, DAG):
+        attack = DAG(**(attack or {}))
+    inputs = data_batch['inputs']
+    samples = data_batch['data_samples']
+    if len(inputs) == 0:
+        raise ValueError('empty data batch: nothing to attack')
+    device = next(model.parameters()).device
+    images = [x.to(device).float() for x in inputs]
+    for x in images:
+        if x.dim() != 3 or x.shape[-1] == 0 or x.shape[-2] == 0:
+            raise ValueError(f'cannot attack an empty or malformed image of shape {tuple(x.shape)}')
+    with attack_mode(model):
+        targets = build_targets(model, images, samples, **(targets_cfg or {}))
+        result = attack(images, targets, seeds=image_seeds(samples, attack.seed))
+    return result, targets
+
+
+def perm_images(images: Sequence[Tensor], perturbations: Sequence[Tensor], data_samples: list,
+                seed: int = 0, clip_range=(0.0, 255.0)) -> List[Tensor]:
+    """PERM images: each clean image plus its perturbation with pixel
+    positions permuted (seeded per image), clipped to the valid range."""
+    out = []
+    for x, r, s in zip(images, perturbations, image_seeds(data_samples, seed + 7919)):
+        q = permute_perturbation(r, torch.Generator().manual_seed(s))
+        out.append((x.float() + q).clamp(*clip_range))
+    return out

@@ -1,0 +1,69 @@
+"""Turn any mmseg/mmdet test config into a DAG evaluation config."""
+import copy
+from typing import Optional
+
+from mmengine.config import Config, ConfigDict
+
+
+def _is(type_name, name: str) -> bool:
+    return isinstance(type_name, str) and type_name.rsplit('.', 1)[-1] == name
+
+
+def add_dag_to_config(cfg: Config, attack: Optional[dict] = None,
+                      hook_options: Optional[dict] = None) -> Config:
+    """Add ``mmdag.DAGAttackHook`` and wrap the test evaluator in ``DAGMetric``.
+
+    What is already there is kept: an existing hook gets ``attack`` merged
+    into its settings, an evaluator that is already a ``DAGMetric`` stays.
+
+    Args:
+        cfg (Config): a config with ``model``, ``test_dataloader``,
+            ``test_evaluator``.
+        attack (dict, optional): ``DAG`` arguments to set (e.g.
+            ``dict(max_iters=50)``).
+        hook_options (dict, optional): other ``DAGAttackHook`` arguments
+            (``num_figures``, ``variants``...).
+    """
+    imports = cfg.get('custom_imports', None) or ConfigDict(imports=[])
+    names = imports.get('imports', [])
+    names = [names] if isinstance(names, str) else list(names)
+    if 'mmdag' not in names:
+        names.append('mmdag')
+    imports['imports'] = names
+    imports.setdefault('allow_failed_imports', False)
+    cfg.custom_imports = imports
+
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    hook = next((h for h in hooks if _is(h.get('type'), 'DAGAttackHook')), None)
+    if hook is None:
+        hook = ConfigDict(type='mmdag.DAGAttackHook')
+        hooks.append(hook)
+    if attack:
+        merged = dict(hook.get('attack', None) or {})
+        merged.update(attack)
+        hook['attack'] = merged
+    for k, v in (hook_options or {}).items():
+        hook[k] = v
+    cfg.custom_hooks = hooks
+
+    evaluator = cfg.get('test_evaluator', None)
+    if evaluator is None:
+        raise ValueError('the config has no test_evaluator: DAG reports the wrapped metric '
+                         'on orig/advr/perm and needs one (e.g. IoUMetric or VOCMetric)')
+    if isinstance(evaluator, (list, tuple)):
+        cfg.test_evaluator = [_wrap(m, with_stats=(k == 0)) for k, m in enumerate(evaluator)]
+    else:
+        cfg.test_evaluator = _wrap(evaluator, with_stats=True)
+    return cfg
+
+
+def _wrap(metric: dict, with_stats: bool) -> dict:
+    if _is(metric.get('type'), 'DAGMetric'):
+        return metric
+    inner = copy.deepcopy(dict(metric))
+    outer = ConfigDict(type='mmdag.DAGMetric', metric=inner, with_stats=with_stats)
+    # keys mmseg's tools/test.py --out sets; they belong to the advr metric
+    for k in ('output_dir', 'keep_results', 'format_only'):
+        if k in inner:
+            outer[k] = inner.pop(k)
+    return outer

@@ -1,0 +1,99 @@
+"""Adversarial label strategies: which wrong label ``l'_n`` each target gets.
+
+Every strategy is a function ``(labels, num_classes, generator, clean_logits,
+exclude) -> adv_labels`` for one image. ``adv_labels[n] == -1`` drops target
+``n`` from the attack (it has no admissible adversarial label). All draws come
+from the per-image ``generator`` so that a run is reproducible whatever the
+batch composition or the number of processes.
+"""
+from typing import Callable, Dict, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+LabelStrategy = Callable[..., Tensor]
+
+
+def _allowed(num_classes: int, exclude: Sequence[int], device) -> Tensor:
+    allowed = torch.ones(num_classes, dtype=torch.bool, device=device)
+    for c in exclude:
+        if 0 <= c < num_classes:
+            allowed[c] = False
+    return allowed
+
+
+def random_labels(labels: Tensor, num_classes: int, generator: torch.Generator,
+                  clean_logits: Optional[Tensor] = None,
+                  exclude: Sequence[int] = ()) -> Tensor:
+    """A uniformly random wrong class per target (the paper's default)."""
+    allowed = _allowed(num_classes, exclude, 'cpu')
+    lab = labels.cpu()
+    # Candidates per target: allowed classes other than its own label.
+    cand = allowed.unsqueeze(0).expand(lab.numel(), -1).clone()
+    cand[torch.arange(lab.numel()), lab] = False
+    count = cand.sum(1)
+    u = torch.rand(lab.numel(), generator=generator)
+    k = (u * count).floor().long().clamp(max=(count - 1).clamp(min=0))
+    # k-th True in each row of cand.
+    csum = cand.long().cumsum(1)
+    adv = (csum <= k.unsqueeze(1)).sum(1)
+    adv[count == 0] = -1
+    return adv.to(labels.device)
+
+
+def permute_labels(labels: Tensor, num_classes: int, generator: torch.Generator,
+                   clean_logits: Optional[Tensor] = None,
+                   exclude: Sequence[int] = (), perm: Optional[Tensor] = None) -> Tensor:
+    """One fixed random permutation of the classes without fixed points.
+
+    ``perm`` is drawn once per attack (see :func:`derangement`) and passed in;
+    targets whose mapped class is excluded are dropped.
+    """
+    if perm is None:
+        perm = derangement(num_classes, generator)
+    adv = perm.to(labels.device)[labels]
+    allowed = _allowed(num_classes, exclude, labels.device)
+    adv[~allowed[adv]] = -1
+    return adv
+
+
+def target_labels(labels: Tensor, num_classes: int, generator: torch.Generator,
+                  clean_logits: Optional[Tensor] = None,
+                  exclude: Sequence[int] = (), target: int = 0) -> Tensor:
+    """All targets to one class; targets already of that class are dropped."""
+    adv = torch.full_like(labels, target)
+    adv[labels == target] = -1
+    return adv
+
+
+def least_likely_labels(labels: Tensor, num_classes: int, generator: torch.Generator,
+                        clean_logits: Optional[Tensor] = None,
+                        exclude: Sequence[int] = ()) -> Tensor:
+    """The class with the lowest clean logit (other than the true one)."""
+    if clean_logits is None:
+        raise ValueError('least_likely needs the clean logits of the targets')
+    scores = clean_logits.detach().clone().float()
+    allowed = _allowed(num_classes, exclude, scores.device)
+    scores[:, ~allowed] = float('inf')
+    scores[torch.arange(labels.numel(), device=labels.device), labels] = float('inf')
+    adv = scores.argmin(1)
+    adv[torch.isinf(scores.gather(1, adv[:, None]).squeeze(1))] = -1
+    return adv
+
+
+def derangement(n: int, generator: torch.Generator) -> Tensor:
+    """A random permutation of ``range(n)`` with no fixed point (n >= 2)."""
+    if n < 2:
+        raise ValueError('a class permutation without fixed points needs >= 2 classes')
+    while True:
+        perm = torch.randperm(n, generator=generator)
+        if not (perm == torch.arange(n)).any():
+            return perm
+
+
+STRATEGIES: Dict[str, LabelStrategy] = {
+    'random': random_labels,
+    'permute': permute_labels,
+    'target': target_labels,
+    'least_likely': least_likely_labels,
+}

@@ -1,0 +1,56 @@
+"""The interface between an attack and a model: a set of dense targets.
+
+An attack in :mod:`mmdag.attacks` never sees a model. It sees a
+:class:`TargetSet`: an object that, given float images in pixel space, returns
+for every image the classification logits of that image's targets (pixels for
+segmentation, proposals or priors for detection). Adapters in
+:mod:`mmdag.targets` build such objects from OpenMMLab models.
+"""
+from typing import List, Sequence
+
+import torch
+from torch import Tensor
+
+
+class TargetSet:
+    """Dense recognition targets of a batch of images.
+
+    Subclasses set ``labels`` (one ``LongTensor [N_i]`` of true labels per
+    image, values in ``[0, num_classes)``) and implement :meth:`logits`.
+
+    Args:
+        labels (list[Tensor]): true label of each target, one tensor per image.
+        num_classes (int): number of classes ``C`` of the logits.
+    """
+
+    def __init__(self, labels: List[Tensor], num_classes: int) -> None:
+        self.labels = labels
+        self.num_classes = num_classes
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def logits(self, images: Sequence[Tensor], indices: Sequence[int]) -> List[Tensor]:
+        """Logits of the targets of the images ``indices`` of the batch.
+
+        Args:
+            images (Sequence[Tensor]): float images ``[3, H, W]`` on the
+                0..255 scale, one per entry of ``indices``; gradients must flow
+                from the returned logits back to them.
+            indices (Sequence[int]): positions of these images in the batch
+                (an attack only forwards the images it still updates).
+
+        Returns:
+            list[Tensor]: ``[N_i, C]`` logits, one per entry of ``indices``.
+        """
+        raise NotImplementedError
+
+    def correct(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Which targets are still classified as their true label.
+
+        The default is the paper's rule, ``argmax_c f_c == l``. Heads without
+        a background logit (sigmoid detectors) override this.
+        """
+        if logits.numel() == 0:
+            return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+        return logits.argmax(dim=1) == labels

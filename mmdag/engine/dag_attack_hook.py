@@ -1,0 +1,152 @@
+"""DAGAttackHook: attack every test batch before the model sees it."""
+import json
+import os
+import os.path as osp
+from typing import Optional, Sequence
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.structures import BaseDataElement
+
+from mmdag.apis.attack import attack_batch, perm_images
+from mmdag.attacks import DAG
+from mmdag.registry import HOOKS
+
+from .figures import save_figure
+
+#: Data-sample fields that carry a model's predictions (what differs per variant).
+PRED_KEYS = ('pred_sem_seg', 'seg_logits', 'pred_instances', 'pred_panoptic_seg')
+
+
+def _pred_fields(sample) -> dict:
+    out = {}
+    for k in PRED_KEYS:
+        if k in sample:
+            v = sample.get(k)
+            out[k] = v.to_dict() if isinstance(v, BaseDataElement) else v
+    return out
+
+
+@HOOKS.register_module()
+class DAGAttackHook(Hook):
+    """Replace each test batch by its DAG adversarial version.
+
+    Before every test iteration the hook builds the batch's targets, runs DAG
+    (under ``torch.enable_grad()``: the test loop runs under ``no_grad``) and
+    puts the adversarial images into ``data_batch['inputs']``, so the stock
+    ``test_step`` and metric see ADVR. For each name in ``variants`` it also
+    runs ``test_step`` on the clean (``orig``) and spatially permuted
+    (``perm``) images and attaches those predictions and the attack statistics
+    to the data samples, where :class:`mmdag.evaluation.DAGMetric` reads them.
+    After the epoch the main process writes ``<work_dir>/dag_report.json``.
+
+    Args:
+        attack (dict): arguments of :class:`mmdag.attacks.DAG` (gamma on the
+            0..255 scale, max_iters, adv_labels, stop_fraction, epsilon,
+            quantize, seed). Defaults to the paper's settings.
+        targets (dict): arguments of the target adapter (e.g.
+            ``use_gt=False``). Defaults to {}.
+        variants (Sequence[str]): extra predictions to make, out of
+            ``('orig', 'perm')``. Defaults to both.
+        perm_seed (int): seed of the PERM pixel permutation. Defaults to 0.
+        num_figures (int): Figure-1-style pictures to save (first images of
+            the main process) under ``<work_dir>/figures``. Defaults to 0.
+        report (str, optional): report file name in the work dir; None
+            writes none. Defaults to 'dag_report.json'.
+    """
+
+    priority = 'VERY_LOW'  # after every other before_test_iter hook
+
+    def __init__(self,
+                 attack: Optional[dict] = None,
+                 targets: Optional[dict] = None,
+                 variants: Sequence[str] = ('orig', 'perm'),
+                 perm_seed: int = 0,
+                 num_figures: int = 0,
+                 report: Optional[str] = 'dag_report.json') -> None:
+        unknown = set(variants) - {'orig', 'perm'}
+        if unknown:
+            raise ValueError(f'unknown variants {sorted(unknown)}; the hook makes orig and perm')
+        self.attack_cfg = dict(attack or {})
+        self.dag = DAG(**self.attack_cfg)
+        self.targets_cfg = dict(targets or {})
+        self.variants = tuple(variants)
+        self.perm_seed = perm_seed
+        self.num_figures = num_figures
+        self.report = report
+        self._figures_left = num_figures
+
+    def before_test(self, runner) -> None:
+        self._figures_left = self.num_figures if is_main_process() else 0
+
+    def before_test_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None) -> None:
+        if data_batch is None:
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        clean = list(data_batch['inputs'])
+        samples = data_batch['data_samples']
+        result, _ = attack_batch(model, data_batch, self.dag, self.targets_cfg)
+        extra = {}
+        if 'orig' in self.variants:
+            extra['orig'] = self._predict(model, clean, samples)
+        if 'perm' in self.variants:
+            perm = perm_images(clean, result.perturbations, samples, self.perm_seed,
+                               self.dag.clip_range)
+            extra['perm'] = self._predict(model, perm, samples)
+        for k, s in enumerate(samples):
+            s.set_field(result.stats[k], 'dag_stats')
+            s.set_field({v: extra[v][k] for v in extra}, 'dag_variants')
+        adv = [x.to(c.device) for x, c in zip(result.adv_images, clean)]
+        data_batch['inputs'] = adv
+        if self._figures_left > 0:
+            self._save_figures(runner, model, clean, result, samples, extra)
+
+    @staticmethod
+    def _predict(model, images, samples) -> list:
+        copies = [s.clone() for s in samples]
+        outs = model.test_step(dict(inputs=list(images), data_samples=copies))
+        return [_pred_fields(o) for o in outs]
+
+    def _save_figures(self, runner, model, clean, result, samples, extra) -> None:
+        adv_out = self._predict(model, result.adv_images, samples)
+        palette = runner.test_dataloader.dataset.metainfo.get('palette')
+        for k in range(min(self._figures_left, len(clean))):
+            name = osp.splitext(osp.basename(samples[k].metainfo.get('img_path', f'{k}')))[0]
+            save_figure(osp.join(runner.work_dir, 'figures', f'{name}.png'), clean[k],
+                        result.perturbations[k], result.adv_images[k],
+                        extra.get('orig', [None] * len(clean))[k], adv_out[k], palette,
+                        result.stats[k])
+        self._figures_left -= min(self._figures_left, len(clean))
+
+    def after_test_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        if not self.report or not is_main_process():
+            return
+        metrics = metrics or {}
+        variants, attack = {}, {}
+        for key, value in metrics.items():
+            head, _, name = key.partition('/')
+            if head in ('orig', 'advr', 'perm') and name:
+                variants.setdefault(head, {})[name] = value
+            elif head == 'dag' and name:
+                attack[name] = value
+        report = dict(
+            variants=variants,
+            attack=attack,
+            settings=dict(attack=self.dag.__dict__, targets=self.targets_cfg,
+                          perm_seed=self.perm_seed),
+            config=getattr(runner.cfg, 'filename', None),
+            checkpoint=runner.cfg.get('load_from'),
+            metrics=metrics)
+        path = osp.join(runner.work_dir, self.report)
+        tmp = path + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(report, f, indent=2, default=_jsonable)
+        os.replace(tmp, path)
+        runner.logger.info(f'DAG report written to {path}')
+
+
+def _jsonable(obj):
+    if hasattr(obj, 'tolist'):
+        return obj.tolist()
+    return str(obj)

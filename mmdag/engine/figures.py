@@ -1,0 +1,61 @@
+"""Figure-1-style pictures: clean image and prediction, perturbation, adversarial ones."""
+import os
+import os.path as osp
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+
+
+def _to_bgr_uint8(x: torch.Tensor) -> np.ndarray:
+    # images come in the loader's channel order (BGR for mmcv's loaders)
+    return x.detach().cpu().clamp(0, 255).round().byte().permute(1, 2, 0).numpy().copy()
+
+
+def _colour_seg(pred: Optional[dict], shape, palette) -> np.ndarray:
+    canvas = np.zeros((*shape, 3), np.uint8)
+    if pred is None or 'pred_sem_seg' not in pred:
+        return canvas
+    seg = pred['pred_sem_seg']['data']
+    seg = seg.detach().cpu().numpy().reshape(seg.shape[-2:]).astype(np.int64)
+    seg = cv2.resize(seg.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    pal = np.array(palette if palette is not None else
+                   [[(37 * i) % 256, (97 * i) % 256, (151 * i) % 256] for i in range(256)],
+                   np.uint8)
+    out = pal[np.minimum(seg, len(pal) - 1)][..., ::-1]  # palette is RGB
+    return np.ascontiguousarray(out)
+
+
+def _title(img: np.ndarray, text: str) -> np.ndarray:
+    bar = np.full((18, img.shape[1], 3), 255, np.uint8)
+    cv2.putText(bar, text, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([bar, img], 0)
+
+
+def save_figure(path: str, clean: torch.Tensor, r: torch.Tensor, adv: torch.Tensor,
+                orig_pred: Optional[dict], adv_pred: Optional[dict], palette=None,
+                stats: Optional[dict] = None) -> None:
+    """Write one row: clean, clean prediction, r x10 (on grey), X + r, its prediction."""
+    img = _to_bgr_uint8(clean)
+    shape = img.shape[:2]
+    panels = [
+        _title(img, 'image'),
+        _title(_colour_seg(orig_pred, shape, palette), 'prediction'),
+        _title(_to_bgr_uint8(r * 10 + 128), 'perturbation x10'),
+        _title(_to_bgr_uint8(adv), 'adversarial image'),
+        _title(_colour_seg(adv_pred, shape, palette), 'adversarial prediction'),
+    ]
+    sep = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
+    row = panels[0]
+    for p in panels[1:]:
+        row = np.concatenate([row, sep, p], 1)
+    if stats:
+        foot = np.full((18, row.shape[1], 3), 255, np.uint8)
+        text = (f"iters {stats['iters']}  p {stats['p']:.2e}  L-inf {stats['linf']:.1f}  "
+                f"still correct {100 * stats['correct_frac']:.1f}%  ({stats['status']})")
+        cv2.putText(foot, text, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        row = np.concatenate([row, foot], 0)
+    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
+    if not cv2.imwrite(path, row):
+        raise OSError(f'could not write figure {path}: check that the work dir is writable')

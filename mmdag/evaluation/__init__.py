@@ -1,0 +1,3 @@
+from .dag_metric import DAGMetric
+
+__all__ = ['DAGMetric']

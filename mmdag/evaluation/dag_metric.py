@@ -1,0 +1,108 @@
+"""DAGMetric: one stock metric evaluated on ORIG, ADVR and PERM in one pass."""
+import copy
+from typing import Optional, Sequence
+
+import numpy as np
+from mmengine.evaluator import BaseMetric
+
+from mmdag.registry import METRICS
+
+VARIANTS = ('orig', 'advr', 'perm')
+_DAG_FIELDS = ('dag_variants', 'dag_stats')
+
+
+@METRICS.register_module()
+class DAGMetric(BaseMetric):
+    """Wrap any metric (mmseg ``IoUMetric``, mmdet ``VOCMetric``...) per variant.
+
+    Each variant gets its own instance of the wrapped metric (prefix = the
+    variant name, so keys read ``advr/mIoU``); predictions of ``orig`` and
+    ``perm`` come from :class:`mmdag.engine.DAGAttackHook`, ``advr`` is what
+    the test loop itself predicted. The attack statistics are reported as
+    ``dag/iters`` (mean updates), ``dag/p`` (mean perceptibility), ``dag/linf``
+    (mean L-inf, 0..255), ``dag/success`` (fraction of attacked images whose
+    active set emptied), ``dag/target_success`` (mean fraction of targets
+    flipped), ``dag/images`` and ``dag/no_targets``.
+
+    Args:
+        metric (dict): config of the wrapped metric, built in the default
+            scope (e.g. ``dict(type='IoUMetric', iou_metrics=['mIoU'])``).
+        variants (Sequence[str]): which of orig / advr / perm to evaluate.
+            Defaults to all three.
+        output_dir / keep_results / format_only: passed to the ``advr``
+            metric only (what mmseg's ``tools/test.py --out`` sets).
+        with_stats (bool): report the attack statistics. Set False on all
+            but one ``DAGMetric`` of a multi-metric evaluator (the keys would
+            clash). Defaults to True.
+        collect_device (str): 'cpu' or 'gpu'. Defaults to 'cpu'.
+        prefix (str, optional): prefix of the statistics. Defaults to 'dag'.
+    """
+    default_prefix = 'dag'
+
+    def __init__(self, metric: dict, variants: Sequence[str] = VARIANTS,
+                 with_stats: bool = True, collect_device: str = 'cpu',
+                 prefix: Optional[str] = None, **advr_only) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.with_stats = with_stats
+        bad = set(variants) - set(VARIANTS)
+        if bad:
+            raise ValueError(f'unknown variants {sorted(bad)}; choose from {VARIANTS}')
+        self.metrics = {}
+        for v in variants:
+            cfg = copy.deepcopy(dict(metric))
+            cfg.update(prefix=v, collect_device=collect_device)
+            if v == 'advr':
+                cfg.update({k: val for k, val in advr_only.items() if val is not None})
+            self.metrics[v] = METRICS.build(cfg)
+
+    @property
+    def dataset_meta(self) -> Optional[dict]:
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: dict) -> None:
+        self._dataset_meta = meta
+        for m in self.metrics.values():
+            m.dataset_meta = meta
+
+    @staticmethod
+    def _variant(sample: dict, variant: str) -> dict:
+        if 'dag_stats' not in sample:
+            raise RuntimeError('DAGMetric found no attack results on the data samples: add '
+                               "dict(type='mmdag.DAGAttackHook') to custom_hooks "
+                               "(or run tools/test.py with --attack dag).")
+        out = {k: v for k, v in sample.items() if k not in _DAG_FIELDS}
+        if variant != 'advr':
+            preds = sample['dag_variants'].get(variant)
+            if preds is None:
+                raise RuntimeError(f"DAGMetric needs the '{variant}' predictions: add it to the "
+                                   "DAGAttackHook's variants.")
+            out.update(preds)
+        return out
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for v, metric in self.metrics.items():
+            metric.process(data_batch, [self._variant(s, v) for s in data_samples])
+        if self.with_stats:
+            self.results.extend(dict(s['dag_stats']) for s in data_samples)
+
+    def compute_metrics(self, results: list) -> dict:
+        attacked = [r for r in results if r['status'] != 'no_targets']
+        out = dict(images=len(results), no_targets=len(results) - len(attacked))
+        if attacked:
+            out.update(
+                iters=float(np.mean([r['iters'] for r in attacked])),
+                p=float(np.mean([r['p'] for r in attacked])),
+                linf=float(np.mean([r['linf'] for r in attacked])),
+                success=float(np.mean([r['converged'] for r in attacked])),
+                target_success=float(np.mean([1 - r['correct_frac'] for r in attacked])))
+        return out
+
+    def evaluate(self, size: int) -> dict:
+        # every inner metric gathers across ranks: call each on every rank
+        metrics = {}
+        for m in self.metrics.values():
+            metrics.update(m.evaluate(size))
+        if self.with_stats:
+            metrics.update(super().evaluate(size))
+        return metrics

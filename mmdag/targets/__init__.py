@@ -1,0 +1,26 @@
+"""Adapters: OpenMMLab model + data batch -> :class:`mmdag.attacks.TargetSet`."""
+from mmdag.registry import TARGETS
+from .segmentation import SegmentationTargets
+
+
+class UnsupportedModelError(TypeError):
+    """Raised for a model that no target adapter fits."""
+
+
+def find_adapter(model):
+    """The adapter class registered in ``TARGETS`` that accepts ``model``."""
+    for cls in TARGETS.module_dict.values():
+        if cls.accepts(model):
+            return cls
+    families = '; '.join(c.family for c in TARGETS.module_dict.values())
+    raise UnsupportedModelError(
+        f'mmdag has no DAG target adapter for {type(model).__name__}. '
+        f'Supported families: {families}.')
+
+
+def build_targets(model, inputs, data_samples, **kwargs):
+    """Build the target set of a batch for ``model`` (adapter chosen by type)."""
+    return find_adapter(model)(model, inputs, data_samples, **kwargs)
+
+
+__all__ = ['SegmentationTargets', 'UnsupportedModelError', 'build_targets', 'find_adapter']

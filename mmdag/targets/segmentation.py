@@ -1,0 +1,97 @@
+"""Pixels of an MMSegmentation ``EncoderDecoder`` as DAG targets."""
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmdag.attacks import TargetSet
+from mmdag.registry import TARGETS
+
+
+def _seg_logit_maps(model, images: Sequence[Tensor], samples: list) -> List[Tensor]:
+    """Per-image logits ``[C, H_ori, W_ori]`` through the model's own path.
+
+    The same steps as mmseg's ``EncoderDecoder.predict``: the data
+    preprocessor (BGR->RGB, normalisation, padding; all differentiable),
+    ``inference`` (``test_cfg.mode`` 'whole' or 'slide'), then the geometry of
+    ``postprocess_result`` (padding removed, flip undone, bilinear resize to
+    the original shape), so "correct" here is what the metric counts.
+    """
+    data = model.data_preprocessor(dict(inputs=list(images), data_samples=samples), False)
+    metas = [s.metainfo for s in data['data_samples']]
+    seg = model.inference(data['inputs'], metas)
+    _, _, h, w = seg.shape
+    out = []
+    for i, meta in enumerate(metas):
+        pad = meta.get('img_padding_size', meta.get('padding_size', [0] * 4))
+        left, right, top, bottom = pad
+        z = seg[i:i + 1, :, top:h - bottom, left:w - right]
+        if meta.get('flip', False):
+            z = z.flip(dims=(3, ) if meta.get('flip_direction') == 'horizontal' else (2, ))
+        z = F.interpolate(z, size=tuple(meta['ori_shape']), mode='bilinear',
+                          align_corners=model.align_corners)
+        out.append(z[0])
+    return out
+
+
+@TARGETS.register_module()
+class SegmentationTargets(TargetSet):
+    """Every pixel with a valid ground-truth label is a target.
+
+    Works for any mmseg ``EncoderDecoder`` (``CascadeEncoderDecoder``
+    included). Logits are taken in the frame the metric uses (the original
+    image), so "still correct" is exactly what IoUMetric will count. Pixels
+    labelled ``ignore_index`` (or outside ``[0, C)``) are skipped. Where a
+    sample has no ground truth, the clean prediction is the true label.
+
+    Args:
+        model: the segmentor (unwrapped, in eval mode).
+        inputs (list[Tensor]): clean images ``[3, H, W]`` (0..255).
+        data_samples (list[SegDataSample]): their samples (metainfo, gt).
+        use_gt (bool): take labels from ``gt_sem_seg`` when present.
+            Defaults to True.
+    """
+
+    @staticmethod
+    def accepts(model) -> bool:
+        from mmseg.models.segmentors import EncoderDecoder
+        return isinstance(model, EncoderDecoder)
+
+    family = 'MMSegmentation EncoderDecoder / CascadeEncoderDecoder'
+
+    def __init__(self, model, inputs: Sequence[Tensor], data_samples: list,
+                 use_gt: bool = True) -> None:
+        self.model = model
+        self.samples = list(data_samples)
+        num_classes = model.decode_head.out_channels
+        if num_classes < 2:
+            raise ValueError('DAG needs a multi-class head (out_channels >= 2); this segmentor '
+                             'has a single sigmoid output, which has no wrong label to push up.')
+        ignore = getattr(model.decode_head, 'ignore_index', 255)
+        device = next(model.parameters()).device
+        labels, self.index = [], []
+        clean: Optional[List[Tensor]] = None
+        for i, sample in enumerate(self.samples):
+            gt = sample.get('gt_sem_seg') if use_gt else None
+            if gt is None:
+                if clean is None:
+                    with torch.no_grad():
+                        clean = _seg_logit_maps(model, [x.float() for x in inputs], self.samples)
+                lab = clean[i].argmax(0).flatten()
+                valid = torch.ones_like(lab, dtype=torch.bool)
+            else:
+                lab = gt.data.flatten().long()
+                ori = tuple(sample.metainfo['ori_shape'])
+                if tuple(gt.data.shape[-2:]) != ori:
+                    raise ValueError(f'gt_sem_seg has shape {tuple(gt.data.shape[-2:])} but ori_shape '
+                                     f'is {ori}: load annotations after Resize in the test pipeline, '
+                                     'as the mmseg zoo configs do.')
+                valid = (lab != ignore) & (lab >= 0) & (lab < num_classes)
+            self.index.append(valid.nonzero().squeeze(1).to(device))
+            labels.append(lab[valid].to(device))
+        super().__init__(labels, num_classes)
+
+    def logits(self, images: Sequence[Tensor], indices: Sequence[int]) -> List[Tensor]:
+        maps = _seg_logit_maps(self.model, images, [self.samples[i] for i in indices])
+        return [m.flatten(1)[:, self.index[i]].T for m, i in zip(maps, indices)]

@@ -1,0 +1,185 @@
+"""DAG on a per-pixel linear classifier, where every step can be checked by hand."""
+import pytest
+import torch
+
+from mmdag.attacks import DAG, TargetSet, permute_perturbation, perturbation_stats
+
+
+class LinearPixels(TargetSet):
+    """logits[n, c] = W[c] . x[:, n] + b[c] for every pixel n: gradients are exact."""
+
+    def __init__(self, weight, bias, labels):
+        super().__init__(labels, weight.shape[0])
+        self.weight, self.bias = weight, bias
+        self.calls = []  # (indices, detached images) of every forward
+
+    def logits(self, images, indices):
+        self.calls.append((list(indices), [x.detach().clone() for x in images]))
+        return [torch.einsum('ck,kn->nc', self.weight, x.flatten(1)) + self.bias for x in images]
+
+
+def make_problem(num_images=2, size=6, num_classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(num_classes, 3, generator=g)
+    bias = torch.randn(num_classes, generator=g)
+    images = [torch.rand(3, size, size, generator=g) * 100 + 80 for _ in range(num_images)]
+    # true labels = clean prediction, so every target starts active
+    labels = [(torch.einsum('ck,kn->nc', weight, x.flatten(1)) + bias).argmax(1) for x in images]
+    return weight, bias, images, labels
+
+
+def test_first_step_has_linf_gamma_and_follows_eq1():
+    w, b, imgs, labels = make_problem(num_images=1)
+    t = LinearPixels(w, b, labels)
+    res = DAG(gamma=0.5, max_iters=1, seed=3)(imgs, t)
+    r = res.perturbations[0]
+    assert r.abs().max().item() == pytest.approx(0.5, abs=1e-5)
+    # direction: sum over active targets of W[l'] - W[l], per pixel
+    adv = res.adv_labels[0]
+    expect = (w[adv] - w[labels[0]]).T.reshape(r.shape)
+    expect = expect * 0.5 / expect.abs().max()
+    assert torch.allclose(r, expect, atol=1e-5)
+
+
+def test_every_step_has_linf_gamma_and_only_active_targets_move():
+    w, b, imgs, labels = make_problem(num_images=1, size=8)
+    t = LinearPixels(w, b, labels)
+    res = DAG(gamma=2.0, max_iters=40, seed=1)(imgs, t)
+    xs = [c[1][0] for c in t.calls]
+    assert len(xs) >= 3
+    steps_with_flipped = 0
+    for m in range(len(xs) - 1):
+        step = xs[m + 1] - xs[m]
+        assert step.abs().max().item() == pytest.approx(2.0, abs=1e-4)
+        z = torch.einsum('ck,kn->nc', w, xs[m].flatten(1)) + b
+        inactive = z.argmax(1) != labels[0]
+        if inactive.any() and not inactive.all():
+            steps_with_flipped += 1
+            # a linear per-pixel model: a flipped pixel gets exactly zero gradient
+            assert step.flatten(1)[:, inactive].abs().max().item() == 0
+    assert steps_with_flipped >= 2, 'the test needs steps where some targets already flipped'
+    assert res.stats[0]['iters'] == len(xs) - 1
+
+
+def test_early_stop_when_no_target_is_correct():
+    w, b, imgs, labels = make_problem(num_images=1, size=4)
+    t = LinearPixels(w, b, labels)
+    res = DAG(gamma=2.0, max_iters=500)(imgs, t)
+    s = res.stats[0]
+    assert s['status'] == 'converged' and s['converged']
+    assert 0 < s['iters'] < 500
+    assert s['correct_frac'] == 0
+    # the last forward saw no correct target, and no update followed it
+    assert len(t.calls) == s['iters'] + 1
+    z = torch.einsum('ck,kn->nc', w, res.adv_images[0].flatten(1)) + b
+    assert (z.argmax(1) != labels[0]).all()
+
+
+def test_max_iters_bounds_the_updates():
+    w, b, imgs, labels = make_problem(num_images=1, size=8)
+    t = LinearPixels(w, b, labels)
+    res = DAG(gamma=0.01, max_iters=3)(imgs, t)
+    assert res.stats[0]['status'] == 'max_iters'
+    assert res.stats[0]['iters'] == 3
+    assert res.stats[0]['correct_frac'] > 0
+
+
+def test_images_in_a_batch_are_independent_and_stopped_ones_are_not_forwarded():
+    w, b, imgs, labels = make_problem(num_images=3, size=6)
+    seeds = [11, 22, 33]
+    batch = DAG(gamma=0.5, max_iters=400, seed=5)
+    t = LinearPixels(w, b, labels)
+    res = batch(imgs, t, seeds=seeds)
+    for i in range(3):
+        alone = DAG(gamma=0.5, max_iters=400, seed=5)(
+            [imgs[i]], LinearPixels(w, b, [labels[i]]), seeds=[seeds[i]])
+        assert torch.allclose(res.perturbations[i], alone.perturbations[0], atol=1e-4)
+        assert res.stats[i]['iters'] == alone.stats[0]['iters']
+    # an image appears in the forwards exactly iters + 1 times
+    for i in range(3):
+        n = sum(i in idx for idx, _ in t.calls)
+        assert n == res.stats[i]['iters'] + 1
+    assert len({s['iters'] for s in res.stats}) > 1, 'the test needs images that stop at different times'
+
+
+def test_determinism_under_seed():
+    w, b, imgs, labels = make_problem(num_images=2)
+    r1 = DAG(max_iters=5, seed=7)(imgs, LinearPixels(w, b, labels), seeds=[1, 2])
+    r2 = DAG(max_iters=5, seed=7)(imgs, LinearPixels(w, b, labels), seeds=[1, 2])
+    r3 = DAG(max_iters=5, seed=8)(imgs, LinearPixels(w, b, labels), seeds=[1, 2])
+    for a, c in zip(r1.perturbations, r2.perturbations):
+        assert torch.equal(a, c)
+    assert not all(torch.equal(a, c) for a, c in zip(r1.adv_labels, r3.adv_labels))
+
+
+def test_clipping_keeps_the_valid_range_and_epsilon_bounds_r():
+    w, b, imgs, labels = make_problem(num_images=1)
+    bright = [torch.full_like(imgs[0], 254.8)]
+    lab = [(torch.einsum('ck,kn->nc', w, bright[0].flatten(1)) + b).argmax(1)]
+    res = DAG(gamma=3.0, max_iters=20)(bright, LinearPixels(w, b, lab))
+    x = res.adv_images[0]
+    assert x.max() <= 255 and x.min() >= 0
+    res = DAG(gamma=1.0, max_iters=50, epsilon=2.0)(imgs, LinearPixels(w, b, labels))
+    assert res.stats[0]['linf'] <= 2.0 + 1e-6
+    assert res.stats[0]['iters'] > 2
+
+
+def test_quantize_returns_integer_images_and_rechecks():
+    w, b, imgs, labels = make_problem(num_images=1)
+    imgs = [x.round() for x in imgs]
+    t = LinearPixels(w, b, labels)
+    res = DAG(gamma=0.5, max_iters=4, quantize=True)(imgs, t)
+    x = res.adv_images[0]
+    assert torch.equal(x, x.round())
+    # a forward per update, the final check, and the re-check after rounding
+    assert len(t.calls) == res.stats[0]['iters'] + 2
+    z = torch.einsum('ck,kn->nc', w, x.flatten(1)) + b
+    assert res.stats[0]['correct_frac'] == pytest.approx((z.argmax(1) == labels[0]).float().mean().item())
+
+
+def test_zero_gradient_and_no_target_images_stop_cleanly():
+    w = torch.ones(3, 3)
+    b = torch.tensor([1.0, 0.0, 0.0])
+    img = [torch.full((3, 4, 4), 100.0), torch.full((3, 4, 4), 100.0)]
+    labels = [torch.zeros(16, dtype=torch.long), torch.zeros(0, dtype=torch.long)]
+    res = DAG(max_iters=10)(img, LinearPixels(w, b, labels))
+    assert res.stats[0]['status'] == 'zero_grad'
+    assert res.stats[1]['status'] == 'no_targets'
+    assert res.stats[1]['iters'] == 0 and torch.equal(res.adv_images[1], img[1])
+
+
+def test_stop_fraction_stops_before_the_active_set_is_empty():
+    w, b, imgs, labels = make_problem(num_images=1, size=10)
+    full = DAG(gamma=0.5, max_iters=1000)(imgs, LinearPixels(w, b, labels))
+    part = DAG(gamma=0.5, max_iters=1000, stop_fraction=0.3)(imgs, LinearPixels(w, b, labels))
+    assert part.stats[0]['converged'] and full.stats[0]['converged']
+    assert part.stats[0]['iters'] < full.stats[0]['iters']
+    assert 0 < part.stats[0]['correct_frac'] <= 0.3
+
+
+def test_perm_keeps_the_values_and_breaks_the_positions():
+    g = torch.Generator().manual_seed(0)
+    r = torch.randn(3, 16, 16, generator=g)
+    q = permute_perturbation(r, torch.Generator().manual_seed(1))
+    assert not torch.equal(q, r)
+    # the multiset of pixel colour vectors is unchanged
+    key = lambda t: sorted(map(tuple, t.flatten(1).T.tolist()))  # noqa: E731
+    assert key(q) == key(r)
+    assert perturbation_stats(q) == pytest.approx(perturbation_stats(r))
+    q2 = permute_perturbation(r, torch.Generator().manual_seed(1))
+    assert torch.equal(q, q2)
+
+
+def test_perceptibility_formula():
+    r = torch.zeros(3, 2, 2)
+    r[:, 0, 0] = torch.tensor([255.0, 0.0, 0.0])   # one pixel, ||r_k|| = 1 on [0, 1]
+    s = perturbation_stats(r)
+    assert s['p'] == pytest.approx((1 / 4) ** 0.5)
+    assert s['linf'] == pytest.approx(255.0)
+
+
+@pytest.mark.parametrize('kwargs', [dict(gamma=0), dict(max_iters=-1), dict(adv_labels='nope'),
+                                    dict(stop_fraction=1.0), dict(epsilon=0)])
+def test_bad_arguments_raise(kwargs):
+    with pytest.raises(ValueError):
+        DAG(**kwargs)

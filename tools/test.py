@@ -1,0 +1,155 @@
+"""Test (and attack) an MMSegmentation / MMDetection model with DAG.
+
+The OpenMMLab ``tools/test.py`` with two additions: ``--attack dag`` adds
+``mmdag.DAGAttackHook`` and wraps the test evaluator in ``mmdag.DAGMetric``
+(a config that already names them needs no flag), and ``--attack-options``
+sets DAG's arguments. One run reports ORIG / ADVR / PERM of the config's
+metric, the attack statistics, and writes ``<work_dir>/dag_report.json``.
+
+    python tools/test.py CONFIG CHECKPOINT --attack dag [--attack-options max_iters=50]
+    bash tools/dist_test.sh CONFIG CHECKPOINT GPUS --attack dag
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='mmdag: test (and DAG-attack) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file (local path or http(s) URL)')
+    parser.add_argument('--attack', choices=['dag', 'none'], default=None,
+                        help="'dag' adds the DAG hook and metric wrapper; 'none' tests clean. "
+                        'Default: whatever the config says')
+    parser.add_argument('--attack-options', nargs='+', action=DictAction, default={},
+                        help='DAG arguments, e.g. max_iters=50 gamma=0.5 adv_labels=random '
+                        'stop_fraction=0.01 quantize=True')
+    parser.add_argument('--num-figures', type=int, default=None,
+                        help='save this many Figure-1-style pictures to <work_dir>/figures')
+    parser.add_argument('--work-dir', help='directory for logs, dag_report.json and figures')
+    parser.add_argument('--out', type=str,
+                        help='(mmseg) directory to save the ADVR predictions')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def fail(msg: str) -> None:
+    print(f'error: {msg}', file=sys.stderr)
+    sys.exit(2)
+
+
+def check_inputs(args) -> None:
+    """Catch the usual mistakes before anything is built or written."""
+    if not osp.isfile(args.config):
+        fail(f'config {args.config} not found: pass the path of a config file '
+             '(e.g. configs/dag/fcn_r50-d8_4xb4-20k_voc12aug-512x512_dag.py)')
+    ck = args.checkpoint
+    if not ck.startswith(('http://', 'https://', 'open-mmlab://', 'openmmlab://',
+                          'torchvision://', 'modelzoo://')) and not osp.isfile(osp.expanduser(ck)):
+        fail(f'checkpoint {ck} not found: pass an existing checkpoint file or a zoo URL')
+
+
+def check_work_dir(work_dir: str) -> None:
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        probe = osp.join(work_dir, f'.write_probe_{os.getpid()}')
+        with open(probe, 'w') as f:
+            f.write('ok')
+        os.remove(probe)
+    except OSError as e:
+        fail(f'work dir {work_dir} is not writable ({e.strerror}): pass --work-dir DIR '
+             'somewhere you can write')
+
+
+def setup_cpu_distributed(cfg) -> None:
+    """mmengine 0.10.7 cannot launch on a CPU-only torch (init_dist calls
+    torch.cuda.set_device; the default DDP wrapper passes device_ids). Start
+    the gloo process group here and wrap the model without DDP."""
+    import torch
+    import torch.distributed as dist
+    if torch.cuda.is_available() or dist.is_initialized():
+        return
+    dist.init_process_group(backend='gloo')
+    cfg.model_wrapper_cfg = dict(type='mmdag.TestOnlyDistributedWrapper')
+    cfg.env_cfg = dict(cfg.get('env_cfg', None) or {})
+    cfg.env_cfg['dist_cfg'] = dict(backend='gloo')
+
+
+def build_cfg(args):
+    from mmengine.config import Config
+
+    from mmdag.apis.config import add_dag_to_config
+    try:
+        cfg = Config.fromfile(args.config)
+    except Exception as e:  # a broken or wrong config: one line, not a traceback
+        fail(f'cannot read config {args.config}: {type(e).__name__}: {e}')
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    for key in ('model', 'test_dataloader', 'test_evaluator'):
+        if key not in cfg:
+            fail(f'config {args.config} has no {key}: use a full mmseg/mmdet test config')
+    if args.attack == 'dag' or args.attack_options or args.num_figures is not None:
+        hook_options = {}
+        if args.num_figures is not None:
+            hook_options['num_figures'] = args.num_figures
+        add_dag_to_config(cfg, dict(args.attack_options), hook_options)
+    elif args.attack == 'none':
+        cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) or []
+                            if not str(h.get('type', '')).endswith('DAGAttackHook')]
+        ev = cfg.test_evaluator
+        if str(ev.get('type', '')).endswith('DAGMetric'):
+            cfg.test_evaluator = ev['metric']
+    if args.out is not None:
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_inputs(args)
+    cfg = build_cfg(args)
+    check_work_dir(cfg.work_dir)
+    if args.launcher != 'none':
+        setup_cpu_distributed(cfg)
+
+    from mmengine.runner import Runner
+
+    from mmdag.summary import format_table
+    from mmdag.targets import UnsupportedModelError
+    try:
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else _build_runner(cfg)
+        metrics = runner.test()
+    except UnsupportedModelError as e:
+        fail(str(e))
+    from mmengine.dist import is_main_process
+    if is_main_process() and any(k.startswith('advr/') for k in metrics):
+        print(format_table({osp.splitext(osp.basename(args.config))[0]: metrics}))
+        print(f'report: {osp.join(cfg.work_dir, "dag_report.json")}')
+    return metrics
+
+
+def _build_runner(cfg):
+    from mmengine.registry import RUNNERS
+    return RUNNERS.build(cfg)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,36 @@
+"""Train a model with the stock mmengine runner (used for the demo models).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--cfg-options k=v ...]
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def main(argv=None):
+    from mmengine.config import Config, DictAction
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    import mmdag  # noqa: F401  (trusted local checkpoints for resume)
+
+    p = argparse.ArgumentParser(description='train a model with mmengine')
+    p.add_argument('config')
+    p.add_argument('--work-dir')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    a = p.parse_args(argv)
+    if not osp.isfile(a.config):
+        sys.exit(f'error: config {a.config} not found')
+    cfg = Config.fromfile(a.config)
+    if a.cfg_options:
+        cfg.merge_from_dict(a.cfg_options)
+    cfg.work_dir = a.work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(a.config))[0])
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
