@@ -27,7 +27,7 @@ def format_table(rows: Dict[str, dict]) -> str:
 
         def get(variant):
             v = m.get(f'{variant}/{metric}')
-            return f'{v:7.2f}' if isinstance(v, (int, float)) else f"{'-':>7}"
+            return f'{float(v):7.2f}' if v is not None else f"{'-':>7}"
 
         iters, p, linf, succ = (m.get(f'dag/{k}') for k in ('iters', 'p', 'linf', 'success'))
         lines.append(

@@ -1,5 +1,7 @@
-# DAG on a segmentation test set: the hook attacks every test batch, the
-# evaluator reports IoUMetric on orig / advr / perm plus the attack statistics.
+# DAG on a segmentation test set: the hook attacks every test batch. A config
+# using this base also wraps its test_evaluator in mmdag.DAGMetric (bases may
+# not both set one key), which reports the metric on orig / advr / perm and the
+# attack statistics.
 # The paper's settings: gamma 0.5 (0..255 scale), at most 200 iterations,
 # a random wrong label per pixel, stop when no pixel is still correct.
 custom_imports = dict(imports=['mmdag'], allow_failed_imports=False)
@@ -17,7 +19,3 @@ custom_hooks = [
         variants=('orig', 'perm'),
         num_figures=4)
 ]
-test_evaluator = dict(
-    _delete_=True,
-    type='mmdag.DAGMetric',
-    metric=dict(type='IoUMetric', iou_metrics=['mIoU']))

@@ -64,11 +64,13 @@ class SegmentationTargets(TargetSet):
                  use_gt: bool = True) -> None:
         self.model = model
         self.samples = list(data_samples)
-        num_classes = model.decode_head.out_channels
+        head = model.decode_head
+        head = head[-1] if isinstance(head, torch.nn.ModuleList) else head  # cascade: last stage
+        num_classes = model.out_channels
         if num_classes < 2:
             raise ValueError('DAG needs a multi-class head (out_channels >= 2); this segmentor '
                              'has a single sigmoid output, which has no wrong label to push up.')
-        ignore = getattr(model.decode_head, 'ignore_index', 255)
+        ignore = getattr(head, 'ignore_index', 255)
         device = next(model.parameters()).device
         labels, self.index = [], []
         clean: Optional[List[Tensor]] = None
