@@ -102,7 +102,7 @@ def _shape_mask(rng, h, w, shape, cy, cx, size):
     return m.astype(bool)
 
 
-def _background(rng, h, w):
+def _background(rng, h, w, noise=8.0):
     low = rng.uniform(40, 200, (3, 3, 3)).astype(np.float32)
     bg = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
     for _ in range(rng.integers(3, 7)):  # distractor textures of no class
@@ -112,12 +112,13 @@ def _background(rng, h, w):
         m = _shape_mask(rng, h, w, rng.choice(['ellipse', 'rect', 'blob']),
                         int(rng.uniform(0, h)), int(rng.uniform(0, w)), int(rng.uniform(8, 30)))
         bg[m] = 0.5 * bg[m] + 0.5 * tex[m]
-    bg += rng.normal(0, 8, bg.shape)
+    if noise > 0:
+        bg += rng.normal(0, noise, bg.shape)
     return bg
 
 
-def make_sample(rng, h, w, max_objects=3):
-    img = _background(rng, h, w)
+def make_sample(rng, h, w, max_objects=3, noise=8.0):
+    img = _background(rng, h, w, noise)
     seg = np.zeros((h, w), np.uint8)
     objects = []
     names = list(OBJECTS)
@@ -130,7 +131,9 @@ def make_sample(rng, h, w, max_objects=3):
         if m.sum() < 40:
             continue
         tex = _texture(rng, h, w, kind, period * rng.uniform(0.8, 1.25), rng.uniform(h0, h1))
-        img[m] = tex[m].astype(np.float32) + rng.normal(0, 6, (int(m.sum()), 3))
+        img[m] = tex[m].astype(np.float32)
+        if noise > 0:
+            img[m] += rng.normal(0, noise * 0.75, (int(m.sum()), 3))
         seg[m] = VOC_CLASSES.index(name)
         objects.append((name, m))
     # boxes from what stays visible (later objects occlude earlier ones)
@@ -171,7 +174,7 @@ def write_xml(path, name, w, h, boxes):
     ET.ElementTree(ann).write(path)
 
 
-def generate(root, num_train=240, num_val=40, width=160, height=120, seed=0):
+def generate(root, num_train=240, num_val=40, width=160, height=120, seed=0, noise=8.0):
     voc = osp.join(root, 'VOCdevkit', 'VOC2012')
     dirs = {k: osp.join(voc, k) for k in ('JPEGImages', 'SegmentationClass', 'Annotations',
                                           'ImageSets/Segmentation', 'ImageSets/Main')}
@@ -183,7 +186,7 @@ def generate(root, num_train=240, num_val=40, width=160, height=120, seed=0):
     for k in range(num_train + num_val):
         split = 'train' if k < num_train else 'val'
         name = f'2012_{k:06d}'
-        img, seg, boxes = make_sample(rng, height, width)
+        img, seg, boxes = make_sample(rng, height, width, noise=noise)
         cv2.imwrite(osp.join(dirs['JPEGImages'], name + '.jpg'), img,
                     [cv2.IMWRITE_JPEG_QUALITY, 95])
         png = Image.fromarray(seg, mode='P')
@@ -209,10 +212,12 @@ def main(argv=None):
     p.add_argument('--width', type=int, default=160)
     p.add_argument('--height', type=int, default=120)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--noise', type=float, default=8.0,
+                   help='std of the sensor-like Gaussian noise (grey levels). Defaults to 8')
     a = p.parse_args(argv)
     if a.num_train < 0 or a.num_val < 1 or a.width < 32 or a.height < 32:
         sys.exit('error: need --num-val >= 1 and images of at least 32x32 pixels')
-    voc = generate(a.root, a.num_train, a.num_val, a.width, a.height, a.seed)
+    voc = generate(a.root, a.num_train, a.num_val, a.width, a.height, a.seed, a.noise)
     print(f'synthetic VOC written to {voc} ({a.num_train} train, {a.num_val} val)')
 
 

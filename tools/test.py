@@ -95,8 +95,6 @@ def build_cfg(args):
     except Exception as e:  # a broken or wrong config: one line, not a traceback
         fail(f'cannot read config {args.config}: {type(e).__name__}: {e}')
     cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -116,6 +114,9 @@ def build_cfg(args):
         ev = cfg.test_evaluator
         if str(ev.get('type', '')).endswith('DAGMetric'):
             cfg.test_evaluator = ev['metric']
+    # after the DAG pieces are in, so that e.g. custom_hooks.0.attack.max_iters=50 works
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     if args.out is not None:
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
@@ -132,12 +133,18 @@ def main(argv=None):
 
     from mmengine.runner import Runner
 
+    from mmdag.errors import MMDagError
     from mmdag.summary import format_table
-    from mmdag.targets import UnsupportedModelError
     try:
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else _build_runner(cfg)
+    except Exception as e:  # unknown types, bad arguments: one line, the cause named
+        if os.environ.get('MMDAG_DEBUG'):
+            raise
+        fail(f'cannot build the runner from {args.config}: {type(e).__name__}: {e} '
+             '(set MMDAG_DEBUG=1 for the traceback)')
+    try:
         metrics = runner.test()
-    except UnsupportedModelError as e:
+    except MMDagError as e:
         fail(str(e))
     from mmengine.dist import is_main_process
     if is_main_process() and any(k.startswith('advr/') for k in metrics):

@@ -48,7 +48,9 @@ def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
         model: a built segmentor or detector (unwrapped), with weights.
         data_batch (dict): ``dict(inputs=[uint8 [3,H,W], ...],
             data_samples=[...])`` as a test dataloader yields it.
-        attack (DAG | dict, optional): the attack or its keyword arguments.
+        attack (DAG | dict, optional): the attack (any callable
+            ``(images, targets, seeds) -> DAGResult`` with a ``seed``
+            attribute) or the keyword arguments of :class:`DAG`.
             Defaults to the paper's settings.
         targets_cfg (dict, optional): keyword arguments of the target adapter.
 
@@ -56,7 +58,7 @@ def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
         tuple: the :class:`DAGResult` (adversarial images in the loader's
         frame and channel order, float 0..255) and the target set.
     """
-    if not isinstance(attack, DAG):
+    if attack is None or isinstance(attack, dict):
         attack = DAG(**(attack or {}))
     inputs = data_batch['inputs']
     samples = data_batch['data_samples']

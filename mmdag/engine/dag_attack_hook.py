@@ -12,6 +12,7 @@ from mmengine.structures import BaseDataElement
 from mmdag.apis.attack import attack_batch, perm_images
 from mmdag.attacks import DAG
 from mmdag.registry import HOOKS
+from mmdag.targets import find_adapter
 
 from .figures import save_figure
 
@@ -78,6 +79,8 @@ class DAGAttackHook(Hook):
         self._figures_left = num_figures
 
     def before_test(self, runner) -> None:
+        # fail before the first batch if no adapter fits the model
+        find_adapter(runner.model.module if is_model_wrapper(runner.model) else runner.model)
         self._figures_left = self.num_figures if is_main_process() else 0
 
     def before_test_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None) -> None:

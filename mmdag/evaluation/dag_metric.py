@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 import numpy as np
 from mmengine.evaluator import BaseMetric
 
+from mmdag.errors import MMDagError
 from mmdag.registry import METRICS
 
 VARIANTS = ('orig', 'advr', 'perm')
@@ -68,14 +69,14 @@ class DAGMetric(BaseMetric):
     @staticmethod
     def _variant(sample: dict, variant: str) -> dict:
         if 'dag_stats' not in sample:
-            raise RuntimeError('DAGMetric found no attack results on the data samples: add '
+            raise MMDagError('DAGMetric found no attack results on the data samples: add '
                                "dict(type='mmdag.DAGAttackHook') to custom_hooks "
                                "(or run tools/test.py with --attack dag).")
         out = {k: v for k, v in sample.items() if k not in _DAG_FIELDS}
         if variant != 'advr':
             preds = sample['dag_variants'].get(variant)
             if preds is None:
-                raise RuntimeError(f"DAGMetric needs the '{variant}' predictions: add it to the "
+                raise MMDagError(f"DAGMetric needs the '{variant}' predictions: add it to the "
                                    "DAGAttackHook's variants.")
             out.update(preds)
         return out

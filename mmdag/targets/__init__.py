@@ -1,14 +1,13 @@
 """Adapters: OpenMMLab model + data batch -> :class:`mmdag.attacks.TargetSet`."""
+from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
 from .segmentation import SegmentationTargets
 
 
-class UnsupportedModelError(TypeError):
-    """Raised for a model that no target adapter fits."""
-
-
 def find_adapter(model):
     """The adapter class registered in ``TARGETS`` that accepts ``model``."""
+    if hasattr(model, 'module') and not hasattr(model, 'test_step'):
+        model = model.module
     for cls in TARGETS.module_dict.values():
         if cls.accepts(model):
             return cls

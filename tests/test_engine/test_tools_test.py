@@ -1,0 +1,114 @@
+"""tools/test.py with the DAG hook and metric wrapper, run as a user runs it."""
+import json
+import os
+import os.path as osp
+
+import pytest
+
+from conftest import ROOT, TINY, data_root_opts, run_tool
+
+# Random weights: take the clean prediction as the label (use_gt=False) so that
+# every pixel starts correct and the attack has work to do.
+ATTACK = ['--attack', 'dag', '--attack-options', 'max_iters=4', 'gamma=2.0']
+
+
+def report(work_dir):
+    with open(osp.join(work_dir, 'dag_report.json')) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope='module')
+def attacked(tiny_voc, random_seg_checkpoint, tmp_path_factory):
+    wd = str(tmp_path_factory.mktemp('attacked'))
+    res = run_tool(['tools/test.py', TINY, random_seg_checkpoint, *ATTACK, '--num-figures', '2',
+                    '--work-dir', wd, '--cfg-options', *data_root_opts(tiny_voc),
+                    'custom_hooks.0.targets.use_gt=False'])
+    return wd, res
+
+
+def test_one_run_reports_orig_advr_perm_and_statistics(attacked):
+    wd, res = attacked
+    rep = report(wd)
+    assert set(rep['variants']) == {'orig', 'advr', 'perm'}
+    for v in rep['variants'].values():
+        assert {'mIoU', 'aAcc', 'mAcc'} <= set(v)
+    att = rep['attack']
+    assert att['images'] == 6 and att['no_targets'] == 0
+    assert 0 < att['iters'] <= 4
+    assert 0 < att['linf'] <= 8.0 + 1e-6 and att['p'] > 0
+    assert 0 <= att['success'] <= 1
+    assert rep['settings']['attack']['max_iters'] == 4
+    assert rep['checkpoint'].endswith('random_seg.pth')
+    assert 'ORIG' in res.stdout and 'ADVR' in res.stdout
+    figs = os.listdir(osp.join(wd, 'figures'))
+    assert len(figs) == 2 and all(f.endswith('.png') for f in figs)
+
+
+def test_orig_equals_a_clean_run_of_the_stock_metric(attacked, tiny_voc, random_seg_checkpoint,
+                                                      tmp_path):
+    wd, _ = attacked
+    clean = run_tool(['tools/test.py', TINY, random_seg_checkpoint, '--attack', 'none',
+                      '--work-dir', str(tmp_path), '--cfg-options', *data_root_opts(tiny_voc)])
+    assert not osp.exists(osp.join(str(tmp_path), 'dag_report.json'))
+    # the stock IoUMetric logs "mIoU: x" for the clean run
+    line = [ln for ln in clean.stdout.splitlines() + clean.stderr.splitlines()
+            if 'Iter(test)' in ln and 'mIoU:' in ln][-1]
+    miou = float(line.split('mIoU:')[1].split()[0])
+    assert report(wd)['variants']['orig']['mIoU'] == pytest.approx(miou, abs=0.01)
+
+
+def test_hook_added_to_a_stock_config_attacks_it(tiny_voc, trained_seg_checkpoint, tmp_path):
+    cfg = tmp_path / 'my_dag_config.py'
+    cfg.write_text(
+        f"_base_ = ['{TINY}']\n"
+        "custom_imports = dict(imports=['mmdag'], allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='mmdag.DAGAttackHook', attack=dict(max_iters=20, gamma=1.0))]\n"
+        "test_evaluator = dict(_delete_=True, type='mmdag.DAGMetric',\n"
+        "                      metric=dict(type='IoUMetric', iou_metrics=['mIoU']))\n")
+    wd = str(tmp_path / 'wd')
+    run_tool(['tools/test.py', str(cfg), trained_seg_checkpoint, '--work-dir', wd,
+              '--cfg-options', *data_root_opts(tiny_voc)])
+    rep = report(wd)
+    v = rep['variants']
+    assert rep['attack']['iters'] > 0 and rep['attack']['target_success'] > 0.05
+    assert v['orig']['mIoU'] > 0 and v['advr']['mIoU'] < v['orig']['mIoU'] - 5
+
+
+@pytest.mark.parametrize('case', ['checkpoint', 'config', 'work_dir', 'model'])
+def test_bad_input_gets_one_clear_line(case, tiny_voc, random_seg_checkpoint, tmp_path):
+    args = [TINY, random_seg_checkpoint, '--attack', 'dag', '--work-dir', str(tmp_path / 'wd'),
+            '--cfg-options', *data_root_opts(tiny_voc)]
+    if case == 'checkpoint':
+        args[1] = str(tmp_path / 'missing.pth')
+        expect = 'checkpoint'
+    elif case == 'config':
+        args[0] = str(tmp_path / 'missing_config.py')
+        expect = 'config'
+    elif case == 'work_dir':
+        blocker = tmp_path / 'a_file'
+        blocker.write_text('x')
+        args[5] = str(blocker / 'wd')
+        expect = 'not writable'
+    else:
+        bad = tmp_path / 'not_a_segmentor.py'
+        bad.write_text(f"_base_ = ['{TINY}']\nmodel = dict(_delete_=True, type='ResNetV1c', depth=18)\n")
+        args[0] = str(bad)
+        expect = 'Supported families'
+    res = run_tool(['tools/test.py', *args], check=False)
+    assert res.returncode == 2, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and expect in last, last
+    assert not osp.exists(osp.join(str(tmp_path / 'wd'), 'dag_report.json'))
+
+
+def test_metric_without_hook_says_what_to_add(tiny_voc, random_seg_checkpoint, tmp_path):
+    cfg = tmp_path / 'metric_only.py'
+    cfg.write_text(
+        f"_base_ = ['{TINY}']\n"
+        "custom_imports = dict(imports=['mmdag'], allow_failed_imports=False)\n"
+        "test_evaluator = dict(_delete_=True, type='mmdag.DAGMetric',\n"
+        "                      metric=dict(type='IoUMetric'))\n")
+    res = run_tool(['tools/test.py', str(cfg), random_seg_checkpoint, '--work-dir', str(tmp_path),
+                    '--cfg-options', *data_root_opts(tiny_voc)], check=False)
+    assert res.returncode != 0
+    assert 'DAGAttackHook' in res.stderr.strip().splitlines()[-1]
