@@ -150,7 +150,17 @@ def main(argv=None):
     if is_main_process() and any(k.startswith('advr/') for k in metrics):
         print(format_table({osp.splitext(osp.basename(args.config))[0]: metrics}))
         print(f'report: {osp.join(cfg.work_dir, "dag_report.json")}')
+    shutdown_distributed()
     return metrics
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group cleanly: a gloo rank that exits with its
+    group alive can abort ('terminate called without an active exception')."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _build_runner(cfg):

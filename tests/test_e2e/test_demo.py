@@ -1,0 +1,29 @@
+"""The demo chain (data -> stock training -> DAG through tools/test.py) at a small size."""
+import json
+import os
+import os.path as osp
+
+import pytest
+
+from conftest import run_tool
+
+
+@pytest.mark.slow
+def test_demo_chain_small(tmp_path):
+    args = ['tools/demo.py', '--data-root', str(tmp_path / 'voc'), '--work-dir',
+            str(tmp_path / 'wd'), '--num-train', '48', '--num-val', '4', '--train-iters', '200',
+            '--attack-options', 'max_iters=30']
+    first = run_tool(args)
+    rep = json.load(open(tmp_path / 'wd' / 'seg' / 'dag_report.json'))
+    v = rep['variants']
+    # a briefly trained model is a real learner, and 30 DAG steps hurt it
+    assert v['orig']['mIoU'] > 30
+    assert v['advr']['mIoU'] < v['orig']['mIoU'] - 10
+    assert abs(v['perm']['mIoU'] - v['orig']['mIoU']) < abs(v['advr']['mIoU'] - v['orig']['mIoU'])
+    assert rep['attack']['images'] == 4 and rep['settings']['attack']['max_iters'] == 30
+    assert 'ORIG' in first.stdout and 'report:' in first.stdout
+    assert len(os.listdir(tmp_path / 'wd' / 'seg' / 'figures')) == 4
+    # cached: the second run neither rewrites the data nor retrains
+    second = run_tool(args)
+    assert 'already' in second.stdout and 'training the tiny FCN' not in second.stdout
+    assert osp.isfile(tmp_path / 'wd' / 'seg_train' / 'demo_seg.pth')
