@@ -15,7 +15,7 @@ import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
 
-def load_trusted_local(filename, map_location=None):
+def load_from_trusted_local(filename, map_location=None):
     """``mmengine.runner.checkpoint.load_from_local`` with ``weights_only=False``."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
@@ -24,4 +24,4 @@ def load_trusted_local(filename, map_location=None):
     return torch.load(filename, map_location=map_location, weights_only=False)
 
 
-CheckpointLoader.register_scheme(prefixes='', loader=load_trusted_local, force=True)
+CheckpointLoader.register_scheme(prefixes='', loader=load_from_trusted_local, force=True)

@@ -100,10 +100,21 @@ class DAGAttackHook(Hook):
         for k, s in enumerate(samples):
             s.set_field(result.stats[k], 'dag_stats')
             s.set_field({v: extra[v][k] for v in extra}, 'dag_variants')
+        self._log_progress(runner, batch_idx, result.stats)
         adv = [x.to(c.device) for x, c in zip(result.adv_images, clean)]
         data_batch['inputs'] = adv
         if self._figures_left > 0:
             self._save_figures(runner, model, clean, result, samples, extra)
+
+    @staticmethod
+    def _log_progress(runner, batch_idx: int, stats: list) -> None:
+        n = len(stats)
+        total = len(runner.test_dataloader) if hasattr(runner.test_dataloader, '__len__') else '?'
+        runner.logger.info(
+            f'DAG batch {batch_idx + 1}/{total}: {n} images, '
+            f"iters {sum(s['iters'] for s in stats) / n:.1f}, "
+            f"L-inf {sum(s['linf'] for s in stats) / n:.2f}, "
+            f"targets still correct {100 * sum(s['correct_frac'] for s in stats) / n:.1f}%")
 
     @staticmethod
     def _predict(model, images, samples) -> list:
