@@ -64,3 +64,13 @@ def run_tool(args, env=None, check=True):
     if check and res.returncode != 0:
         raise AssertionError(f'{args} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}')
     return res
+
+
+def zoo_config(path):
+    """Config of an installed OpenMMLab package: 'mmdet::faster_rcnn/x.py'."""
+    import importlib
+
+    from mmengine.config import Config
+    pkg, rel = path.split('::')
+    root = osp.dirname(importlib.import_module(pkg).__file__)
+    return Config.fromfile(osp.join(root, '.mim', 'configs', rel))

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from mmdag.attacks import DAG, DAGResult, permute_perturbation
+from mmdag.errors import MMDagError
 from mmdag.targets import build_targets
 
 
@@ -63,12 +64,13 @@ def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
     inputs = data_batch['inputs']
     samples = data_batch['data_samples']
     if len(inputs) == 0:
-        raise ValueError('empty data batch: nothing to attack')
+        raise MMDagError('empty data batch: nothing to attack (check the test dataset and ann_file)')
     device = next(model.parameters()).device
     images = [x.to(device).float() for x in inputs]
     for x in images:
         if x.dim() != 3 or x.shape[-1] == 0 or x.shape[-2] == 0:
-            raise ValueError(f'cannot attack an empty or malformed image of shape {tuple(x.shape)}')
+            raise MMDagError(f'cannot attack an empty or malformed image of shape {tuple(x.shape)}: '
+                             'check the image files and the test pipeline')
     with attack_mode(model):
         targets = build_targets(model, images, samples, **(targets_cfg or {}))
         result = attack(images, targets, seeds=image_seeds(samples, attack.seed))

@@ -111,10 +111,12 @@ class DAG:
         self.seed = int(seed)
 
     # ------------------------------------------------------------------ labels
-    def _choose_adv_labels(self, i_seed: int, labels: Tensor, num_classes: int,
+    def _choose_adv_labels(self, i_seed: int, labels: Tensor, targets: TargetSet,
                            clean_logits: Tensor) -> Tensor:
+        num_classes = targets.num_classes
         gen = torch.Generator().manual_seed(i_seed)
-        kwargs = dict(clean_logits=clean_logits, exclude=self.exclude_classes)
+        exclude = tuple(self.exclude_classes) + tuple(targets.exclude_adv)
+        kwargs = dict(clean_logits=clean_logits, exclude=exclude)
         if self.adv_labels == 'permute':
             # one permutation for the whole run: it depends on the base seed only
             kwargs['perm'] = derangement(num_classes, torch.Generator().manual_seed(self.seed))
@@ -162,7 +164,7 @@ class DAG:
                 z = logits[j]
                 if adv[i] is None:  # m == 0: z are the clean logits
                     adv[i] = self._choose_adv_labels(
-                        self.seed * 1_000_003 + seeds[i], labels[i], targets.num_classes, z)
+                        self.seed * 1_000_003 + seeds[i], labels[i], targets, z)
                 attacked = adv[i] >= 0
                 active = targets.correct(z, labels[i]) & attacked   # T_m
                 n_att = int(attacked.sum())

@@ -60,9 +60,13 @@ def permute_labels(labels: Tensor, num_classes: int, generator: torch.Generator,
 def target_labels(labels: Tensor, num_classes: int, generator: torch.Generator,
                   clean_logits: Optional[Tensor] = None,
                   exclude: Sequence[int] = (), target: int = 0) -> Tensor:
-    """All targets to one class; targets already of that class are dropped."""
+    """All targets to one class; targets already of that class are dropped.
+
+    The class is asked for explicitly, so ``exclude`` does not apply: a
+    detector's background is a valid target (the objects vanish).
+    """
     adv = torch.full_like(labels, target)
-    adv[labels == target] = -1
+    adv[labels == target] = -1   # an explicit target overrides ``exclude``
     return adv
 
 

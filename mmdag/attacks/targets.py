@@ -23,6 +23,10 @@ class TargetSet:
         num_classes (int): number of classes ``C`` of the logits.
     """
 
+    #: classes the model's own structure forbids as adversarial labels (e.g. a
+    #: detector's background logit); an attack adds them to its own exclusions.
+    exclude_adv: Sequence[int] = ()
+
     def __init__(self, labels: List[Tensor], num_classes: int) -> None:
         self.labels = labels
         self.num_classes = num_classes

@@ -2,6 +2,7 @@
 from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
 from .segmentation import SegmentationTargets
+from .two_stage import TwoStageTargets
 
 
 def find_adapter(model):
@@ -22,4 +23,4 @@ def build_targets(model, inputs, data_samples, **kwargs):
     return find_adapter(model)(model, inputs, data_samples, **kwargs)
 
 
-__all__ = ['SegmentationTargets', 'UnsupportedModelError', 'build_targets', 'find_adapter']
+__all__ = ['SegmentationTargets', 'TwoStageTargets', 'UnsupportedModelError', 'build_targets', 'find_adapter']

@@ -3,8 +3,8 @@ import copy
 
 import pytest
 import torch
+from conftest import zoo_config
 from mmengine.config import Config
-from mmengine.hub import get_config
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
@@ -24,7 +24,7 @@ TINY = 'configs/demo/fcn_tiny_synthetic-voc.py'
 def build(cfg_path, slim=True, **test_cfg):
     from mmseg.registry import MODELS
     init_default_scope('mmseg')
-    cfg = (get_config(cfg_path) if '::' in cfg_path else Config.fromfile(cfg_path)).model
+    cfg = (zoo_config(cfg_path) if '::' in cfg_path else Config.fromfile(cfg_path)).model
     cfg.pretrained = None
     if slim and '::' in cfg_path:
         cfg.backbone.depth = 18   # same zoo head and decode path, smaller backbone
@@ -135,3 +135,14 @@ def test_cascade_encoder_decoder():
 def test_unsupported_model_gets_one_clear_error():
     with pytest.raises(UnsupportedModelError, match='Supported families: MMSegmentation'):
         build_targets(torch.nn.Linear(2, 2), [], [])
+
+
+def test_empty_image_gets_a_clear_error():
+    from mmdag.errors import MMDagError
+    model = build(TINY)
+    batch = make_batch(num=1, h=24, w=24)
+    batch['inputs'] = [torch.zeros(3, 0, 24, dtype=torch.uint8)]
+    with pytest.raises(MMDagError, match='empty'):
+        attack_batch(model, batch)
+    with pytest.raises(MMDagError, match='empty data batch'):
+        attack_batch(model, dict(inputs=[], data_samples=[]))

@@ -1,0 +1,128 @@
+"""Region proposals of an MMDetection two-stage detector as DAG targets."""
+from typing import List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from mmdag.attacks import TargetSet
+from mmdag.errors import UnsupportedModelError
+from mmdag.registry import TARGETS
+
+
+def _features(model, images: Sequence[Tensor], samples: list):
+    data = model.data_preprocessor(dict(inputs=list(images), data_samples=samples), False)
+    metas = [s.metainfo for s in data['data_samples']]
+    return model.extract_feat(data['inputs']), metas
+
+
+def _roi_logits(model, x, boxes: List[Tensor], metas: list) -> List[Tensor]:
+    """Classification logits ``[n_i, C + 1]`` of the RoI head on fixed boxes.
+
+    Standard RoI heads (FPN or C4 shared head, Mask R-CNN's box branch): the
+    box head's ``cls_score``. Cascade heads: the score the cascade reports at
+    test time, the mean of every stage's logits, each stage on the boxes the
+    previous stage refined (``CascadeRoIHead._refine_roi``).
+    """
+    from mmdet.structures.bbox import bbox2roi
+    rois = bbox2roi(boxes)
+    head = model.roi_head
+    if hasattr(head, '_refine_roi'):
+        _, scores, _ = head._refine_roi(x, rois, metas, [len(b) for b in boxes])
+        return list(scores)
+    return list(head._bbox_forward(x, rois)['cls_score'].split([len(b) for b in boxes], 0))
+
+
+@TARGETS.register_module()
+class TwoStageTargets(TargetSet):
+    """Dense RPN proposals that overlap a ground-truth box (Xie et al., Sec. 3.2).
+
+    On the clean image the detector's own RPN proposes boxes with NMS at
+    ``rpn_nms_iou`` (0.9 instead of the usual 0.7, so the set is dense) keeping
+    ``rpn_max_per_img``; a proposal is a target when its IoU with its
+    best-matching ground-truth box exceeds ``iou_thr`` and the clean score of
+    that box's class exceeds ``score_thr``; its label is that class. The
+    proposals stay fixed during the attack: each iteration runs backbone, neck
+    and RoI head only. The background logit is never an adversarial label.
+
+    Args:
+        model: a ``TwoStageDetector`` with an RPN (unwrapped, eval mode).
+        inputs (list[Tensor]): clean images ``[3, H, W]`` (0..255).
+        data_samples (list[DetDataSample]): samples with ``gt_instances``.
+        rpn_nms_iou (float): RPN NMS IoU threshold. Defaults to 0.9.
+        rpn_max_per_img (int): proposals kept after NMS. Defaults to 3000.
+        rpn_nms_pre (int): top-scoring anchors per level before NMS.
+            Defaults to 6000.
+        iou_thr (float): minimum IoU with a ground-truth box. Defaults to 0.1.
+        score_thr (float): minimum clean softmax score of the box's class.
+            Defaults to 0.1.
+        gt_frame (str): 'original' when the test pipeline loads annotations
+            after ``Resize`` (the mmdet zoo configs), so boxes are scaled by
+            ``scale_factor``; 'input' when they are already resized.
+            Defaults to 'original'.
+    """
+
+    family = 'MMDetection two-stage (Faster/Mask/Cascade R-CNN with an RPN)'
+
+    @staticmethod
+    def accepts(model) -> bool:
+        from mmdet.models.detectors import TwoStageDetector
+        return isinstance(model, TwoStageDetector)
+
+    def __init__(self, model, inputs: Sequence[Tensor], data_samples: list,
+                 rpn_nms_iou: float = 0.9, rpn_max_per_img: int = 3000, rpn_nms_pre: int = 6000,
+                 iou_thr: float = 0.1, score_thr: float = 0.1, gt_frame: str = 'original') -> None:
+        from mmdet.structures.bbox import bbox_overlaps
+        from mmengine.config import ConfigDict
+        if not getattr(model, 'with_rpn', False):
+            raise UnsupportedModelError(
+                f'{type(model).__name__} has no RPN: DAG on two-stage detectors attacks the '
+                "detector's own proposals (precomputed proposals are not supported)")
+        bbox_head = model.roi_head.bbox_head
+        bbox_head = bbox_head[-1] if isinstance(bbox_head, torch.nn.ModuleList) else bbox_head
+        if getattr(bbox_head.loss_cls, 'use_sigmoid', False) or bbox_head.custom_cls_channels:
+            raise UnsupportedModelError(
+                'this RoI head does not score C classes + background with a softmax; '
+                'DAG on two-stage detectors supports softmax box heads')
+        if gt_frame not in ('original', 'input'):
+            raise ValueError(f"gt_frame must be 'original' or 'input', got {gt_frame!r}")
+        self.model = model
+        self.samples = list(data_samples)
+        self.settings = dict(rpn_nms_iou=rpn_nms_iou, rpn_max_per_img=rpn_max_per_img,
+                             rpn_nms_pre=rpn_nms_pre, iou_thr=iou_thr, score_thr=score_thr)
+        num_classes = bbox_head.num_classes
+        rpn_cfg = ConfigDict(dict(model.rpn_head.test_cfg or {}))
+        rpn_cfg.update(nms_pre=rpn_nms_pre, max_per_img=rpn_max_per_img,
+                       nms=dict(type='nms', iou_threshold=rpn_nms_iou))
+        rpn_cfg.setdefault('min_bbox_size', 0)
+        with torch.no_grad():
+            x, metas = _features(model, [im.float() for im in inputs], self.samples)
+            outs = model.rpn_head(x)
+            proposals = model.rpn_head.predict_by_feat(*outs, batch_img_metas=metas, cfg=rpn_cfg,
+                                                       rescale=False)
+            boxes = [p.bboxes for p in proposals]
+            clean = _roi_logits(model, x, boxes, metas)
+        self.boxes, labels = [], []
+        for i, s in enumerate(self.samples):
+            gt = s.get('gt_instances')
+            gt_boxes = gt.bboxes if gt is not None else torch.zeros(0, 4)
+            gt_boxes = getattr(gt_boxes, 'tensor', gt_boxes).to(boxes[i].device).float()
+            if gt_frame == 'original' and len(gt_boxes):
+                sf = s.metainfo.get('scale_factor', (1.0, 1.0))
+                gt_boxes = gt_boxes * gt_boxes.new_tensor([sf[0], sf[1], sf[0], sf[1]])
+            if len(gt_boxes) == 0 or len(boxes[i]) == 0:
+                keep = torch.zeros(len(boxes[i]), dtype=torch.bool, device=boxes[i].device)
+                lab = torch.zeros(len(boxes[i]), dtype=torch.long, device=boxes[i].device)
+            else:
+                iou = bbox_overlaps(boxes[i], gt_boxes)
+                best_iou, best = iou.max(1)
+                lab = gt.labels.to(boxes[i].device)[best].long()
+                score = clean[i].softmax(1).gather(1, lab[:, None])[:, 0]
+                keep = (best_iou > iou_thr) & (score > score_thr)
+            self.boxes.append(boxes[i][keep].detach())
+            labels.append(lab[keep])
+        super().__init__(labels, num_classes + 1)
+        self.exclude_adv = (num_classes, )   # background is never an adversarial label
+
+    def logits(self, images: Sequence[Tensor], indices: Sequence[int]) -> List[Tensor]:
+        x, metas = _features(self.model, images, [self.samples[i] for i in indices])
+        return _roi_logits(self.model, x, [self.boxes[i] for i in indices], metas)

@@ -1,0 +1,104 @@
+"""The two-stage detection adapter on mmdet zoo configs built with random weights."""
+import pytest
+import torch
+from conftest import zoo_config
+from mmengine.model.utils import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+from mmengine.structures import InstanceData
+
+from mmdag.apis.attack import attack_mode
+from mmdag.attacks import DAG
+from mmdag.targets import TwoStageTargets, find_adapter
+
+ZOO = {
+    'faster_fpn': 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+    'faster_c4': 'mmdet::faster_rcnn/faster-rcnn_r50-caffe_c4-1x_coco.py',
+    'cascade': 'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py',
+    'mask': 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+}
+# random weights score every class about 1/81: keep every overlapping proposal
+TARGETS = dict(score_thr=0.0, rpn_max_per_img=300)  # fewer RoIs: fast on a CPU
+
+
+def build(name):
+    from mmdet.registry import MODELS
+    init_default_scope('mmdet')
+    cfg = zoo_config(ZOO[name]).model
+    cfg.backbone.pop('init_cfg', None)
+    if 'neck' in cfg:   # a slimmer backbone, same heads and decode path
+        cfg.backbone.depth = 18
+        cfg.neck.in_channels = [64, 128, 256, 512]
+    torch.manual_seed(0)
+    return revert_sync_batchnorm(MODELS.build(cfg)).eval()
+
+
+def make_batch(num=2, h=96, w=128, seed=0):
+    from mmdet.structures import DetDataSample
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for k in range(num):
+        inputs.append((torch.rand(3, h, w, generator=g) * 255).round().to(torch.uint8))
+        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h // 2, w // 2),
+                                        scale_factor=(2.0, 2.0), img_path=f'det_{k}.jpg'))
+        # boxes in the original frame (the zoo pipelines load them after Resize)
+        s.gt_instances = InstanceData(bboxes=torch.tensor([[5.0, 5.0, 30.0, 25.0],
+                                                           [20.0, 10.0, 60.0, 45.0]]),
+                                      labels=torch.tensor([3, 17]))
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def eq1(targets, images, adv):
+    with torch.no_grad():
+        z = targets.logits([x.float() for x in images], list(range(len(images))))
+    return sum((zi.gather(1, l[:, None]) - zi.gather(1, a[:, None])).sum().item()
+               for zi, l, a in zip(z, targets.labels, adv))
+
+
+@pytest.mark.parametrize('name', sorted(ZOO))
+def test_two_stage_zoo_detectors_attack_reduces_eq1(name):
+    model = build(name)
+    assert find_adapter(model) is TwoStageTargets
+    batch = make_batch()
+    images = [x.float() for x in batch['inputs']]
+    with attack_mode(model):
+        t = TwoStageTargets(model, images, batch['data_samples'], **TARGETS)
+        assert all(len(lab) > 0 for lab in t.labels)
+        assert all(set(lab.tolist()) <= {3, 17} for lab in t.labels)
+        # random weights rarely score the true class first: take the clean
+        # prediction as the label so that every target starts active
+        with torch.no_grad():
+            t.labels = [z.argmax(1) for z in t.logits(images, [0, 1])]
+        res = DAG(max_iters=2, gamma=1.0)(images, t)
+    assert all(s['iters'] == 2 for s in res.stats)
+    assert eq1(t, res.adv_images, res.adv_labels) < eq1(t, batch['inputs'], res.adv_labels)
+    bg = t.num_classes - 1
+    assert all((a != bg).all() for a in res.adv_labels)
+
+
+def test_proposals_are_dense_and_stay_fixed():
+    model = build('faster_fpn')
+    batch = make_batch(num=1)
+    images = [x.float() for x in batch['inputs']]
+    sparse = TwoStageTargets(model, images, batch['data_samples'], rpn_nms_iou=0.7,
+                             rpn_max_per_img=1000, score_thr=0.0)
+    dense = TwoStageTargets(model, images, batch['data_samples'], score_thr=0.0)
+    assert len(dense.labels[0]) > len(sparse.labels[0])
+
+    def no_rpn(*args, **kwargs):
+        raise AssertionError('the RPN ran during the attack')
+    model.rpn_head.forward = no_rpn
+    with torch.enable_grad():
+        z = dense.logits([images[0].clone().requires_grad_(True)], [0])[0]
+    assert z.shape == (len(dense.labels[0]), 81)
+
+
+def test_gt_boxes_are_scaled_to_the_input_frame():
+    model = build('faster_fpn')
+    batch = make_batch(num=1)
+    images = [x.float() for x in batch['inputs']]
+    t = TwoStageTargets(model, images, batch['data_samples'], iou_thr=0.5, **TARGETS)
+    from mmdet.structures.bbox import bbox_overlaps
+    gt = batch['data_samples'][0].gt_instances.bboxes * 2
+    assert len(t.boxes[0]) > 0
+    assert (bbox_overlaps(t.boxes[0], gt).max(1).values > 0.5).all()
