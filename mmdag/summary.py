@@ -16,7 +16,7 @@ def main_metric(metrics: dict) -> Optional[str]:
 
 
 def format_table(rows: Dict[str, dict]) -> str:
-    """One line per run: metric on ORIG / ADVR / PERM and the attack statistics."""
+    """One line per run: metric (in %) on ORIG / ADVR / PERM and the attack statistics."""
     header = (f"{'model':<40} {'metric':<8} {'ORIG':>7} {'ADVR':>7} {'PERM':>7} "
               f"{'iters':>7} {'p':>9} {'L-inf':>7} {'success':>8}")
     lines = [header, '-' * len(header)]
@@ -25,9 +25,12 @@ def format_table(rows: Dict[str, dict]) -> str:
         if metric is None:
             continue
 
+        # mmdet's VOC/COCO metrics report AP as a fraction, mmseg's IoU in %
+        scale = 100.0 if 'AP' in metric.rsplit('/', 1)[-1] else 1.0
+
         def get(variant):
             v = m.get(f'{variant}/{metric}')
-            return f'{float(v):7.2f}' if v is not None else f"{'-':>7}"
+            return f'{scale * float(v):7.2f}' if v is not None else f"{'-':>7}"
 
         iters, p, linf, succ = (m.get(f'dag/{k}') for k in ('iters', 'p', 'linf', 'success'))
         lines.append(

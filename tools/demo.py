@@ -3,9 +3,10 @@
     make demo            # = python tools/demo.py
 
 1. writes a synthetic VOC2012-format dataset (tools/make_synthetic_voc.py),
-2. trains a tiny FCN on it with the stock runner (tools/train.py), cached,
-3. attacks its val set through tools/test.py and the DAG config,
-4. prints a Table-1-style row and where the report and pictures are.
+2. trains a tiny FCN and a tiny Faster R-CNN on it with the stock runners
+   (tools/train.py), cached,
+3. attacks their val sets through tools/test.py and the DAG configs,
+4. prints Table-1-style rows and where the reports and pictures are.
 
 Every step is an ordinary command that a user can run by hand; each is
 skipped when its output is already there and up to date.
@@ -40,14 +41,48 @@ def digest(*paths, extra=''):
     return h.hexdigest()[:16]
 
 
+TASKS = {
+    # task: (train config, DAG config, data-root keys relative to VOCdevkit)
+    'seg': ('configs/demo/fcn_tiny_synthetic-voc.py', 'configs/demo/fcn_tiny_synthetic-voc_dag.py',
+            'VOCdevkit/VOC2012', 'demo FCN (tiny, synthetic VOC)'),
+    'det': ('configs/demo/faster-rcnn_tiny_synthetic-voc.py',
+            'configs/demo/faster-rcnn_tiny_synthetic-voc_dag.py', 'VOCdevkit/',
+            'demo Faster R-CNN (tiny, synthetic VOC)'),
+}
+
+
+def train_cached(py, cfg, train_dir, data_root, data_key, iters):
+    """Train with tools/train.py unless a checkpoint for this config, data and
+    iteration count is already there; return the checkpoint path."""
+    opts = [f'{k}_dataloader.dataset.data_root={data_root}' for k in ('train', 'val', 'test')]
+    if iters:
+        opts += [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+                 f'default_hooks.checkpoint.interval={iters}']
+    key = digest(cfg, extra=data_key + ' '.join(opts))
+    stamp = osp.join(ROOT, train_dir, 'DONE')
+    ckpt = osp.join(train_dir, 'model.pth')
+    if (osp.isfile(stamp) and open(stamp).read().strip() == key
+            and osp.isfile(osp.join(ROOT, ckpt))):
+        print(f'[demo] trained model already at {ckpt} (delete {train_dir} to retrain)')
+        return ckpt
+    run([py, 'tools/train.py', cfg, '--work-dir', train_dir, '--cfg-options', *opts],
+        f'training {osp.basename(cfg)} on the synthetic set (a few minutes on 2 cores)')
+    last = open(osp.join(ROOT, train_dir, 'last_checkpoint')).read().strip()
+    os.replace(last if osp.isabs(last) else osp.join(ROOT, last), osp.join(ROOT, ckpt))
+    with open(stamp, 'w') as f:
+        f.write(key + '\n')
+    return ckpt
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description='mmdag demo')
+    p.add_argument('--tasks', nargs='+', choices=sorted(TASKS), default=['seg', 'det'])
     p.add_argument('--data-root', default='data/synthetic_voc')
     p.add_argument('--work-dir', default='work_dirs/demo')
     p.add_argument('--num-train', type=int, default=240)
     p.add_argument('--num-val', type=int, default=40)
-    p.add_argument('--train-iters', type=int, default=None,
-                   help='training iterations (default: the config\'s)')
+    p.add_argument('--train-iters', type=int, nargs='+', default=None,
+                   help="training iterations per task, in --tasks order (default: the configs')")
     p.add_argument('--attack-options', nargs='*', default=[],
                    help='DAG arguments passed to tools/test.py, e.g. max_iters=50')
     p.add_argument('--launcher-procs', type=int, default=1,
@@ -56,7 +91,6 @@ def main(argv=None):
     py = sys.executable
     t0 = time.time()
 
-    # 1. data
     ready = osp.join(ROOT, a.data_root, 'READY')
     want = f'{a.num_train} {a.num_val} 160 120 0\n'
     if not (osp.isfile(ready) and open(ready).read() == want):
@@ -64,54 +98,34 @@ def main(argv=None):
              '--num-val', str(a.num_val)], 'writing the synthetic VOC2012-format dataset')
     else:
         print(f'[demo] synthetic VOC set already at {a.data_root}')
-    data_root = osp.join(a.data_root, 'VOCdevkit', 'VOC2012')
 
-    # 2. train (cached on config + data + iterations)
-    cfg = 'configs/demo/fcn_tiny_synthetic-voc.py'
-    train_dir = osp.join(a.work_dir, 'seg_train')
-    opts = [f'train_dataloader.dataset.data_root={data_root}',
-            f'test_dataloader.dataset.data_root={data_root}',
-            f'val_dataloader.dataset.data_root={data_root}']
-    if a.train_iters:
-        opts += [f'train_cfg.max_iters={a.train_iters}',
-                 f'train_cfg.val_interval={a.train_iters + 1}',
-                 f'param_scheduler.0.end={a.train_iters}',
-                 f'default_hooks.checkpoint.interval={a.train_iters}']
-    key = digest(cfg, extra=want + ' '.join(opts))
-    stamp = osp.join(ROOT, train_dir, 'DONE')
-    ckpt = osp.join(train_dir, 'demo_seg.pth')
-    if not (osp.isfile(stamp) and open(stamp).read().strip() == key
-            and osp.isfile(osp.join(ROOT, ckpt))):
-        run([py, 'tools/train.py', cfg, '--work-dir', train_dir, '--cfg-options', *opts],
-            'training the tiny FCN on the synthetic set (a few minutes on 2 cores)')
-        last = open(osp.join(ROOT, train_dir, 'last_checkpoint')).read().strip()
-        os.replace(osp.join(ROOT, last) if not osp.isabs(last) else last, osp.join(ROOT, ckpt))
-        with open(stamp, 'w') as f:
-            f.write(key + '\n')
-    else:
-        print(f'[demo] trained model already at {ckpt} (delete {train_dir} to retrain)')
-
-    # 3. attack through the stock test tool
-    seg_dir = osp.join(a.work_dir, 'seg')
-    test = ['tools/test.py', 'configs/demo/fcn_tiny_synthetic-voc_dag.py', ckpt,
-            '--work-dir', seg_dir, '--cfg-options', f'test_dataloader.dataset.data_root={data_root}']
-    if a.attack_options:
-        test += ['--attack-options', *a.attack_options]
-    if a.launcher_procs > 1:
-        cmd = [py, '-m', 'torch.distributed.run', f'--nproc_per_node={a.launcher_procs}',
-               '--master_port=29533', *test, '--launcher', 'pytorch']
-    else:
-        cmd = [py, *test]
-    run(cmd, 'attacking the val set with DAG (ORIG / ADVR / PERM in one run)')
-
-    # 4. the table
     from mmdag.summary import format_table
-    report_path = osp.join(ROOT, seg_dir, 'dag_report.json')
-    with open(report_path) as f:
-        report = json.load(f)
-    print('\n' + format_table({'demo FCN (tiny, synthetic VOC)': report['metrics']}))
-    print(f'\n[demo] report:   {osp.relpath(report_path, ROOT)}')
-    print(f'[demo] pictures: {osp.join(seg_dir, "figures")}/')
+    rows, reports = {}, []
+    for k, task in enumerate(a.tasks):
+        cfg, dag_cfg, sub, title = TASKS[task]
+        data_root = osp.join(a.data_root, sub)
+        iters = a.train_iters[k] if a.train_iters and k < len(a.train_iters) else None
+        ckpt = train_cached(py, cfg, osp.join(a.work_dir, f'{task}_train'), data_root, want, iters)
+        out = osp.join(a.work_dir, task)
+        test = ['tools/test.py', dag_cfg, ckpt, '--work-dir', out,
+                '--cfg-options', f'test_dataloader.dataset.data_root={data_root}']
+        if a.attack_options:
+            test += ['--attack-options', *a.attack_options]
+        if a.launcher_procs > 1:
+            cmd = [py, '-m', 'torch.distributed.run', f'--nproc_per_node={a.launcher_procs}',
+                   '--master_port=29533', *test, '--launcher', 'pytorch']
+        else:
+            cmd = [py, *test]
+        run(cmd, f'attacking the {task} val set with DAG (ORIG / ADVR / PERM in one run)')
+        report_path = osp.join(ROOT, out, 'dag_report.json')
+        with open(report_path) as f:
+            rows[title] = json.load(f)['metrics']
+        reports.append((report_path, osp.join(out, 'figures')))
+
+    print('\n' + format_table(rows))
+    for report_path, figures in reports:
+        print(f'[demo] report:   {osp.relpath(report_path, ROOT)}')
+        print(f'[demo] pictures: {figures}/')
     print(f'[demo] total {time.time() - t0:.0f} s')
 
 

@@ -77,6 +77,7 @@ class DAGAttackHook(Hook):
         self.num_figures = num_figures
         self.report = report
         self._figures_left = num_figures
+        self._target_settings: Optional[dict] = None
 
     def before_test(self, runner) -> None:
         # fail before the first batch if no adapter fits the model
@@ -89,7 +90,9 @@ class DAGAttackHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         clean = list(data_batch['inputs'])
         samples = data_batch['data_samples']
-        result, _ = attack_batch(model, data_batch, self.dag, self.targets_cfg)
+        result, targets = attack_batch(model, data_batch, self.dag, self.targets_cfg)
+        self._target_settings = dict(adapter=type(targets).__name__,
+                                     **getattr(targets, 'settings', {}))
         extra = {}
         if 'orig' in self.variants:
             extra['orig'] = self._predict(model, clean, samples)
@@ -124,13 +127,14 @@ class DAGAttackHook(Hook):
 
     def _save_figures(self, runner, model, clean, result, samples, extra) -> None:
         adv_out = self._predict(model, result.adv_images, samples)
-        palette = runner.test_dataloader.dataset.metainfo.get('palette')
+        meta = runner.test_dataloader.dataset.metainfo
+        palette, classes = meta.get('palette'), meta.get('classes')
         for k in range(min(self._figures_left, len(clean))):
             name = osp.splitext(osp.basename(samples[k].metainfo.get('img_path', f'{k}')))[0]
             save_figure(osp.join(runner.work_dir, 'figures', f'{name}.png'), clean[k],
                         result.perturbations[k], result.adv_images[k],
                         extra.get('orig', [None] * len(clean))[k], adv_out[k], palette,
-                        result.stats[k])
+                        result.stats[k], samples[k].metainfo.get('scale_factor'), classes)
         self._figures_left -= min(self._figures_left, len(clean))
 
     def after_test_epoch(self, runner, metrics: Optional[dict] = None) -> None:
@@ -147,7 +151,8 @@ class DAGAttackHook(Hook):
         report = dict(
             variants=variants,
             attack=attack,
-            settings=dict(attack=self.dag.__dict__, targets=self.targets_cfg,
+            settings=dict(attack=self.dag.__dict__,
+                          targets=self._target_settings or self.targets_cfg,
                           perm_seed=self.perm_seed),
             config=getattr(runner.cfg, 'filename', None),
             checkpoint=runner.cfg.get('load_from'),

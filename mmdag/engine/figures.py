@@ -27,6 +27,33 @@ def _colour_seg(pred: Optional[dict], shape, palette) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def _draw_boxes(img: np.ndarray, pred: Optional[dict], scale_factor, classes,
+                score_thr: float = 0.3) -> np.ndarray:
+    """Detections (original-image coordinates) drawn on the attacked frame."""
+    out = img.copy()
+    if pred is None or 'pred_instances' not in pred:
+        return out
+    inst = pred['pred_instances']
+    sx, sy = scale_factor if scale_factor is not None else (1.0, 1.0)
+    for box, score, label in zip(inst['bboxes'].tolist(), inst['scores'].tolist(),
+                                 inst['labels'].tolist()):
+        if score < score_thr:
+            continue
+        x1, y1, x2, y2 = (int(round(v)) for v in (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
+        colour = tuple(int(c) for c in np.random.default_rng(label).integers(64, 256, 3))
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 1)
+        name = classes[label] if classes and label < len(classes) else str(label)
+        cv2.putText(out, f'{name} {score:.2f}', (x1 + 1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.3, colour, 1, cv2.LINE_AA)
+    return out
+
+
+def _prediction_panel(pred, image, shape, palette, scale_factor, classes):
+    if pred is not None and 'pred_instances' in pred:
+        return _draw_boxes(image, pred, scale_factor, classes)
+    return _colour_seg(pred, shape, palette)
+
+
 def _title(img: np.ndarray, text: str) -> np.ndarray:
     bar = np.full((18, img.shape[1], 3), 255, np.uint8)
     cv2.putText(bar, text, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
@@ -35,16 +62,23 @@ def _title(img: np.ndarray, text: str) -> np.ndarray:
 
 def save_figure(path: str, clean: torch.Tensor, r: torch.Tensor, adv: torch.Tensor,
                 orig_pred: Optional[dict], adv_pred: Optional[dict], palette=None,
-                stats: Optional[dict] = None) -> None:
-    """Write one row: clean, clean prediction, r x10 (on grey), X + r, its prediction."""
+                stats: Optional[dict] = None, scale_factor=None, classes=None) -> None:
+    """Write one row: clean, clean prediction, r x10 (on grey), X + r, its prediction.
+
+    Segmentation predictions are coloured with the dataset palette; detections
+    (score >= 0.3) are drawn on the image they were made on.
+    """
     img = _to_bgr_uint8(clean)
+    adv_img = _to_bgr_uint8(adv)
     shape = img.shape[:2]
     panels = [
         _title(img, 'image'),
-        _title(_colour_seg(orig_pred, shape, palette), 'prediction'),
+        _title(_prediction_panel(orig_pred, img, shape, palette, scale_factor, classes),
+               'prediction'),
         _title(_to_bgr_uint8(r * 10 + 128), 'perturbation x10'),
-        _title(_to_bgr_uint8(adv), 'adversarial image'),
-        _title(_colour_seg(adv_pred, shape, palette), 'adversarial prediction'),
+        _title(adv_img, 'adversarial image'),
+        _title(_prediction_panel(adv_pred, adv_img, shape, palette, scale_factor, classes),
+               'adversarial prediction'),
     ]
     sep = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     row = panels[0]

@@ -64,6 +64,7 @@ class SegmentationTargets(TargetSet):
                  use_gt: bool = True) -> None:
         self.model = model
         self.samples = list(data_samples)
+        self.settings = dict(use_gt=use_gt)
         head = model.decode_head
         head = head[-1] if isinstance(head, torch.nn.ModuleList) else head  # cascade: last stage
         num_classes = model.out_channels

@@ -10,7 +10,7 @@ from conftest import run_tool
 
 @pytest.mark.slow
 def test_demo_chain_small(tmp_path):
-    args = ['tools/demo.py', '--data-root', str(tmp_path / 'voc'), '--work-dir',
+    args = ['tools/demo.py', '--tasks', 'seg', '--data-root', str(tmp_path / 'voc'), '--work-dir',
             str(tmp_path / 'wd'), '--num-train', '48', '--num-val', '4', '--train-iters', '200',
             '--attack-options', 'max_iters=30']
     first = run_tool(args)
@@ -25,5 +25,19 @@ def test_demo_chain_small(tmp_path):
     assert len(os.listdir(tmp_path / 'wd' / 'seg' / 'figures')) == 4
     # cached: the second run neither rewrites the data nor retrains
     second = run_tool(args)
-    assert 'already' in second.stdout and 'training the tiny FCN' not in second.stdout
-    assert osp.isfile(tmp_path / 'wd' / 'seg_train' / 'demo_seg.pth')
+    assert 'already' in second.stdout and 'training fcn_tiny' not in second.stdout
+    assert osp.isfile(tmp_path / 'wd' / 'seg_train' / 'model.pth')
+
+
+@pytest.mark.slow
+def test_demo_chain_detection_small(tmp_path):
+    run_tool(['tools/demo.py', '--tasks', 'det', '--data-root', str(tmp_path / 'voc'),
+              '--work-dir', str(tmp_path / 'wd'), '--num-train', '48', '--num-val', '4',
+              '--train-iters', '150', '--attack-options', 'max_iters=10'])
+    rep = json.load(open(tmp_path / 'wd' / 'det' / 'dag_report.json'))
+    v = rep['variants']
+    assert set(v) == {'orig', 'advr', 'perm'} and all('mAP' in x for x in v.values())
+    assert rep['settings']['targets']['adapter'] == 'TwoStageTargets'
+    assert rep['settings']['targets']['rpn_nms_iou'] == 0.9
+    assert v['advr']['mAP'] <= v['orig']['mAP']
+    assert len(os.listdir(tmp_path / 'wd' / 'det' / 'figures')) == 4

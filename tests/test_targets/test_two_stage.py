@@ -102,3 +102,19 @@ def test_gt_boxes_are_scaled_to_the_input_frame():
     gt = batch['data_samples'][0].gt_instances.bboxes * 2
     assert len(t.boxes[0]) > 0
     assert (bbox_overlaps(t.boxes[0], gt).max(1).values > 0.5).all()
+
+
+@pytest.mark.parametrize('cfg', ['mmdet::retinanet/retinanet_r18_fpn_1x_coco.py',
+                                 'mmdet::detr/detr_r50_8xb2-150e_coco.py'])
+def test_families_without_adapter_get_one_clear_error(cfg):
+    from mmdet.registry import MODELS
+
+    from mmdag.errors import UnsupportedModelError
+    init_default_scope('mmdet')
+    c = zoo_config(cfg).model
+    c.backbone.pop('init_cfg', None)
+    model = MODELS.build(c)
+    with pytest.raises(UnsupportedModelError) as e:
+        find_adapter(model)
+    msg = str(e.value)
+    assert '\n' not in msg and 'two-stage' in msg and 'EncoderDecoder' in msg
