@@ -30,6 +30,11 @@ def parse_args(argv=None):
                         'stop_fraction=0.01 quantize=True')
     parser.add_argument('--num-figures', type=int, default=None,
                         help='save this many Figure-1-style pictures to <work_dir>/figures')
+    parser.add_argument('--save-perturbations', action='store_true',
+                        help='write each perturbation to <work_dir>/perturbations/ (transfer studies)')
+    parser.add_argument('--perturbations', metavar='DIR', nargs='+',
+                        help='transfer: apply the perturbations saved in DIR instead of attacking '
+                        '(several DIRs: their sum, r_A + r_B)')
     parser.add_argument('--work-dir', help='directory for logs, dag_report.json and figures')
     parser.add_argument('--out', type=str,
                         help='(mmseg) directory to save the ADVR predictions')
@@ -103,10 +108,19 @@ def build_cfg(args):
     for key in ('model', 'test_dataloader', 'test_evaluator'):
         if key not in cfg:
             fail(f'config {args.config} has no {key}: use a full mmseg/mmdet test config')
-    if args.attack == 'dag' or args.attack_options or args.num_figures is not None:
+    if (args.attack == 'dag' or args.attack_options or args.num_figures is not None
+            or args.save_perturbations or args.perturbations):
         hook_options = {}
         if args.num_figures is not None:
             hook_options['num_figures'] = args.num_figures
+        if args.save_perturbations:
+            hook_options['save_perturbations'] = True
+        for d in args.perturbations or []:
+            if not osp.isdir(d):
+                fail(f'perturbation directory {d} not found: pass the '
+                     '<work_dir>/perturbations of a run with --save-perturbations')
+        if args.perturbations:
+            hook_options['perturbations'] = [osp.abspath(d) for d in args.perturbations]
         add_dag_to_config(cfg, dict(args.attack_options), hook_options)
     elif args.attack == 'none':
         cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) or []

@@ -86,3 +86,39 @@ def perm_images(images: Sequence[Tensor], perturbations: Sequence[Tensor], data_
         q = permute_perturbation(r, torch.Generator().manual_seed(s))
         out.append((x.float() + q).clamp(*clip_range))
     return out
+
+
+def transfer_batch(model, data_batch: dict, perturbations: Sequence[Tensor],
+                   targets_cfg: Optional[dict] = None,
+                   clip_range=(0.0, 255.0)) -> Tuple[DAGResult, object]:
+    """Apply given perturbations (e.g. DAG's on another model) to a batch.
+
+    No optimisation: ``X + r`` clipped to the valid range, and the statistics
+    a DAG run reports, measured on this model (``correct_frac``: the fraction
+    of this model's targets still correct on the perturbed image; ``iters``
+    0; ``status`` 'transfer'; ``converged`` when no target is still correct).
+    """
+    from mmdag.attacks import perturbation_stats
+    samples = data_batch['data_samples']
+    device = next(model.parameters()).device
+    images = [x.to(device).float() for x in data_batch['inputs']]
+    if len(images) == 0:
+        raise MMDagError('empty data batch: nothing to attack (check the test dataset and ann_file)')
+    lo, hi = clip_range
+    adv = [(x + r.to(device).float()).clamp(lo, hi) for x, r in zip(images, perturbations)]
+    rs = [a - x for a, x in zip(adv, images)]
+    with attack_mode(model):
+        targets = build_targets(model, images, samples, **(targets_cfg or {}))
+        with torch.no_grad():
+            logits = targets.logits(adv, list(range(len(adv))))
+    stats = []
+    for i, (z, lab) in enumerate(zip(logits, targets.labels)):
+        n = int(lab.numel())
+        frac = float(targets.correct(z, lab).float().mean()) if n else 0.0
+        s = perturbation_stats(rs[i])
+        s.update(iters=0, num_targets=n, correct_frac=frac, converged=n > 0 and frac == 0.0,
+                 status='transfer' if n else 'no_targets')
+        stats.append(s)
+    return DAGResult(adv_images=adv, perturbations=rs,
+                     adv_labels=[lab.new_full(lab.shape, -1) for lab in targets.labels],
+                     stats=stats), targets

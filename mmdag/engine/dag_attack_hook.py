@@ -9,12 +9,13 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.structures import BaseDataElement
 
-from mmdag.apis.attack import attack_batch, perm_images
+from mmdag.apis.attack import attack_batch, perm_images, transfer_batch
 from mmdag.attacks import DAG
 from mmdag.registry import HOOKS
 from mmdag.targets import find_adapter
 
 from .figures import save_figure
+from .perturbations import load_perturbation, save_perturbation
 
 #: Data-sample fields that carry a model's predictions (what differs per variant).
 PRED_KEYS = ('pred_sem_seg', 'seg_logits', 'pred_instances', 'pred_panoptic_seg')
@@ -55,6 +56,17 @@ class DAGAttackHook(Hook):
             the main process) under ``<work_dir>/figures``. Defaults to 0.
         report (str, optional): report file name in the work dir; None
             writes none. Defaults to 'dag_report.json'.
+        save_perturbations (bool): write every image's perturbation to
+            ``<work_dir>/perturbations/<image name>.npz`` (see
+            :mod:`mmdag.engine.perturbations`), for transfer studies.
+            Defaults to False.
+        perturbations (str | list[str], optional): transfer mode: instead
+            of attacking, add the perturbations saved in this directory (by a
+            run with ``save_perturbations=True``, e.g. on another model;
+            resized when the input frames differ) and report ORIG / ADVR /
+            PERM and the statistics on this model. Several directories add
+            their perturbations (the paper's ``r_A + r_B``). Defaults to None
+            (attack).
     """
 
     priority = 'VERY_LOW'  # after every other before_test_iter hook
@@ -65,7 +77,9 @@ class DAGAttackHook(Hook):
                  variants: Sequence[str] = ('orig', 'perm'),
                  perm_seed: int = 0,
                  num_figures: int = 0,
-                 report: Optional[str] = 'dag_report.json') -> None:
+                 report: Optional[str] = 'dag_report.json',
+                 save_perturbations: bool = False,
+                 perturbations=None) -> None:
         unknown = set(variants) - {'orig', 'perm'}
         if unknown:
             raise ValueError(f'unknown variants {sorted(unknown)}; the hook makes orig and perm')
@@ -78,10 +92,19 @@ class DAGAttackHook(Hook):
         self.report = report
         self._figures_left = num_figures
         self._target_settings: Optional[dict] = None
+        self.save_perturbations = save_perturbations
+        if isinstance(perturbations, str):
+            perturbations = [perturbations]
+        self.perturbations = list(perturbations) if perturbations else None
 
     def before_test(self, runner) -> None:
         # fail before the first batch if no adapter fits the model
         find_adapter(runner.model.module if is_model_wrapper(runner.model) else runner.model)
+        for d in self.perturbations or []:
+            if not osp.isdir(d):
+                from mmdag.errors import MMDagError
+                raise MMDagError(f'perturbation directory {d} not found: pass the '
+                                 '<work_dir>/perturbations of a run with save_perturbations=True')
         self._figures_left = self.num_figures if is_main_process() else 0
 
     def before_test_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None) -> None:
@@ -90,7 +113,16 @@ class DAGAttackHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         clean = list(data_batch['inputs'])
         samples = data_batch['data_samples']
-        result, targets = attack_batch(model, data_batch, self.dag, self.targets_cfg)
+        if self.perturbations is None:
+            result, targets = attack_batch(model, data_batch, self.dag, self.targets_cfg)
+        else:
+            loaded = [sum(load_perturbation(d, s, tuple(x.shape), k) for d in self.perturbations)
+                      for k, (s, x) in enumerate(zip(samples, clean))]
+            result, targets = transfer_batch(model, data_batch, loaded, self.targets_cfg,
+                                             self.dag.clip_range)
+        if self.save_perturbations:
+            for k, (s, r) in enumerate(zip(samples, result.perturbations)):
+                save_perturbation(osp.join(runner.work_dir, 'perturbations'), s, r, k)
         self._target_settings = dict(adapter=type(targets).__name__,
                                      **getattr(targets, 'settings', {}))
         extra = {}
@@ -153,7 +185,8 @@ class DAGAttackHook(Hook):
             attack=attack,
             settings=dict(attack=self.dag.__dict__,
                           targets=self._target_settings or self.targets_cfg,
-                          perm_seed=self.perm_seed),
+                          perm_seed=self.perm_seed,
+                          transfer_from=self.perturbations),
             config=getattr(runner.cfg, 'filename', None),
             checkpoint=runner.cfg.get('load_from'),
             metrics=metrics)

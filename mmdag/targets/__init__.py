@@ -3,6 +3,7 @@ from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
 from .segmentation import SegmentationTargets
 from .two_stage import TwoStageTargets
+from .one_stage import OneStageTargets
 
 
 def find_adapter(model):
@@ -23,4 +24,4 @@ def build_targets(model, inputs, data_samples, **kwargs):
     return find_adapter(model)(model, inputs, data_samples, **kwargs)
 
 
-__all__ = ['SegmentationTargets', 'TwoStageTargets', 'UnsupportedModelError', 'build_targets', 'find_adapter']
+__all__ = ['OneStageTargets', 'SegmentationTargets', 'TwoStageTargets', 'UnsupportedModelError', 'build_targets', 'find_adapter']

@@ -15,6 +15,25 @@ def _features(model, images: Sequence[Tensor], samples: list):
     return model.extract_feat(data['inputs']), metas
 
 
+def gt_in_input_frame(sample, gt_frame: str, device):
+    """The sample's ground-truth boxes and labels in the network-input frame.
+
+    The mmdet zoo test pipelines load annotations after ``Resize`` (boxes in
+    the original image); ``gt_frame='original'`` scales them by
+    ``scale_factor``, ``'input'`` takes them as they are. None when the
+    sample has no ``gt_instances``.
+    """
+    from mmengine.structures import InstanceData
+    gt = sample.get('gt_instances')
+    if gt is None or 'bboxes' not in gt:
+        return None
+    boxes = getattr(gt.bboxes, 'tensor', gt.bboxes).to(device).float().reshape(-1, 4)
+    if gt_frame == 'original' and len(boxes):
+        sf = sample.metainfo.get('scale_factor', (1.0, 1.0))
+        boxes = boxes * boxes.new_tensor([sf[0], sf[1], sf[0], sf[1]])
+    return InstanceData(bboxes=boxes, labels=gt.labels.to(device).long())
+
+
 def _roi_logits(model, x, boxes: List[Tensor], metas: list) -> List[Tensor]:
     """Classification logits ``[n_i, C + 1]`` of the RoI head on fixed boxes.
 
@@ -103,19 +122,15 @@ class TwoStageTargets(TargetSet):
             clean = _roi_logits(model, x, boxes, metas)
         self.boxes, labels = [], []
         for i, s in enumerate(self.samples):
-            gt = s.get('gt_instances')
-            gt_boxes = gt.bboxes if gt is not None else torch.zeros(0, 4)
-            gt_boxes = getattr(gt_boxes, 'tensor', gt_boxes).to(boxes[i].device).float()
-            if gt_frame == 'original' and len(gt_boxes):
-                sf = s.metainfo.get('scale_factor', (1.0, 1.0))
-                gt_boxes = gt_boxes * gt_boxes.new_tensor([sf[0], sf[1], sf[0], sf[1]])
+            gt = gt_in_input_frame(s, gt_frame, boxes[i].device)
+            gt_boxes = gt.bboxes if gt is not None else boxes[i].new_zeros(0, 4)
             if len(gt_boxes) == 0 or len(boxes[i]) == 0:
                 keep = torch.zeros(len(boxes[i]), dtype=torch.bool, device=boxes[i].device)
                 lab = torch.zeros(len(boxes[i]), dtype=torch.long, device=boxes[i].device)
             else:
                 iou = bbox_overlaps(boxes[i], gt_boxes)
                 best_iou, best = iou.max(1)
-                lab = gt.labels.to(boxes[i].device)[best].long()
+                lab = gt.labels[best]
                 score = clean[i].softmax(1).gather(1, lab[:, None])[:, 0]
                 keep = (best_iou > iou_thr) & (score > score_thr)
             self.boxes.append(boxes[i][keep].detach())

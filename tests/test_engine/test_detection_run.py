@@ -29,3 +29,36 @@ def test_detector_report_and_figures(tiny_voc, tmp_path):
     assert rep['attack']['images'] == 6
     assert 'mAP' in res.stdout
     assert len(os.listdir(osp.join(wd, 'figures'))) == 2
+
+
+def test_one_stage_detector_through_tools_test(tiny_voc, tmp_path):
+    """A RetinaNet (random weights) on the demo data, attacked with --attack dag."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from conftest import zoo_config
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(DET)
+    model = zoo_config('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py').model
+    model.backbone.pop('init_cfg', None)
+    model.bbox_head.num_classes = 20
+    model.data_preprocessor = cfg.model.data_preprocessor
+    cfg.model = model
+    path = str(tmp_path / 'retinanet_tiny.py')
+    cfg.dump(path)
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / 'random_retina.pth')
+    torch.save({'state_dict': MODELS.build(cfg.model).state_dict()}, ckpt)
+    wd = str(tmp_path / 'wd')
+    # random weights score every class ~0.01, under the head's 0.05: a
+    # threshold of ~0 makes every matched anchor a still-correct target
+    run_tool(['tools/test.py', path, ckpt, '--attack', 'dag', '--attack-options', 'max_iters=2',
+              '--work-dir', wd, '--cfg-options',
+              f'test_dataloader.dataset.data_root={osp.dirname(tiny_voc)}/',
+              'custom_hooks.0.targets.score_thr=0.000001'])
+    rep = json.load(open(osp.join(wd, 'dag_report.json')))
+    assert rep['settings']['targets']['adapter'] == 'OneStageTargets'
+    assert rep['settings']['targets']['head'] == 'RetinaHead'
+    assert all('mAP' in v for v in rep['variants'].values())
+    assert rep['attack']['images'] == 6 and rep['attack']['iters'] == 2

@@ -104,7 +104,7 @@ def test_gt_boxes_are_scaled_to_the_input_frame():
     assert (bbox_overlaps(t.boxes[0], gt).max(1).values > 0.5).all()
 
 
-@pytest.mark.parametrize('cfg', ['mmdet::retinanet/retinanet_r18_fpn_1x_coco.py',
+@pytest.mark.parametrize('cfg', ['mmdet::centernet/centernet_r18_8xb16-crop512-140e_coco.py',
                                  'mmdet::detr/detr_r50_8xb2-150e_coco.py'])
 def test_families_without_adapter_get_one_clear_error(cfg):
     from mmdet.registry import MODELS
@@ -118,3 +118,4 @@ def test_families_without_adapter_get_one_clear_error(cfg):
         find_adapter(model)
     msg = str(e.value)
     assert '\n' not in msg and 'two-stage' in msg and 'EncoderDecoder' in msg
+    assert 'one-stage' in msg and 'RetinaNet' in msg

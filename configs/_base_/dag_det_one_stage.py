@@ -1,0 +1,17 @@
+# DAG on a detection test set (one-stage detectors: RetinaNet, FCOS, ATSS, SSD,
+# YOLOv3). Targets: the priors (anchors/points) the head's own assigner matches
+# to ground truth on the clean image. Sigmoid heads: a target is "still
+# correct" while its true class scores above the head's test score_thr
+# (score_thr=None: the head's own); softmax heads (SSD): argmax, as in the
+# paper. The paper's settings: gamma 0.5, at most 200 iterations, random wrong
+# labels, background never an adversarial label. A config using this base also
+# wraps its test_evaluator in mmdag.DAGMetric.
+custom_imports = dict(imports=['mmdag'], allow_failed_imports=False)
+custom_hooks = [
+    dict(
+        type='mmdag.DAGAttackHook',
+        attack=dict(gamma=0.5, max_iters=200, adv_labels='random', seed=0),
+        targets=dict(score_thr=None),
+        variants=('orig', 'perm'),
+        num_figures=4)
+]

@@ -1,0 +1,78 @@
+"""Saved perturbations and transfer mode (tools/test.py --save-perturbations / --perturbations)."""
+import json
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, data_root_opts, run_tool
+
+
+def report(work_dir):
+    with open(osp.join(work_dir, 'dag_report.json')) as f:
+        return json.load(f)
+
+
+def test_saved_perturbations_replay_the_attack(tiny_voc, trained_seg_checkpoint, tmp_path):
+    src = str(tmp_path / 'src')
+    # quantize=True: integer perturbations, stored exactly
+    run_tool(['tools/test.py', TINY, trained_seg_checkpoint, '--attack', 'dag', '--attack-options',
+              'max_iters=10', 'gamma=1.0', 'quantize=True', '--save-perturbations',
+              '--work-dir', src, '--cfg-options', *data_root_opts(tiny_voc)])
+    pdir = osp.join(src, 'perturbations')
+    files = sorted(os.listdir(pdir))
+    assert len(files) == 6 and all(f.endswith('.npz') for f in files)   # one per val image
+    with np.load(osp.join(pdir, files[0])) as f:
+        r = f['r']
+        assert r.dtype == np.float16 and r.ndim == 3 and r.shape[0] == 3
+        assert np.abs(r).max() > 0 and np.array_equal(r, np.round(r))
+        assert str(f['img_path']).endswith('.jpg')
+    # replaying them on the same model reproduces ADVR and the perturbation statistics
+    dst = str(tmp_path / 'dst')
+    run_tool(['tools/test.py', TINY, trained_seg_checkpoint, '--perturbations', pdir,
+              '--work-dir', dst, '--cfg-options', *data_root_opts(tiny_voc)])
+    a, b = report(src), report(dst)
+    assert b['settings']['transfer_from'] == [pdir]
+    assert b['attack']['iters'] == 0
+    assert b['variants']['advr']['mIoU'] == pytest.approx(a['variants']['advr']['mIoU'], abs=1e-6)
+    assert b['variants']['orig']['mIoU'] == pytest.approx(a['variants']['orig']['mIoU'], abs=1e-6)
+    assert b['attack']['linf'] == pytest.approx(a['attack']['linf'], abs=1e-6)
+    assert b['attack']['p'] == pytest.approx(a['attack']['p'], rel=1e-6)
+    assert b['attack']['target_success'] == pytest.approx(a['attack']['target_success'], abs=1e-6)
+    # two sources add up (r_A + r_B): here r + r, twice the L-inf unless clipped
+    dbl = str(tmp_path / 'dbl')
+    run_tool(['tools/test.py', TINY, trained_seg_checkpoint, '--perturbations', pdir, pdir,
+              '--work-dir', dbl, '--cfg-options', *data_root_opts(tiny_voc)])
+    c = report(dbl)
+    assert c['settings']['transfer_from'] == [pdir, pdir]
+    assert a['attack']['linf'] < c['attack']['linf'] <= 2 * a['attack']['linf'] + 1e-6
+
+
+def test_missing_perturbation_directory_is_one_clear_line(tiny_voc, random_seg_checkpoint,
+                                                           tmp_path):
+    res = run_tool(['tools/test.py', TINY, random_seg_checkpoint, '--perturbations',
+                    str(tmp_path / 'nowhere'), '--work-dir', str(tmp_path / 'wd'),
+                    '--cfg-options', *data_root_opts(tiny_voc)], check=False)
+    assert res.returncode == 2
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and 'nowhere' in err[0] and '--save-perturbations' in err[0]
+
+
+def test_a_perturbation_is_resized_to_another_input_frame(tmp_path):
+    from mmengine.structures import BaseDataElement
+
+    from mmdag.engine.perturbations import load_perturbation, save_perturbation
+    s = BaseDataElement(metainfo=dict(img_path='/x/2008_000001.jpg', img_shape=(4, 6)))
+    r = torch.arange(3 * 4 * 6, dtype=torch.float32).reshape(3, 4, 6)
+    save_perturbation(str(tmp_path), s, r)
+    assert os.listdir(tmp_path) == ['2008_000001.npz']   # no temporary file left
+    same = load_perturbation(str(tmp_path), s, (3, 4, 6))
+    assert torch.equal(same, r)
+    big = load_perturbation(str(tmp_path), s, (3, 8, 12))
+    assert big.shape == (3, 8, 12) and big.mean().item() == pytest.approx(r.mean().item(), rel=1e-3)
+    other = BaseDataElement(metainfo=dict(img_path='/x/2008_000002.jpg'))
+    from mmdag.errors import MMDagError
+    with pytest.raises(MMDagError, match='save_perturbations'):
+        load_perturbation(str(tmp_path), other, (3, 4, 6))
