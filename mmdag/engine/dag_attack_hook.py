@@ -4,7 +4,7 @@ import os
 import os.path as osp
 from typing import Optional, Sequence
 
-from mmengine.dist import is_main_process
+from mmengine.dist import get_rank, get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.structures import BaseDataElement
@@ -52,8 +52,9 @@ class DAGAttackHook(Hook):
         variants (Sequence[str]): extra predictions to make, out of
             ``('orig', 'perm')``. Defaults to both.
         perm_seed (int): seed of the PERM pixel permutation. Defaults to 0.
-        num_figures (int): Figure-1-style pictures to save (first images of
-            the main process) under ``<work_dir>/figures``. Defaults to 0.
+        num_figures (int): Figure-1-style pictures to save under
+            ``<work_dir>/figures`` (the first images of each rank, shared
+            out between the ranks). Defaults to 0.
         report (str, optional): report file name in the work dir; None
             writes none. Defaults to 'dag_report.json'.
         save_perturbations (bool): write every image's perturbation to
@@ -105,7 +106,11 @@ class DAGAttackHook(Hook):
                 from mmdag.errors import MMDagError
                 raise MMDagError(f'perturbation directory {d} not found: pass the '
                                  '<work_dir>/perturbations of a run with save_perturbations=True')
-        self._figures_left = self.num_figures if is_main_process() else 0
+        # every rank draws its share of the pictures from its own images
+        world = get_world_size()
+        self._figures_left = -(-self.num_figures // world)
+        if get_rank() == world - 1:   # the total stays num_figures
+            self._figures_left = max(0, self.num_figures - (world - 1) * self._figures_left)
 
     def before_test_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None) -> None:
         if data_batch is None:
