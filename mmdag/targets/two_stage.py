@@ -1,4 +1,5 @@
 """Region proposals of an MMDetection two-stage detector as DAG targets."""
+import copy
 from typing import List, Optional, Sequence
 
 import torch
@@ -109,9 +110,13 @@ class TwoStageTargets(TargetSet):
         self.settings = dict(rpn_nms_iou=rpn_nms_iou, rpn_max_per_img=rpn_max_per_img,
                              rpn_nms_pre=rpn_nms_pre, iou_thr=iou_thr, score_thr=score_thr)
         num_classes = bbox_head.num_classes
-        rpn_cfg = ConfigDict(dict(model.rpn_head.test_cfg or {}))
-        rpn_cfg.update(nms_pre=rpn_nms_pre, max_per_img=rpn_max_per_img,
-                       nms=dict(type='nms', iou_threshold=rpn_nms_iou))
+        # a deep copy: ConfigDict.update merges nested dicts in place, which
+        # would change the model's own RPN test settings for every later
+        # prediction (ORIG / ADVR / PERM included)
+        rpn_cfg = ConfigDict(copy.deepcopy(dict(model.rpn_head.test_cfg or {})))
+        rpn_cfg['nms_pre'] = rpn_nms_pre
+        rpn_cfg['max_per_img'] = rpn_max_per_img
+        rpn_cfg['nms'] = ConfigDict(type='nms', iou_threshold=rpn_nms_iou)
         rpn_cfg.setdefault('min_bbox_size', 0)
         with torch.no_grad():
             x, metas = _features(model, [im.float() for im in inputs], self.samples)

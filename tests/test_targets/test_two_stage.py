@@ -119,3 +119,23 @@ def test_families_without_adapter_get_one_clear_error(cfg):
     msg = str(e.value)
     assert '\n' not in msg and 'two-stage' in msg and 'EncoderDecoder' in msg
     assert 'one-stage' in msg and 'RetinaNet' in msg
+
+
+def test_building_targets_leaves_the_models_predictions_unchanged():
+    """The dense RPN settings are the adapter's own: the detector's test_cfg,
+    and so ORIG / ADVR / PERM predictions, must not change (a shallow
+    ConfigDict.update once changed the RPN's NMS to 0.9 for every later
+    prediction)."""
+    import copy
+    model = build('faster_fpn')
+    batch = make_batch(num=1)
+    before_cfg = copy.deepcopy(model.rpn_head.test_cfg.to_dict())
+    with torch.no_grad():
+        before = model.test_step(copy.deepcopy(batch))[0].pred_instances
+    with attack_mode(model):
+        TwoStageTargets(model, [x.float() for x in batch['inputs']], batch['data_samples'],
+                        **TARGETS)
+    assert model.rpn_head.test_cfg.to_dict() == before_cfg
+    with torch.no_grad():
+        after = model.test_step(copy.deepcopy(batch))[0].pred_instances
+    assert torch.equal(before.bboxes, after.bboxes) and torch.equal(before.scores, after.scores)
