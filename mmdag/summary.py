@@ -24,9 +24,7 @@ def format_table(rows: Dict[str, dict]) -> str:
         metric = main_metric(m)
         if metric is None:
             continue
-
-        # mmdet's VOC/COCO metrics report AP as a fraction, mmseg's IoU in %
-        scale = 100.0 if 'AP' in metric.rsplit('/', 1)[-1] else 1.0
+        scale = metric_scale(metric)
 
         def get(variant):
             v = m.get(f'{variant}/{metric}')

@@ -74,3 +74,11 @@ def zoo_config(path):
     pkg, rel = path.split('::')
     root = osp.dirname(importlib.import_module(pkg).__file__)
     return Config.fromfile(osp.join(root, '.mim', 'configs', rel))
+
+
+def eq1_loss(targets, images, adv_labels):
+    """Eq. (1) of the paper, sum over targets of f_l - f_l', on ``images``."""
+    with torch.no_grad():
+        logits = targets.logits([x.float() for x in images], list(range(len(images))))
+    return sum((z.gather(1, lab[:, None]) - z.gather(1, a[:, None])).sum().item()
+               for z, lab, a in zip(logits, targets.labels, adv_labels))

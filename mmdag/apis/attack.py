@@ -41,6 +41,20 @@ def image_seeds(data_samples: list, base: int = 0) -> List[int]:
     return seeds
 
 
+def _batch_images(model, data_batch: dict) -> List[Tensor]:
+    """The batch's images as float tensors on the model's device, checked."""
+    inputs = data_batch['inputs']
+    if len(inputs) == 0:
+        raise MMDagError('empty data batch: nothing to attack (check the test dataset and ann_file)')
+    device = next(model.parameters()).device
+    images = [x.to(device).float() for x in inputs]
+    for x in images:
+        if x.dim() != 3 or x.shape[-1] == 0 or x.shape[-2] == 0:
+            raise MMDagError(f'cannot attack an empty or malformed image of shape {tuple(x.shape)}: '
+                             'check the image files and the test pipeline')
+    return images
+
+
 def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
                  targets_cfg: Optional[dict] = None) -> Tuple[DAGResult, object]:
     """Run DAG on one data batch of an mmseg/mmdet model.
@@ -61,16 +75,8 @@ def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
     """
     if attack is None or isinstance(attack, dict):
         attack = DAG(**(attack or {}))
-    inputs = data_batch['inputs']
     samples = data_batch['data_samples']
-    if len(inputs) == 0:
-        raise MMDagError('empty data batch: nothing to attack (check the test dataset and ann_file)')
-    device = next(model.parameters()).device
-    images = [x.to(device).float() for x in inputs]
-    for x in images:
-        if x.dim() != 3 or x.shape[-1] == 0 or x.shape[-2] == 0:
-            raise MMDagError(f'cannot attack an empty or malformed image of shape {tuple(x.shape)}: '
-                             'check the image files and the test pipeline')
+    images = _batch_images(model, data_batch)
     with attack_mode(model):
         targets = build_targets(model, images, samples, **(targets_cfg or {}))
         result = attack(images, targets, seeds=image_seeds(samples, attack.seed))
@@ -100,10 +106,8 @@ def transfer_batch(model, data_batch: dict, perturbations: Sequence[Tensor],
     """
     from mmdag.attacks import perturbation_stats
     samples = data_batch['data_samples']
-    device = next(model.parameters()).device
-    images = [x.to(device).float() for x in data_batch['inputs']]
-    if len(images) == 0:
-        raise MMDagError('empty data batch: nothing to attack (check the test dataset and ann_file)')
+    images = _batch_images(model, data_batch)
+    device = images[0].device
     lo, hi = clip_range
     adv = [(x + r.to(device).float()).clamp(lo, hi) for x, r in zip(images, perturbations)]
     rs = [a - x for a, x in zip(adv, images)]

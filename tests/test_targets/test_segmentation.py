@@ -3,7 +3,7 @@ import copy
 
 import pytest
 import torch
-from conftest import zoo_config
+from conftest import eq1_loss, zoo_config
 from mmengine.config import Config
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
@@ -54,12 +54,6 @@ def make_batch(num=2, h=40, w=56, seed=0, gt=True, ignore_frac=0.2):
         samples.append(s)
     return dict(inputs=inputs, data_samples=samples)
 
-
-def eq1_loss(targets, images, adv_labels):
-    with torch.no_grad():
-        logits = targets.logits([x.float() for x in images], list(range(len(images))))
-    return sum((z.gather(1, lab[:, None]) - z.gather(1, a[:, None])).sum().item()
-               for z, lab, a in zip(logits, targets.labels, adv_labels))
 
 
 @pytest.mark.parametrize('name', sorted(ZOO))
