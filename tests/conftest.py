@@ -9,6 +9,9 @@ import torch
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = osp.join(ROOT, 'configs', 'demo', 'fcn_tiny_synthetic-voc.py')
 sys.path.insert(0, ROOT)
+# the zoo-model builders and batch makers of tests/test_targets (test_one_stage,
+# test_two_stage, test_segmentation, test_batching) are shared by other folders
+sys.path.insert(0, osp.join(ROOT, 'tests', 'test_targets'))
 
 
 @pytest.fixture(scope='session')

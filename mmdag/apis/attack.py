@@ -12,16 +12,25 @@ from mmdag.targets import build_targets
 
 
 @contextmanager
-def attack_mode(model):
+def attack_mode(model, autocast: bool = False):
     """Eval mode, gradients on (the test loop runs under no_grad), and the
-    parameters frozen so that only the input gets a gradient."""
+    parameters frozen so that only the input gets a gradient.
+
+    Args:
+        model: the unwrapped model.
+        autocast (bool): run the forwards under mmengine's ``autocast``
+            (float16 on CUDA, bfloat16 on the CPU). Defaults to False: the
+            attack's logits and gradients are float32, whatever precision the
+            predictions use.
+    """
+    from mmengine.runner.amp import autocast as mm_autocast
     was_training = model.training
     flags = [p.requires_grad for p in model.parameters()]
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), mm_autocast(enabled=autocast):
             yield model
     finally:
         for p, f in zip(model.parameters(), flags):
@@ -56,7 +65,8 @@ def _batch_images(model, data_batch: dict) -> List[Tensor]:
 
 
 def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
-                 targets_cfg: Optional[dict] = None) -> Tuple[DAGResult, object]:
+                 targets_cfg: Optional[dict] = None,
+                 autocast: bool = False) -> Tuple[DAGResult, object]:
     """Run DAG on one data batch of an mmseg/mmdet model.
 
     Args:
@@ -68,16 +78,20 @@ def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
             attribute) or the keyword arguments of :class:`DAG`.
             Defaults to the paper's settings.
         targets_cfg (dict, optional): keyword arguments of the target adapter.
+        autocast (bool): attack under mixed precision (see
+            :func:`attack_mode`). Defaults to False (float32).
 
     Returns:
         tuple: the :class:`DAGResult` (adversarial images in the loader's
-        frame and channel order, float 0..255) and the target set.
+        frame and channel order, float 0..255, on the model's device) and the
+        target set. An image's result does not depend on the other images of
+        the batch (:mod:`mmdag.targets.batching`).
     """
     if attack is None or isinstance(attack, dict):
         attack = DAG(**(attack or {}))
     samples = data_batch['data_samples']
     images = _batch_images(model, data_batch)
-    with attack_mode(model):
+    with attack_mode(model, autocast):
         targets = build_targets(model, images, samples, **(targets_cfg or {}))
         result = attack(images, targets, seeds=image_seeds(samples, attack.seed))
     return result, targets
@@ -86,17 +100,18 @@ def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
 def perm_images(images: Sequence[Tensor], perturbations: Sequence[Tensor], data_samples: list,
                 seed: int = 0, clip_range=(0.0, 255.0)) -> List[Tensor]:
     """PERM images: each clean image plus its perturbation with pixel
-    positions permuted (seeded per image), clipped to the valid range."""
+    positions permuted (seeded per image), clipped to the valid range; on the
+    perturbation's device."""
     out = []
     for x, r, s in zip(images, perturbations, image_seeds(data_samples, seed + 7919)):
         q = permute_perturbation(r, torch.Generator().manual_seed(s))
-        out.append((x.float() + q).clamp(*clip_range))
+        out.append((x.to(q.device).float() + q).clamp(*clip_range))
     return out
 
 
 def transfer_batch(model, data_batch: dict, perturbations: Sequence[Tensor],
                    targets_cfg: Optional[dict] = None,
-                   clip_range=(0.0, 255.0)) -> Tuple[DAGResult, object]:
+                   clip_range=(0.0, 255.0), autocast: bool = False) -> Tuple[DAGResult, object]:
     """Apply given perturbations (e.g. DAG's on another model) to a batch.
 
     No optimisation: ``X + r`` clipped to the valid range, and the statistics
@@ -111,7 +126,7 @@ def transfer_batch(model, data_batch: dict, perturbations: Sequence[Tensor],
     lo, hi = clip_range
     adv = [(x + r.to(device).float()).clamp(lo, hi) for x, r in zip(images, perturbations)]
     rs = [a - x for a, x in zip(adv, images)]
-    with attack_mode(model):
+    with attack_mode(model, autocast):
         targets = build_targets(model, images, samples, **(targets_cfg or {}))
         with torch.no_grad():
             logits = targets.logits(adv, list(range(len(adv))))

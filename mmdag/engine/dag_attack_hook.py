@@ -7,12 +7,14 @@ from typing import Optional, Sequence
 from mmengine.dist import get_rank, get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner.amp import autocast
 from mmengine.structures import BaseDataElement
 
 from mmdag.apis.attack import attack_batch, perm_images, transfer_batch
 from mmdag.attacks import DAG
 from mmdag.registry import HOOKS
 from mmdag.targets import find_adapter
+from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
 
 from .figures import save_figure
 from .perturbations import load_perturbation, save_perturbation
@@ -68,6 +70,18 @@ class DAGAttackHook(Hook):
             PERM and the statistics on this model. Several directories add
             their perturbations (the paper's ``r_A + r_B``). Defaults to None
             (attack).
+        attack_autocast (bool): run the attack's forwards and backwards
+            under mixed precision (mmengine's ``autocast``: float16 on CUDA,
+            bfloat16 on the CPU). Defaults to False: the attack's logits and
+            gradients are float32.
+
+    Batches and precision: every forward of an image (targets, attack, ORIG,
+    ADVR, PERM) is made at the image's own padded canvas, images of equal
+    canvas together (:mod:`mmdag.targets.batching`); the hook makes the test
+    loop's ``test_step`` do the same while it is active. So an image's
+    numbers do not depend on its batch companions, and a batch may mix image
+    sizes even for mmseg. ORIG and PERM are predicted under the same
+    precision as the loop's ADVR prediction (``test_loop.fp16``).
     """
 
     priority = 'VERY_LOW'  # after every other before_test_iter hook
@@ -80,7 +94,8 @@ class DAGAttackHook(Hook):
                  num_figures: int = 0,
                  report: Optional[str] = 'dag_report.json',
                  save_perturbations: bool = False,
-                 perturbations=None) -> None:
+                 perturbations=None,
+                 attack_autocast: bool = False) -> None:
         unknown = set(variants) - {'orig', 'perm'}
         if unknown:
             raise ValueError(f'unknown variants {sorted(unknown)}; the hook makes orig and perm')
@@ -97,10 +112,19 @@ class DAGAttackHook(Hook):
         if isinstance(perturbations, str):
             perturbations = [perturbations]
         self.perturbations = list(perturbations) if perturbations else None
+        self.attack_autocast = bool(attack_autocast)
+        self._fp16 = False
+        self._environment: dict = {}
+        self._restore_test_step = None
 
     def before_test(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         # fail before the first batch if no adapter fits the model
-        find_adapter(runner.model.module if is_model_wrapper(runner.model) else runner.model)
+        find_adapter(model)
+        # the loop's ADVR forward, like every other, one canvas group at a time
+        self._restore_test_step = install_grouped_test_step(model)
+        self._fp16 = bool(getattr(runner.test_loop, 'fp16', False))
+        self._environment = _environment(model)
         for d in self.perturbations or []:
             if not osp.isdir(d):
                 from mmdag.errors import MMDagError
@@ -119,12 +143,13 @@ class DAGAttackHook(Hook):
         clean = list(data_batch['inputs'])
         samples = data_batch['data_samples']
         if self.perturbations is None:
-            result, targets = attack_batch(model, data_batch, self.dag, self.targets_cfg)
+            result, targets = attack_batch(model, data_batch, self.dag, self.targets_cfg,
+                                           autocast=self.attack_autocast)
         else:
             loaded = [sum(load_perturbation(d, s, tuple(x.shape), k) for d in self.perturbations)
                       for k, (s, x) in enumerate(zip(samples, clean))]
             result, targets = transfer_batch(model, data_batch, loaded, self.targets_cfg,
-                                             self.dag.clip_range)
+                                             self.dag.clip_range, autocast=self.attack_autocast)
         if self.save_perturbations:
             for k, (s, r) in enumerate(zip(samples, result.perturbations)):
                 save_perturbation(osp.join(runner.work_dir, 'perturbations'), s, r, k)
@@ -156,10 +181,12 @@ class DAGAttackHook(Hook):
             f"L-inf {sum(s['linf'] for s in stats) / n:.2f}, "
             f"targets still correct {100 * sum(s['correct_frac'] for s in stats) / n:.1f}%")
 
-    @staticmethod
-    def _predict(model, images, samples) -> list:
+    def _predict(self, model, images, samples) -> list:
+        """Predictions as the test loop makes them: canvas groups, and the
+        loop's precision (``test_loop.fp16``)."""
         copies = [s.clone() for s in samples]
-        outs = model.test_step(dict(inputs=list(images), data_samples=copies))
+        with autocast(enabled=self._fp16):
+            outs = grouped_test_step(model, dict(inputs=list(images), data_samples=copies))
         return [_pred_fields(o) for o in outs]
 
     def _save_figures(self, runner, model, clean, result, samples, extra) -> None:
@@ -173,6 +200,11 @@ class DAGAttackHook(Hook):
                         extra.get('orig', [None] * len(clean))[k], adv_out[k], palette,
                         result.stats[k], samples[k].metainfo.get('scale_factor'), classes)
         self._figures_left -= min(self._figures_left, len(clean))
+
+    def after_test(self, runner) -> None:
+        if self._restore_test_step is not None:
+            self._restore_test_step()
+            self._restore_test_step = None
 
     def after_test_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         if not self.report or not is_main_process():
@@ -191,7 +223,10 @@ class DAGAttackHook(Hook):
             settings=dict(attack=self.dag.__dict__,
                           targets=self._target_settings or self.targets_cfg,
                           perm_seed=self.perm_seed,
-                          transfer_from=self.perturbations),
+                          transfer_from=self.perturbations,
+                          attack_autocast=self.attack_autocast,
+                          test_fp16=self._fp16),
+            environment=self._environment,
             config=getattr(runner.cfg, 'filename', None),
             checkpoint=runner.cfg.get('load_from'),
             metrics=metrics)
@@ -201,6 +236,25 @@ class DAGAttackHook(Hook):
             json.dump(report, f, indent=2, default=_jsonable)
         os.replace(tmp, path)
         runner.logger.info(f'DAG report written to {path}')
+
+
+def _environment(model) -> dict:
+    """Where the numbers were measured: device, world size and versions."""
+    import torch
+
+    import mmdag
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device('cpu')
+    env = dict(device=str(device), world_size=get_world_size(), torch=torch.__version__,
+               cuda=torch.version.cuda, mmdag=mmdag.__version__)
+    if device.type == 'cuda':
+        env['device_name'] = torch.cuda.get_device_name(device)
+    for pkg in ('mmengine', 'mmcv', 'mmdet', 'mmseg'):
+        try:
+            env[pkg] = __import__(pkg).__version__
+        except ImportError:
+            pass
+    return env
 
 
 def _jsonable(obj):

@@ -9,6 +9,7 @@ from mmdag.attacks import TargetSet
 from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
 from mmdag.targets.two_stage import _features, gt_in_input_frame
+from .batching import map_canvas_groups
 
 
 def _head_kind(head) -> Optional[str]:
@@ -71,7 +72,10 @@ class OneStageTargets(TargetSet):
     cell and best anchor); every matched prior is a target labelled with its
     box's class. Each iteration runs backbone, neck and head on the whole
     image (a one-stage detector has no cheaper part to skip) and reads the
-    class logits of the targets.
+    class logits of the targets. Priors are indexed in the image's own
+    canvas, and every forward is made per canvas group
+    (:mod:`mmdag.targets.batching`), so the indices stay valid whichever
+    images are still being attacked.
 
     "Still correct":
         * softmax heads with a background logit (SSD): ``argmax == label``,
@@ -129,19 +133,29 @@ class OneStageTargets(TargetSet):
         t = min(max(score_thr, 1e-6), 1 - 1e-6)
         self.threshold = math.log(t / (1 - t))
         num_classes = head.num_classes
+        images = [im.float() for im in inputs]
+
+        def assign(group):
+            # the priors of an image's own canvas: feature-map sizes and flat
+            # prior indices are those of every later forward of this image
+            x, metas = _features(model, [images[k] for k in group],
+                                 [self.samples[k] for k in group])
+            maps = head(x)[0]
+            featmap_sizes = [m.shape[-2:] for m in maps]
+            device = maps[0].device
+            out = []
+            for k, meta in zip(group, metas):
+                gt = gt_in_input_frame(self.samples[k], gt_frame, device)
+                if gt is None or len(gt) == 0:
+                    out.append(torch.zeros(0, dtype=torch.long, device=device))
+                else:
+                    out.append(_assigned_labels(head, kind, featmap_sizes, meta, gt, device))
+            return out
+
         with torch.no_grad():
-            x, metas = _features(model, [im.float() for im in inputs], self.samples)
-            outs = head(x)
-        maps = outs[0]
-        featmap_sizes = [m.shape[-2:] for m in maps]
-        device = maps[0].device
+            assigned = map_canvas_groups(model, images, assign)
         self.index, labels = [], []
-        for i, s in enumerate(self.samples):
-            gt = gt_in_input_frame(s, gt_frame, device)
-            if gt is None or len(gt) == 0:
-                lab = torch.zeros(0, dtype=torch.long, device=device)
-            else:
-                lab = _assigned_labels(head, kind, featmap_sizes, metas[i], gt, device)
+        for lab in assigned:
             keep = torch.nonzero(lab >= 0)[:, 0]
             self.index.append(keep)
             labels.append(lab[keep])
@@ -150,10 +164,17 @@ class OneStageTargets(TargetSet):
             self.exclude_adv = (num_classes, )   # background is never an adversarial label
 
     def logits(self, images: Sequence[Tensor], indices: Sequence[int]) -> List[Tensor]:
-        x, _ = _features(self.model, images, [self.samples[i] for i in indices])
-        outs = self.model.bbox_head(x)
-        return [_flat_cls_logits(self.model.bbox_head, self.kind, outs, k)[self.index[i]]
-                for k, i in enumerate(indices)]
+        head = self.model.bbox_head
+
+        def forward(group):
+            ids = [indices[k] for k in group]
+            x, _ = _features(self.model, [images[k] for k in group],
+                             [self.samples[i] for i in ids])
+            outs = head(x)
+            return [_flat_cls_logits(head, self.kind, outs, j)[self.index[i]]
+                    for j, i in enumerate(ids)]
+
+        return map_canvas_groups(self.model, images, forward)
 
     def correct(self, logits: Tensor, labels: Tensor) -> Tensor:
         if not self.sigmoid:

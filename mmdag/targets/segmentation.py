@@ -7,10 +7,12 @@ from torch import Tensor
 
 from mmdag.attacks import TargetSet
 from mmdag.registry import TARGETS
+from .batching import map_canvas_groups
 
 
 def _seg_logit_maps(model, images: Sequence[Tensor], samples: list) -> List[Tensor]:
-    """Per-image logits ``[C, H_ori, W_ori]`` through the model's own path.
+    """Per-image logits ``[C, H_ori, W_ori]`` through the model's own path,
+    one forward per image size (:mod:`mmdag.targets.batching`).
 
     The same steps as mmseg's ``EncoderDecoder.predict``: the data
     preprocessor (BGR->RGB, normalisation, padding; all differentiable),
@@ -18,6 +20,11 @@ def _seg_logit_maps(model, images: Sequence[Tensor], samples: list) -> List[Tens
     ``postprocess_result`` (padding removed, flip undone, bilinear resize to
     the original shape), so "correct" here is what the metric counts.
     """
+    return map_canvas_groups(model, images, lambda group: _seg_logit_maps_one_canvas(
+        model, [images[k] for k in group], [samples[k] for k in group]))
+
+
+def _seg_logit_maps_one_canvas(model, images: Sequence[Tensor], samples: list) -> List[Tensor]:
     data = model.data_preprocessor(dict(inputs=list(images), data_samples=samples), False)
     metas = [s.metainfo for s in data['data_samples']]
     seg = model.inference(data['inputs'], metas)

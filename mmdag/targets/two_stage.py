@@ -8,9 +8,11 @@ from torch import Tensor
 from mmdag.attacks import TargetSet
 from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
+from .batching import map_canvas_groups
 
 
 def _features(model, images: Sequence[Tensor], samples: list):
+    """Backbone (+ neck) features of images that share one canvas."""
     data = model.data_preprocessor(dict(inputs=list(images), data_samples=samples), False)
     metas = [s.metainfo for s in data['data_samples']]
     return model.extract_feat(data['inputs']), metas
@@ -63,6 +65,8 @@ class TwoStageTargets(TargetSet):
     that box's class exceeds ``score_thr``; its label is that class. The
     proposals stay fixed during the attack: each iteration runs backbone, neck
     and RoI head only. The background logit is never an adversarial label.
+    Every forward is made per canvas group (:mod:`mmdag.targets.batching`), so
+    an image's proposals and logits do not depend on its batch companions.
 
     Args:
         model: a ``TwoStageDetector`` with an RPN (unwrapped, eval mode).
@@ -118,13 +122,19 @@ class TwoStageTargets(TargetSet):
         rpn_cfg['max_per_img'] = rpn_max_per_img
         rpn_cfg['nms'] = ConfigDict(type='nms', iou_threshold=rpn_nms_iou)
         rpn_cfg.setdefault('min_bbox_size', 0)
-        with torch.no_grad():
-            x, metas = _features(model, [im.float() for im in inputs], self.samples)
+        images = [im.float() for im in inputs]
+
+        def proposals_and_scores(group):
+            x, metas = _features(model, [images[k] for k in group],
+                                 [self.samples[k] for k in group])
             outs = model.rpn_head(x)
             proposals = model.rpn_head.predict_by_feat(*outs, batch_img_metas=metas, cfg=rpn_cfg,
                                                        rescale=False)
             boxes = [p.bboxes for p in proposals]
-            clean = _roi_logits(model, x, boxes, metas)
+            return list(zip(boxes, _roi_logits(model, x, boxes, metas)))
+
+        with torch.no_grad():
+            boxes, clean = zip(*map_canvas_groups(model, images, proposals_and_scores))
         self.boxes, labels = [], []
         for i, s in enumerate(self.samples):
             gt = gt_in_input_frame(s, gt_frame, boxes[i].device)
@@ -144,5 +154,10 @@ class TwoStageTargets(TargetSet):
         self.exclude_adv = (num_classes, )   # background is never an adversarial label
 
     def logits(self, images: Sequence[Tensor], indices: Sequence[int]) -> List[Tensor]:
-        x, metas = _features(self.model, images, [self.samples[i] for i in indices])
-        return _roi_logits(self.model, x, [self.boxes[i] for i in indices], metas)
+        def forward(group):
+            ids = [indices[k] for k in group]
+            x, metas = _features(self.model, [images[k] for k in group],
+                                 [self.samples[i] for i in ids])
+            return _roi_logits(self.model, x, [self.boxes[i] for i in ids], metas)
+
+        return map_canvas_groups(self.model, images, forward)

@@ -54,7 +54,8 @@ def single_pixel_linf(model, batch, per_image=25):
     ratios = []
     g = torch.Generator().manual_seed(0)
     with attack_mode(model):
-        images = [x.float() for x in batch['inputs']]
+        device = next(model.parameters()).device
+        images = [x.to(device).float() for x in batch['inputs']]
         t = build_targets(model, images, batch['data_samples'])
         for i, x in enumerate(images):
             x = x.clone().requires_grad_(True)

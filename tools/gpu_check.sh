@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# GPU check: run mmdag's CUDA tests (pytest -m cuda) on a bare GPU machine.
+#
+#   bash tools/gpu_check.sh prepare          # where pip reaches the package index
+#   bash tools/gpu_check.sh run [LOG_DIR [PYTEST_ARGS...]]   # on the GPU machine
+#
+# `prepare` fills .gpu_check/ (ignored by git, about 9 MB): the wheels that a
+# machine with Python, a CUDA build of torch, numpy, scipy, matplotlib, opencv,
+# pillow, pyyaml, rich, regex, six, tqdm and pytest lacks (mmengine, mmdet,
+# mmsegmentation and their pure-Python needs; pycocotools and shapely as
+# binary wheels for GPU_PYTHON_VERSION, default 3.12), a setuptools that still
+# has pkg_resources (mmcv's build needs it), and mmcv 2.1.0's source.
+#
+# `run` needs no package index: it installs those wheels into $GPU_CHECK_SITE
+# (default /tmp/mmdag_gpu_site), builds mmcv with its CUDA ops there
+# (MMCV_WITH_OPS=1 FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST default 9.0 = H100/H200,
+# MAX_JOBS = all cores) and times it, then runs the CUDA tests. If the CUDA
+# build fails or takes longer than MMCV_BUILD_TIMEOUT seconds (default 420),
+# it builds mmcv with CPU ops instead and runs the checks that need no mmcv op
+# on the GPU (segmentation, transfer, distributed; not the detectors, whose
+# NMS and RoIAlign need mmcv's CUDA ops), and says so. Everything it prints is
+# also in LOG_DIR (default gpu_check_logs/): gpu_check.log, mmcv_build.log,
+# pytest_cuda.log. PYTEST_ARGS go to pytest (e.g. -k segmentation).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DIR=${GPU_CHECK_DIR:-$ROOT/.gpu_check}
+PY=${PYTHON:-python3}
+MODE=${1:-}
+
+# pure-Python needs of mmengine / mmdet / mmseg, pinned to the tested stack
+WHEELS="mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 addict==2.4.0 yapf==0.43.0
+platformdirs==4.14.8 termcolor==3.3.0 ftfy==6.3.1 wcwidth==0.9.4 terminaltables==3.1.10
+prettytable==3.18.0 pycocotools==2.0.11 shapely==2.2.0 setuptools==80.10.2"
+
+prepare() {
+    local pyver=${GPU_PYTHON_VERSION:-3.12}
+    mkdir -p "$DIR/wheels"
+    # shellcheck disable=SC2086
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --platform manylinux1_x86_64 -d "$DIR/wheels" $WHEELS || exit 1
+    # mmcv's sdist: pip prepares its metadata with setup.py, which needs torch
+    # and a setuptools with pkg_resources: use the project's environment
+    local vpy="$ROOT/.venv/bin/python"
+    [ -x "$vpy" ] || vpy=$PY
+    "$vpy" -m pip download -q --no-deps --no-binary :all: --no-build-isolation -d "$DIR" \
+        mmcv==2.1.0 || exit 1
+    echo "[gpu_check] prepared $(du -sh "$DIR" | cut -f1) in $DIR (Python $pyver wheels):"
+    ls "$DIR" "$DIR/wheels"
+}
+
+run() {
+    local logs=${1:-$ROOT/gpu_check_logs}
+    shift || true
+    local site=${GPU_CHECK_SITE:-/tmp/mmdag_gpu_site}
+    mkdir -p "$logs"
+    exec > >(tee -a "$logs/gpu_check.log") 2>&1
+    echo "[gpu_check] $(date -u '+%Y-%m-%d %H:%M:%S') UTC on $(hostname), $(nproc) cores"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "[gpu_check] no nvidia-smi"
+    "$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available(), torch.cuda.device_count(), 'GPU(s)')" || exit 1
+    command -v nvcc >/dev/null && nvcc --version | tail -2
+    [ -d "$DIR/wheels" ] || { echo "[gpu_check] error: $DIR/wheels missing: run 'bash tools/gpu_check.sh prepare' where pip reaches the index, and bring .gpu_check along"; exit 2; }
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$site" "$DIR"/wheels/*.whl || exit 1
+    export PYTHONPATH="$site:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+    local mmcv_ops=none t0 t1 rc
+    if "$PY" -c "import mmcv.ops" 2>/dev/null; then
+        mmcv_ops=present
+        echo "[gpu_check] mmcv with ops already importable: no build"
+    else
+        local cuda_home
+        cuda_home=$("$PY" -c "from torch.utils.cpp_extension import CUDA_HOME; print(CUDA_HOME)" 2>/dev/null)
+        t0=$(date +%s)
+        echo "[gpu_check] building mmcv 2.1.0 with CUDA ops, torch's CUDA_HOME=$cuda_home (log: $logs/mmcv_build.log)"
+        MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} \
+            MAX_JOBS=${MAX_JOBS:-$(nproc)} timeout "${MMCV_BUILD_TIMEOUT:-420}" \
+            "$PY" -m pip install --no-index --no-build-isolation --no-deps --no-cache-dir \
+            --target "$site" "$DIR"/mmcv-2.1.0.tar.gz > "$logs/mmcv_build.log" 2>&1
+        rc=$?
+        t1=$(date +%s)
+        echo "[gpu_check] mmcv CUDA build: exit $rc after $((t1 - t0)) s"
+        if [ $rc -eq 0 ]; then
+            mmcv_ops=cuda
+        else
+            echo "[gpu_check] first errors of the CUDA build:"
+            grep -m 8 -E '(: error|error:|Error:)' "$logs/mmcv_build.log" | grep -v -E 'subprocess-exited|failed-wheel'
+            t0=$(date +%s)
+            echo "[gpu_check] falling back to mmcv with CPU ops"
+            CUDA_VISIBLE_DEVICES= MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
+                "$PY" -m pip install --no-index --no-build-isolation --no-deps --no-cache-dir \
+                --target "$site" "$DIR"/mmcv-2.1.0.tar.gz >> "$logs/mmcv_build.log" 2>&1 \
+                && mmcv_ops=cpu
+            echo "[gpu_check] mmcv CPU-ops build: $mmcv_ops after $(( $(date +%s) - t0 )) s"
+        fi
+    fi
+    # what the detectors need on the GPU: NMS and RoIAlign on CUDA tensors
+    "$PY" - <<'EOF'
+import torch, mmcv
+from mmcv.ops import nms, roi_align
+print('[gpu_check] mmcv', mmcv.__version__, 'imported')
+if torch.cuda.is_available():
+    try:
+        b = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], dtype=torch.float, device='cuda')
+        keep = nms(b, torch.tensor([0.9, 0.8, 0.7], device='cuda'), 0.5)[1]
+        f = roi_align(torch.rand(1, 4, 16, 16, device='cuda'), torch.tensor([[0, 1., 1., 9., 9.]], device='cuda'), (7, 7))
+        print('[gpu_check] mmcv CUDA ops: nms kept', keep.tolist(), 'roi_align', tuple(f.shape), 'on', f.device)
+    except Exception as e:
+        print('[gpu_check] mmcv CUDA ops unavailable:', type(e).__name__, str(e)[:200])
+EOF
+    local select=()
+    if [ "$mmcv_ops" = cpu ]; then
+        select=(-k 'not detect')
+        echo "[gpu_check] NOT covered: detectors on CUDA (mmcv has CPU ops only)"
+    fi
+    echo "[gpu_check] running the CUDA tests"
+    local t_tests; t_tests=$(date +%s)
+    "$PY" -m pytest tests/test_cuda -m cuda -v -rs -p no:cacheprovider --durations=5 \
+        "${select[@]}" "$@" 2>&1 | tee "$logs/pytest_cuda.log"
+    rc=${PIPESTATUS[0]}
+    echo "[gpu_check] CUDA tests: exit $rc after $(( $(date +%s) - t_tests )) s; mmcv ops: $mmcv_ops"
+    return "$rc"
+}
+
+case "$MODE" in
+    prepare) prepare ;;
+    run) shift; run "$@" ;;
+    *) echo "usage: bash tools/gpu_check.sh prepare | run [LOG_DIR [PYTEST_ARGS...]]" >&2; exit 2 ;;
+esac
