@@ -12,13 +12,15 @@
 # has pkg_resources (mmcv's build needs it), and mmcv 2.1.0's source.
 #
 # `run` needs no package index: it installs those wheels into $GPU_CHECK_SITE
-# (default /tmp/mmdag_gpu_site), builds mmcv with its CUDA ops there
-# (MMCV_WITH_OPS=1 FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST default 9.0 = H100/H200,
-# MAX_JOBS = all cores) and times it, then runs the CUDA tests. If the CUDA
-# build fails or takes longer than MMCV_BUILD_TIMEOUT seconds (default 420),
-# it builds mmcv with CPU ops instead and runs the checks that need no mmcv op
-# on the GPU (segmentation, transfer, distributed; not the detectors, whose
-# NMS and RoIAlign need mmcv's CUDA ops), and says so. Everything it prints is
+# (default /tmp/mmdag_gpu_site), builds mmcv with its CUDA ops in place under
+# .gpu_check/mmcv-cuda (MMCV_WITH_OPS=1 FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST
+# default 9.0 = H100/H200, MAX_JOBS = all cores; needs ninja) and times it,
+# then runs the CUDA tests. A build cut off after MMCV_BUILD_TIMEOUT seconds
+# (default 480) stops the run (exit 3); the same command again on the same
+# machine resumes the build. If the CUDA build fails with an error, it builds
+# mmcv with CPU ops instead and runs the checks that need no mmcv op on the
+# GPU (segmentation, transfer, distributed; not the detectors, whose NMS and
+# RoIAlign need mmcv's CUDA ops), and says so. Everything it prints is
 # also in LOG_DIR (default gpu_check_logs/): gpu_check.log, mmcv_build.log,
 # pytest_cuda.log. PYTEST_ARGS go to pytest (e.g. -k segmentation).
 set -uo pipefail
@@ -66,33 +68,52 @@ run() {
         --target "$site" "$DIR"/wheels/*.whl || exit 1
     export PYTHONPATH="$site:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-    local mmcv_ops=none t0 t1 rc
-    if "$PY" -c "import mmcv.ops" 2>/dev/null; then
+    local mmcv_ops=none t0 rc
+    local src_cuda="$DIR/mmcv-cuda" src_cpu="$DIR/mmcv-cpu"
+    if [ -f "$src_cuda/.built" ]; then
+        export PYTHONPATH="$src_cuda:$PYTHONPATH"; mmcv_ops=cuda
+        echo "[gpu_check] mmcv with CUDA ops already built in $src_cuda"
+    elif "$PY" -c "import mmcv.ops" 2>/dev/null; then
         mmcv_ops=present
         echo "[gpu_check] mmcv with ops already importable: no build"
     else
+        command -v ninja >/dev/null || echo "[gpu_check] warning: no ninja on PATH: the build will be serial and far slower"
         local cuda_home
         cuda_home=$("$PY" -c "from torch.utils.cpp_extension import CUDA_HOME; print(CUDA_HOME)" 2>/dev/null)
+        if [ -n "$cuda_home" ] && [ ! -f "$cuda_home/include/cusparse.h" ] && [ -z "${CUDA_INC_PATH:-}" ]; then
+            # torch's headers include cusparse/cublas: take them from the nvidia wheels
+            CUDA_INC_PATH=$("$PY" -c "import os, nvidia; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'include'))" 2>/dev/null)
+            export CUDA_INC_PATH
+        fi
+        # built in place under $DIR (kept between runs on the same machine): a
+        # build cut off by MMCV_BUILD_TIMEOUT resumes where it stopped on rerun
+        if [ ! -d "$src_cuda" ]; then
+            mkdir -p "$src_cuda" && tar -xzf "$DIR/mmcv-2.1.0.tar.gz" -C "$src_cuda" --strip-components=1
+        fi
         t0=$(date +%s)
-        echo "[gpu_check] building mmcv 2.1.0 with CUDA ops, torch's CUDA_HOME=$cuda_home (log: $logs/mmcv_build.log)"
-        MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} \
-            MAX_JOBS=${MAX_JOBS:-$(nproc)} timeout "${MMCV_BUILD_TIMEOUT:-420}" \
-            "$PY" -m pip install --no-index --no-build-isolation --no-deps --no-cache-dir \
-            --target "$site" "$DIR"/mmcv-2.1.0.tar.gz > "$logs/mmcv_build.log" 2>&1
+        echo "[gpu_check] building mmcv 2.1.0 with CUDA ops in $src_cuda, CUDA_HOME=$cuda_home CUDA_INC_PATH=${CUDA_INC_PATH:-} (log: $logs/mmcv_build.log)"
+        (cd "$src_cuda" && MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} \
+            MAX_JOBS=${MAX_JOBS:-$(nproc)} timeout -k 10 "${MMCV_BUILD_TIMEOUT:-480}" \
+            "$PY" setup.py build_ext --inplace) >> "$logs/mmcv_build.log" 2>&1
         rc=$?
-        t1=$(date +%s)
-        echo "[gpu_check] mmcv CUDA build: exit $rc after $((t1 - t0)) s"
+        echo "[gpu_check] mmcv CUDA build: exit $rc after $(( $(date +%s) - t0 )) s"
         if [ $rc -eq 0 ]; then
-            mmcv_ops=cuda
+            touch "$src_cuda/.built"
+            export PYTHONPATH="$src_cuda:$PYTHONPATH"; mmcv_ops=cuda
+        elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+            echo "[gpu_check] the CUDA build ran out of its ${MMCV_BUILD_TIMEOUT:-480} s: run the same command again on this machine to resume it"
+            return 3
         else
             echo "[gpu_check] first errors of the CUDA build:"
-            grep -m 8 -E '(: error|error:|Error:)' "$logs/mmcv_build.log" | grep -v -E 'subprocess-exited|failed-wheel'
+            grep -m 8 -E '(: error|error:|Error:)' "$logs/mmcv_build.log"
+            if [ ! -d "$src_cpu" ]; then
+                mkdir -p "$src_cpu" && tar -xzf "$DIR/mmcv-2.1.0.tar.gz" -C "$src_cpu" --strip-components=1
+            fi
             t0=$(date +%s)
-            echo "[gpu_check] falling back to mmcv with CPU ops"
-            CUDA_VISIBLE_DEVICES= MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
-                "$PY" -m pip install --no-index --no-build-isolation --no-deps --no-cache-dir \
-                --target "$site" "$DIR"/mmcv-2.1.0.tar.gz >> "$logs/mmcv_build.log" 2>&1 \
-                && mmcv_ops=cpu
+            echo "[gpu_check] falling back to mmcv with CPU ops in $src_cpu"
+            (cd "$src_cpu" && CUDA_VISIBLE_DEVICES= MMCV_WITH_OPS=1 FORCE_CUDA=0 \
+                MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" setup.py build_ext --inplace) \
+                >> "$logs/mmcv_build.log" 2>&1 && { export PYTHONPATH="$src_cpu:$PYTHONPATH"; mmcv_ops=cpu; }
             echo "[gpu_check] mmcv CPU-ops build: $mmcv_ops after $(( $(date +%s) - t0 )) s"
         fi
     fi
