@@ -53,6 +53,10 @@ prepare() {
     ls "$DIR" "$DIR/wheels"
 }
 
+unpack_mmcv() {   # the mmcv source tree to build in place, unpacked once
+    [ -d "$1" ] || { mkdir -p "$1" && tar -xzf "$DIR/mmcv-2.1.0.tar.gz" -C "$1" --strip-components=1; }
+}
+
 run() {
     local logs=${1:-$ROOT/gpu_check_logs}
     shift || true
@@ -87,9 +91,7 @@ run() {
         fi
         # built in place under $DIR (kept between runs on the same machine): a
         # build cut off by MMCV_BUILD_TIMEOUT resumes where it stopped on rerun
-        if [ ! -d "$src_cuda" ]; then
-            mkdir -p "$src_cuda" && tar -xzf "$DIR/mmcv-2.1.0.tar.gz" -C "$src_cuda" --strip-components=1
-        fi
+        unpack_mmcv "$src_cuda"
         t0=$(date +%s)
         echo "[gpu_check] building mmcv 2.1.0 with CUDA ops in $src_cuda, CUDA_HOME=$cuda_home CUDA_INC_PATH=${CUDA_INC_PATH:-} (log: $logs/mmcv_build.log)"
         (cd "$src_cuda" && MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} \
@@ -106,9 +108,7 @@ run() {
         else
             echo "[gpu_check] first errors of the CUDA build:"
             grep -m 8 -E '(: error|error:|Error:)' "$logs/mmcv_build.log"
-            if [ ! -d "$src_cpu" ]; then
-                mkdir -p "$src_cpu" && tar -xzf "$DIR/mmcv-2.1.0.tar.gz" -C "$src_cpu" --strip-components=1
-            fi
+            unpack_mmcv "$src_cpu"
             t0=$(date +%s)
             echo "[gpu_check] falling back to mmcv with CPU ops in $src_cpu"
             (cd "$src_cpu" && CUDA_VISIBLE_DEVICES= MMCV_WITH_OPS=1 FORCE_CUDA=0 \

@@ -69,14 +69,11 @@ def grouped_test_step(model, data: dict) -> list:
     test_step = getattr(model, '_mmdag_stock_test_step', model.test_step)
     if not isinstance(inputs, (list, tuple)):   # an already stacked batch: one canvas
         return test_step(data)
-    groups = canvas_groups(model, inputs)
-    if len(groups) == 1:
-        return test_step(data)
-    samples = data['data_samples']
+    samples = data.get('data_samples')
 
     def step(group):
         sub = dict(data, inputs=[inputs[k] for k in group],
-                   data_samples=[samples[k] for k in group])
+                   data_samples=None if samples is None else [samples[k] for k in group])
         return test_step(sub)
 
     return map_canvas_groups(model, inputs, step)
