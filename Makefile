@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.mmdag-installed
 REQS   := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt requirements/tests.txt setup.py
 
-.PHONY: setup demo test test-all clean-demo
+.PHONY: setup demo test test-slow test-all clean-demo
 
 setup: $(STAMP)
 
@@ -31,7 +31,15 @@ $(STAMP): $(REQS)
 	@$(PY) -c "import mmcv.ops, mmdet, mmseg, mmdag; print('[setup] ok: mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__, 'mmdag', mmdag.__version__)"
 	@touch $(STAMP)
 
+# the default suite: fast checks (well under 15 min on 2 cores)
 test: setup
+	$(PY) -m pytest tests -q -m "not slow" $(PYTEST_ARGS)
+
+# the slow end-to-end checks (demo chain, distributed, zoo models): CI runs both
+test-slow: setup
+	$(PY) -m pytest tests -q -m slow $(PYTEST_ARGS)
+
+test-all: setup
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
 demo: setup

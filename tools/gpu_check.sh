@@ -11,6 +11,12 @@
 # binary wheels for GPU_PYTHON_VERSION, default 3.12), a setuptools that still
 # has pkg_resources (mmcv's build needs it), and mmcv 2.1.0's source.
 #
+# `pack-mmcv MMCV_TREE` packs an mmcv 2.1.0 source tree already built in place
+# with CUDA ops (`MMCV_WITH_OPS=1 FORCE_CUDA=1 python setup.py build_ext
+# --inplace`, against the GPU machine's torch and Python, on any machine with
+# nvcc) into .gpu_check/mmcv-cuda-prebuilt.tar.gz (debug info stripped); `run`
+# then uses it instead of building (the build takes about 1 CPU-hour).
+#
 # `run` needs no package index: it installs those wheels into $GPU_CHECK_SITE
 # (default /tmp/mmdag_gpu_site), builds mmcv with its CUDA ops in place under
 # .gpu_check/mmcv-cuda (MMCV_WITH_OPS=1 FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST
@@ -74,6 +80,12 @@ run() {
 
     local mmcv_ops=none t0 rc
     local src_cuda="$DIR/mmcv-cuda" src_cpu="$DIR/mmcv-cpu"
+    local prebuilt="$DIR/mmcv-cuda-prebuilt.tar.gz"
+    if [ ! -f "$src_cuda/.built" ] && [ -f "$prebuilt" ]; then
+        # mmcv built with CUDA ops elsewhere (pack-mmcv) for this torch and Python
+        mkdir -p "$src_cuda" && tar -xzf "$prebuilt" -C "$src_cuda" && touch "$src_cuda/.built"
+        echo "[gpu_check] unpacked the prebuilt mmcv with CUDA ops $(basename "$prebuilt")"
+    fi
     if [ -f "$src_cuda/.built" ]; then
         export PYTHONPATH="$src_cuda:$PYTHONPATH"; mmcv_ops=cuda
         echo "[gpu_check] mmcv with CUDA ops already built in $src_cuda"
@@ -145,8 +157,22 @@ EOF
     return "$rc"
 }
 
+pack_mmcv() {   # pack an mmcv source tree built in place with CUDA ops (setup.py build_ext --inplace)
+    local tree=${1:?usage: pack-mmcv MMCV_TREE}
+    local so; so=$(ls "$tree"/mmcv/_ext*.so 2>/dev/null | head -1)
+    [ -n "$so" ] || { echo "[gpu_check] error: no mmcv/_ext*.so in $tree: build it there first"; exit 2; }
+    local tmp; tmp=$(mktemp -d)
+    (cd "$tree" && tar --exclude='mmcv/ops/csrc' --exclude='*.so' --exclude='__pycache__' -cf - mmcv) | tar -xf - -C "$tmp"
+    strip --strip-debug -o "$tmp/mmcv/$(basename "$so")" "$so"
+    mkdir -p "$DIR"
+    tar -czf "$DIR/mmcv-cuda-prebuilt.tar.gz.tmp" -C "$tmp" mmcv && mv "$DIR/mmcv-cuda-prebuilt.tar.gz.tmp" "$DIR/mmcv-cuda-prebuilt.tar.gz"
+    rm -rf "$tmp"
+    echo "[gpu_check] packed $(du -h "$DIR/mmcv-cuda-prebuilt.tar.gz" | cut -f1) into $DIR/mmcv-cuda-prebuilt.tar.gz"
+}
+
 case "$MODE" in
     prepare) prepare ;;
+    pack-mmcv) shift; pack_mmcv "$@" ;;
     run) shift; run "$@" ;;
-    *) echo "usage: bash tools/gpu_check.sh prepare | run [LOG_DIR [PYTEST_ARGS...]]" >&2; exit 2 ;;
+    *) echo "usage: bash tools/gpu_check.sh prepare | pack-mmcv MMCV_TREE | run [LOG_DIR [PYTEST_ARGS...]]" >&2; exit 2 ;;
 esac

@@ -6,10 +6,21 @@ from .two_stage import TwoStageTargets
 from .one_stage import OneStageTargets
 
 
-def find_adapter(model):
-    """The adapter class registered in ``TARGETS`` that accepts ``model``."""
+def predicting_model(model):
+    """The model that makes the predictions: the module of a DDP-like wrapper,
+    and for semi-supervised wrappers (SoftTeacher and other
+    ``SemiBaseDetector``) the teacher or student that ``semi_test_cfg.predict_on``
+    names, as their ``predict`` does."""
     if hasattr(model, 'module') and not hasattr(model, 'test_step'):
         model = model.module
+    if hasattr(model, 'teacher') and hasattr(model, 'student') and hasattr(model, 'semi_test_cfg'):
+        model = getattr(model, (model.semi_test_cfg or {}).get('predict_on', 'teacher'))
+    return model
+
+
+def find_adapter(model):
+    """The adapter class registered in ``TARGETS`` that accepts ``model``."""
+    model = predicting_model(model)
     for cls in TARGETS.module_dict.values():
         if cls.accepts(model):
             return cls
@@ -21,7 +32,9 @@ def find_adapter(model):
 
 def build_targets(model, inputs, data_samples, **kwargs):
     """Build the target set of a batch for ``model`` (adapter chosen by type)."""
+    model = predicting_model(model)
     return find_adapter(model)(model, inputs, data_samples, **kwargs)
 
 
-__all__ = ['OneStageTargets', 'SegmentationTargets', 'TwoStageTargets', 'UnsupportedModelError', 'build_targets', 'find_adapter']
+__all__ = ['OneStageTargets', 'SegmentationTargets', 'TwoStageTargets', 'UnsupportedModelError',
+           'build_targets', 'find_adapter', 'predicting_model']

@@ -27,6 +27,7 @@ def _seg_logit_maps(model, images: Sequence[Tensor], samples: list) -> List[Tens
 def _seg_logit_maps_one_canvas(model, images: Sequence[Tensor], samples: list) -> List[Tensor]:
     data = model.data_preprocessor(dict(inputs=list(images), data_samples=samples), False)
     metas = [s.metainfo for s in data['data_samples']]
+    scores = mask_classification(model)
     seg = model.inference(data['inputs'], metas)
     _, _, h, w = seg.shape
     out = []
@@ -38,8 +39,26 @@ def _seg_logit_maps_one_canvas(model, images: Sequence[Tensor], samples: list) -
             z = z.flip(dims=(3, ) if meta.get('flip_direction') == 'horizontal' else (2, ))
         z = F.interpolate(z, size=tuple(meta['ori_shape']), mode='bilinear',
                           align_corners=model.align_corners)
+        if scores:
+            z = z.clamp_min(SCORE_FLOOR).log()
         out.append(z[0])
     return out
+
+
+#: the smallest class score whose log is taken (mask-classification heads)
+SCORE_FLOOR = 1e-12
+
+
+def mask_classification(model) -> bool:
+    """Whether the decode head outputs class scores, not logits: MaskFormer and
+    Mask2Former score a class at a pixel by ``sum_q softmax(cls_q)[c] *
+    sigmoid(mask_q)``: non-negative scores (not logits) whose argmax is what
+    IoUMetric counts. DAG attacks their log, a logit-like scale with the same
+    argmax (Eq. (1) then pushes ratios of scores, as it pushes differences of
+    logits)."""
+    head = model.decode_head
+    head = head[-1] if isinstance(head, torch.nn.ModuleList) else head
+    return type(head).__name__ in ('MaskFormerHead', 'Mask2FormerHead')
 
 
 @TARGETS.register_module()
@@ -47,7 +66,8 @@ class SegmentationTargets(TargetSet):
     """Every pixel with a valid ground-truth label is a target.
 
     Works for any mmseg ``EncoderDecoder`` (``CascadeEncoderDecoder``
-    included). Logits are taken in the frame the metric uses (the original
+    included; MaskFormer and Mask2Former attacked on the log of their class
+    scores, see :func:`mask_classification`). Logits are taken in the frame the metric uses (the original
     image), so "still correct" is exactly what IoUMetric will count. Pixels
     labelled ``ignore_index`` (or outside ``[0, C)``) are skipped. Where a
     sample has no ground truth, the clean prediction is the true label.

@@ -18,40 +18,101 @@ def _features(model, images: Sequence[Tensor], samples: list):
     return model.extract_feat(data['inputs']), metas
 
 
-def gt_in_input_frame(sample, gt_frame: str, device):
+def gt_in_input_frame(sample, gt_frame: str, device, meta: Optional[dict] = None,
+                      masks: bool = False):
     """The sample's ground-truth boxes and labels in the network-input frame.
 
     The mmdet zoo test pipelines load annotations after ``Resize`` (boxes in
     the original image); ``gt_frame='original'`` scales them by
     ``scale_factor``, ``'input'`` takes them as they are. None when the
-    sample has no ``gt_instances``.
+    sample has no ``gt_instances``. With ``masks=True`` (heads whose targets
+    are defined on instance masks, e.g. SOLO) the instances also get
+    ``masks`` (``BitmapMasks``) on the padded input canvas of ``meta``: the
+    sample's own masks brought to the input frame, or the filled boxes where
+    it has none.
     """
     from mmengine.structures import InstanceData
     gt = sample.get('gt_instances')
     if gt is None or 'bboxes' not in gt:
         return None
     boxes = getattr(gt.bboxes, 'tensor', gt.bboxes).to(device).float().reshape(-1, 4)
+    sf = sample.metainfo.get('scale_factor', (1.0, 1.0))
     if gt_frame == 'original' and len(boxes):
-        sf = sample.metainfo.get('scale_factor', (1.0, 1.0))
         boxes = boxes * boxes.new_tensor([sf[0], sf[1], sf[0], sf[1]])
-    return InstanceData(bboxes=boxes, labels=gt.labels.to(device).long())
+    out = InstanceData(bboxes=boxes, labels=gt.labels.to(device).long())
+    if masks:
+        out.masks = _input_frame_masks(gt, boxes, gt_frame, (meta or sample.metainfo))
+    return out
+
+
+def _input_frame_masks(gt, boxes: Tensor, gt_frame: str, meta: dict):
+    import numpy as np
+    from mmdet.structures.mask import BitmapMasks
+    h, w = meta.get('batch_input_shape', meta.get('pad_shape', meta['img_shape']))[:2]
+    if 'masks' in gt and len(gt.masks) == len(boxes):
+        m = gt.masks
+        if gt_frame == 'original':
+            ih, iw = meta['img_shape'][:2]
+            m = m.resize((ih, iw))
+        data = m.to_ndarray().astype(np.uint8)
+        full = np.zeros((len(boxes), h, w), np.uint8)
+        mh, mw = min(h, data.shape[1]), min(w, data.shape[2])
+        full[:, :mh, :mw] = data[:, :mh, :mw]
+        return BitmapMasks(full, h, w)
+    full = np.zeros((len(boxes), h, w), np.uint8)
+    for k, (x1, y1, x2, y2) in enumerate(boxes.round().long().tolist()):
+        full[k, max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = 1
+    return BitmapMasks(full, h, w)
+
+
+def _roi_context(head, x) -> dict:
+    """The extra features the RoI head's own ``predict`` computes and passes to
+    its box branch: HTC's semantic feature, SCNet's semantic and global context."""
+    kwargs = {}
+    if getattr(head, 'with_semantic', False):
+        kwargs['semantic_feat'] = head.semantic_head(x)[1]
+    if getattr(head, 'with_glbctx', False):
+        kwargs['glbctx_feat'] = head.glbctx_head(x)[1]
+    return kwargs
+
+
+def _log_activation(bbox_head, cls_score: Tensor) -> Tensor:
+    """Heads with a custom classifier (the seesaw loss: C class logits plus 2
+    objectness logits) score boxes with ``loss_cls.get_activation``, C + 1
+    probabilities whose argmax is the detector's decision. DAG attacks their
+    logarithm, computed in log space for the seesaw loss."""
+    import torch.nn.functional as F
+    loss = bbox_head.loss_cls
+    if type(loss).__name__ == 'SeesawLoss':
+        classes, objectness = loss._split_cls_score(cls_score)
+        log_obj = F.log_softmax(objectness, dim=-1)
+        return torch.cat([F.log_softmax(classes, dim=-1) + log_obj[..., :1], log_obj[..., 1:]], dim=-1)
+    return loss.get_activation(cls_score).clamp_min(1e-30).log()
 
 
 def _roi_logits(model, x, boxes: List[Tensor], metas: list) -> List[Tensor]:
     """Classification logits ``[n_i, C + 1]`` of the RoI head on fixed boxes.
 
     Standard RoI heads (FPN or C4 shared head, Mask R-CNN's box branch): the
-    box head's ``cls_score``. Cascade heads: the score the cascade reports at
-    test time, the mean of every stage's logits, each stage on the boxes the
-    previous stage refined (``CascadeRoIHead._refine_roi``).
+    box head's ``cls_score``. Cascade heads (Cascade R-CNN, HTC, SCNet): the
+    score the cascade reports at test time, the mean of every stage's logits,
+    each stage on the boxes the previous stage refined
+    (``CascadeRoIHead._refine_roi``), with the semantic / global-context
+    features the head's ``predict`` passes. Custom classifiers (seesaw loss):
+    the log of the head's activation (:func:`_log_activation`).
     """
     from mmdet.structures.bbox import bbox2roi
     rois = bbox2roi(boxes)
     head = model.roi_head
+    sizes = [len(b) for b in boxes]
+    kwargs = _roi_context(head, x)
     if hasattr(head, '_refine_roi'):
-        _, scores, _ = head._refine_roi(x, rois, metas, [len(b) for b in boxes])
+        _, scores, _ = head._refine_roi(x, rois, metas, sizes, **kwargs)
         return list(scores)
-    return list(head._bbox_forward(x, rois)['cls_score'].split([len(b) for b in boxes], 0))
+    score = head._bbox_forward(x, rois, **kwargs)['cls_score']
+    if head.bbox_head.custom_cls_channels:
+        score = _log_activation(head.bbox_head, score)
+    return list(score.split(sizes, 0))
 
 
 @TARGETS.register_module()
@@ -103,7 +164,8 @@ class TwoStageTargets(TargetSet):
                 "detector's own proposals (precomputed proposals are not supported)")
         bbox_head = model.roi_head.bbox_head
         bbox_head = bbox_head[-1] if isinstance(bbox_head, torch.nn.ModuleList) else bbox_head
-        if getattr(bbox_head.loss_cls, 'use_sigmoid', False) or bbox_head.custom_cls_channels:
+        if getattr(bbox_head.loss_cls, 'use_sigmoid', False) or (
+                bbox_head.custom_cls_channels and isinstance(model.roi_head.bbox_head, torch.nn.ModuleList)):
             raise UnsupportedModelError(
                 'this RoI head does not score C classes + background with a softmax; '
                 'DAG on two-stage detectors supports softmax box heads')
@@ -127,9 +189,16 @@ class TwoStageTargets(TargetSet):
         def proposals_and_scores(group):
             x, metas = _features(model, [images[k] for k in group],
                                  [self.samples[k] for k in group])
-            outs = model.rpn_head(x)
-            proposals = model.rpn_head.predict_by_feat(*outs, batch_img_metas=metas, cfg=rpn_cfg,
-                                                       rescale=False)
+            if type(model.rpn_head).__name__ == 'CascadeRPNHead':
+                # its stages refine anchors with adaptive convolutions and it has no
+                # plain forward: its own proposals, under its own test settings
+                from mmdet.structures import DetDataSample
+                proposals = model.rpn_head.predict(x, [DetDataSample(metainfo=m) for m in metas],
+                                                   rescale=False)
+            else:
+                outs = model.rpn_head(x)
+                proposals = model.rpn_head.predict_by_feat(*outs, batch_img_metas=metas, cfg=rpn_cfg,
+                                                           rescale=False)
             boxes = [p.bboxes for p in proposals]
             return list(zip(boxes, _roi_logits(model, x, boxes, metas)))
 

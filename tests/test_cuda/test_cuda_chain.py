@@ -188,7 +188,12 @@ def test_dist_test_sh_matches_one_process(tiny_voc, trained_seg_checkpoint, tmp_
     assert rn['environment']['world_size'] == nproc
     assert rn['environment']['device'].startswith(DEVICE)
     assert r1['attack']['images'] == rn['attack']['images'] == 5
+    # CUDA's backward kernels that accumulate with atomics (bilinear upsampling)
+    # are not bitwise reproducible, so two CUDA runs' perturbations differ in
+    # the last bits and a few PERM pixels may flip: seen on an H200, PERM mIoU
+    # 68.84 vs 68.85 (5 images). On the CPU the runs are identical.
+    tol = 1e-4 if DEVICE == 'cpu' else 0.1
     for v in r1['variants']:
         for k, x in r1['variants'][v].items():
-            assert rn['variants'][v][k] == pytest.approx(x, abs=1e-4), (v, k)
+            assert rn['variants'][v][k] == pytest.approx(x, abs=tol), (v, k, r1['variants'], rn['variants'])
     assert np.isfinite(rn['attack']['linf'])

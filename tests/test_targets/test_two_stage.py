@@ -99,7 +99,7 @@ def test_gt_boxes_are_scaled_to_the_input_frame():
     assert (bbox_overlaps(t.boxes[0], gt).max(1).values > 0.5).all()
 
 
-@pytest.mark.parametrize('cfg', ['mmdet::centernet/centernet_r18_8xb16-crop512-140e_coco.py',
+@pytest.mark.parametrize('cfg', ['mmdet::rpn/rpn_r50_fpn_1x_coco.py',
                                  'mmdet::detr/detr_r50_8xb2-150e_coco.py'])
 def test_families_without_adapter_get_one_clear_error(cfg):
     from mmdet.registry import MODELS
@@ -113,7 +113,7 @@ def test_families_without_adapter_get_one_clear_error(cfg):
         find_adapter(model)
     msg = str(e.value)
     assert '\n' not in msg and 'two-stage' in msg and 'EncoderDecoder' in msg
-    assert 'one-stage' in msg and 'RetinaNet' in msg
+    assert 'one-stage' in msg and 'RetinaHead' in msg
 
 
 def test_building_targets_leaves_the_models_predictions_unchanged():
