@@ -83,7 +83,12 @@ def _anchors(head, ctx):
 
 def _flat(maps: List[Tensor], channels: int) -> Tensor:
     """Level maps ``[1, A * c, H, W]`` -> ``[num_priors, c]`` in prior order."""
-    return torch.cat([m[0].permute(1, 2, 0).reshape(-1, channels) for m in maps])
+    return flat_logits(maps, 0, channels)
+
+
+def _level_labels(levels: List[Tensor]) -> Tensor:
+    """Per-level label tensors (any shape) -> one flat tensor in prior order."""
+    return torch.cat([lv.reshape(-1) for lv in levels])
 
 
 # --------------------------------------------------------------- anchor heads
@@ -139,28 +144,30 @@ def _tood_maps(head, x):
           'assigner of TOOD\'s training after its first epochs); the attacked logit is that of '
           'TOOD\'s score sqrt(sigmoid(cls) * sigmoid(prob))')
 def _assign_tood(head, ctx):
-    cls_scores, bbox_preds = ctx.outs[:2]      # scores (probabilities) as the assigner expects
+    # TOOD's boxes: distances already decoded, in stride units
+    return _assign_on_predictions(head, ctx, lambda anchors, bbox_preds: torch.cat(
+        [b[0].permute(1, 2, 0).reshape(-1, 4) * s[0]
+         for b, s in zip(bbox_preds, head.prior_generator.strides)]))
+
+
+def _assign_on_predictions(head, ctx, decode):
+    """``_get_targets_single(cls_scores, decoded boxes, anchors, valid, gt, meta)``
+    of TOOD and RTMDet, on the image's clean predictions."""
+    cls_scores, bbox_preds = ctx.outs[:2]      # what the head's forward returns, as its loss does
     anchors, valid = _anchors(head, ctx)
-    flat_cls = _flat(cls_scores, head.cls_out_channels)
-    flat_box = torch.cat([b[0].permute(1, 2, 0).reshape(-1, 4) * s[0]
-                          for b, s in zip(bbox_preds, head.prior_generator.strides)])
-    res = head._get_targets_single(flat_cls, flat_box, torch.cat(anchors), torch.cat(valid),
-                                   ctx.gt, ctx.meta)
-    return _finish(head, res[1])
+    res = head._get_targets_single(_flat(cls_scores, head.cls_out_channels), decode(anchors, bbox_preds),
+                                   torch.cat(anchors), torch.cat(valid), ctx.gt, ctx.meta)
+    return _finish(head, res[1])     # (anchors, labels, ...)
 
 
 @register('RTMDetHead', attacked='priors matched by the dynamic soft-label assigner on the clean '
           'predictions')
 def _assign_rtmdet(head, ctx):
     from mmdet.structures.bbox import distance2bbox
-    cls_scores, bbox_preds = ctx.outs[:2]
-    anchors, valid = _anchors(head, ctx)
-    flat_cls = _flat(cls_scores, head.cls_out_channels)
-    flat_box = torch.cat([distance2bbox(a.reshape(-1, 4), b[0].permute(1, 2, 0).reshape(-1, 4))
-                          for a, b in zip(anchors, bbox_preds)])
-    res = head._get_targets_single(flat_cls, flat_box, torch.cat(anchors), torch.cat(valid),
-                                   ctx.gt, ctx.meta)
-    return _finish(head, res[1])
+    # RTMDet's boxes: distances from each prior, already scaled by the stride
+    return _assign_on_predictions(head, ctx, lambda anchors, bbox_preds: torch.cat(
+        [distance2bbox(a.reshape(-1, 4), b[0].permute(1, 2, 0).reshape(-1, 4))
+         for a, b in zip(anchors, bbox_preds)]))
 
 
 @register('YOLOFHead', attacked='anchors matched by the uniform assigner on the clean box predictions')
@@ -177,7 +184,7 @@ def _assign_ddod(head, ctx):
     cls_scores, bbox_preds = ctx.outs[:2]
     anchors, valid = _anchors(head, ctx)
     flat_cls = _flat(cls_scores, head.cls_out_channels)
-    flat_box = _flat(bbox_preds, 4 * 1)
+    flat_box = _flat(bbox_preds, 4)
     res = head._get_targets_single(torch.cat(anchors), torch.cat(valid), flat_cls, flat_box,
                                    [a.size(0) for a in anchors], ctx.gt, ctx.meta,
                                    is_cls_assigner=True)
@@ -191,7 +198,7 @@ def _assign_sabl(head, ctx):
                                                            device=ctx.device)
     squares = head.get_anchors(ctx.featmap_sizes, [ctx.meta], device=ctx.device)
     res = head.get_targets(approxs, inside, squares, [ctx.gt], [ctx.meta])
-    return _finish(head, torch.cat([lv.reshape(-1) for lv in res[0]]))
+    return _finish(head, _level_labels(res[0]))
 
 
 # ---------------------------------------------------------------- point heads
@@ -207,7 +214,7 @@ def _assign_fcos(head, ctx):
 def _assign_vfnet(head, ctx):
     points = head.fcos_prior_generator.grid_priors(ctx.featmap_sizes, device=ctx.device)
     res = head.get_targets(list(ctx.outs[0]), points, [ctx.gt], [ctx.meta])
-    return _finish(head, torch.cat([lv.reshape(-1) for lv in res[0]]))
+    return _finish(head, _level_labels(res[0]))
 
 
 @register('AutoAssignHead', attacked='every point inside a ground-truth box (AutoAssign\'s candidate '
@@ -259,7 +266,7 @@ def _assign_reppoints(head, ctx):
         candidates = head.centers_to_bboxes(centers)
     res = head.get_targets(candidates, valid, [ctx.gt], [ctx.meta], stage='init',
                            return_sampling_results=False)
-    return _finish(head, torch.cat([lv.reshape(-1) for lv in res[0]]))
+    return _finish(head, _level_labels(res[0]))
 
 
 # -------------------------------------------------------------- heatmap heads
@@ -329,7 +336,7 @@ def _assign_solo(head, ctx):
     else:
         sizes = [m.shape[-2:] for m in ctx.outs[0]]    # SOLO: on the mask predictions
     res = head._get_targets_single(ctx.gt, featmap_sizes=sizes)
-    return _finish(head, torch.cat([lv.reshape(-1) for lv in res[1]]))
+    return _finish(head, _level_labels(res[1]))
 
 
 # -------------------------------------------------------------------- YOLOv3
