@@ -14,6 +14,7 @@ from mmdag.apis.attack import attack_batch, perm_images, transfer_batch
 from mmdag.attacks import DAG
 from mmdag.registry import HOOKS
 from mmdag.targets import find_adapter
+from mmdag.compat import repair_stock_model
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
 
 from .figures import save_figure
@@ -121,6 +122,7 @@ class DAGAttackHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         # fail before the first batch if no adapter fits the model
         find_adapter(model)
+        repair_stock_model(model)
         # the loop's ADVR forward, like every other, one canvas group at a time
         self._restore_test_step = install_grouped_test_step(model)
         self._fp16 = bool(getattr(runner.test_loop, 'fp16', False))

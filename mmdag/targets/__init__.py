@@ -4,6 +4,7 @@ from mmdag.registry import TARGETS
 from .segmentation import SegmentationTargets
 from .two_stage import TwoStageTargets
 from .one_stage import OneStageTargets
+from .queries import MaskQueryTargets, QueryTargets
 
 
 def predicting_model(model):
@@ -25,6 +26,10 @@ def find_adapter(model):
         if cls.accepts(model):
             return cls
     families = '; '.join(c.family for c in TARGETS.module_dict.values())
+    for cls in TARGETS.module_dict.values():
+        reason = getattr(cls, 'refusal', lambda m: None)(model)
+        if reason:
+            raise UnsupportedModelError(f'{reason}. Supported families: {families}.')
     raise UnsupportedModelError(
         f'mmdag has no DAG target adapter for {type(model).__name__}. '
         f'Supported families: {families}.')
@@ -36,5 +41,6 @@ def build_targets(model, inputs, data_samples, **kwargs):
     return find_adapter(model)(model, inputs, data_samples, **kwargs)
 
 
-__all__ = ['OneStageTargets', 'SegmentationTargets', 'TwoStageTargets', 'UnsupportedModelError',
-           'build_targets', 'find_adapter', 'predicting_model']
+__all__ = ['MaskQueryTargets', 'OneStageTargets', 'QueryTargets', 'SegmentationTargets',
+           'TwoStageTargets', 'UnsupportedModelError', 'build_targets', 'find_adapter',
+           'predicting_model']

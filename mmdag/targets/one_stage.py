@@ -81,6 +81,18 @@ class OneStageTargets(TargetSet):
                 and dense_head_of(model) is not None
                 and getattr(dense_head_of(model), 'num_classes', 2) >= 2)
 
+    @staticmethod
+    def refusal(model) -> Optional[str]:
+        """Why a one-stage model of a supported kind is refused, or None."""
+        from mmdet.models.detectors import SingleStageDetector
+        head = dense_head_of(model) if isinstance(model, SingleStageDetector) else None
+        n = getattr(head, 'num_classes', None)
+        if isinstance(n, int) and n < 2:
+            return (f'{type(model).__name__} with {type(head).__name__} scores {n} class: DAG '
+                    'needs an adversarial label other than the true one, and a class-agnostic '
+                    '(RPN) or one-class (face, pedestrian) detector has none')
+        return None
+
     def __init__(self, model, inputs: Sequence[Tensor], data_samples: list,
                  score_thr: Optional[float] = None, gt_frame: str = 'original') -> None:
         head = dense_head_of(model)

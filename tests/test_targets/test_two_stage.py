@@ -99,21 +99,27 @@ def test_gt_boxes_are_scaled_to_the_input_frame():
     assert (bbox_overlaps(t.boxes[0], gt).max(1).values > 0.5).all()
 
 
-@pytest.mark.parametrize('cfg', ['mmdet::rpn/rpn_r50_fpn_1x_coco.py',
-                                 'mmdet::detr/detr_r50_8xb2-150e_coco.py'])
-def test_families_without_adapter_get_one_clear_error(cfg):
+@pytest.mark.parametrize('cfg,reason', [
+    ('mmdet::rpn/rpn_r50_fpn_1x_coco.py', 'scores 1 class: DAG needs an adversarial label'),
+    ('mmdet::wider_face/retinanet_r50_fpn_1x_widerface.py', 'RetinaNet with RetinaHead scores 1 class'),
+    (None, 'no DAG target adapter for Conv2d')])
+def test_families_without_adapter_get_one_clear_error(cfg, reason):
     from mmdet.registry import MODELS
 
     from mmdag.errors import UnsupportedModelError
     init_default_scope('mmdet')
-    c = zoo_config(cfg).model
-    c.backbone.pop('init_cfg', None)
-    model = MODELS.build(c)
+    if cfg is None:
+        model = torch.nn.Conv2d(3, 2, 1)
+    else:
+        c = zoo_config(cfg).model
+        c.backbone.pop('init_cfg', None)
+        model = MODELS.build(c)
     with pytest.raises(UnsupportedModelError) as e:
         find_adapter(model)
     msg = str(e.value)
     assert '\n' not in msg and 'two-stage' in msg and 'EncoderDecoder' in msg
-    assert 'one-stage' in msg and 'RetinaHead' in msg
+    assert 'one-stage' in msg and 'RetinaHead' in msg and 'DINO' in msg and reason in msg
+    assert 'Mask2Former (panoptic, instance)' in msg
 
 
 def test_building_targets_leaves_the_models_predictions_unchanged():

@@ -1,0 +1,329 @@
+"""Decoder queries of an MMDetection DETR-like detector as DAG targets.
+
+DETR, Conditional DETR, DAB-DETR, Deformable DETR (one- and two-stage), DINO
+and DDQ-DETR classify a fixed number of decoder queries; the last decoder
+layer's class scores are what the detector outputs, so they are DAG's logits.
+
+**Targets: the clean predictions that detect a ground-truth object.** A query
+is a target when, on the clean image, its last-layer box overlaps a
+ground-truth box with IoU >= ``iou_thr`` (its best match gives the label) and
+it is correct for that box's class (below). This is the query version of the
+paper's detection targets (every dense proposal that overlaps a ground-truth
+box, not only the one a training loss would match), and it is chosen over the
+head's Hungarian matcher (one query per object) because the DETR heads
+without NMS (Deformable DETR, DINO, DDQ) output several queries per object:
+flipping only the matched one leaves its duplicates, and one of them then
+becomes the detection that mAP counts. No ``train_cfg`` is needed.
+
+**Still correct:** DETR's softmax head (C classes + no-object): the paper's
+``argmax == label``; the no-object logit is never an adversarial label.
+Sigmoid heads (all the others): the true class's score above ``score_thr``
+(the head's test ``score_thr`` when it has one, else 0.05, the one-stage
+adapter's rule); mmdet keeps the top ``max_per_img`` query-class scores with
+no threshold, so the threshold is DAG's definition of "still detected".
+
+**Query selection** (two-stage Deformable DETR, DINO, DDQ choose their
+decoder queries from the encoder's top-scoring proposals):
+``query_selection='fixed'`` (the default) records the selection on the clean
+image and replays it during the attack, like the paper's fixed proposals, so a
+target is the same query at every iteration; ``'rerun'`` lets the perturbed
+encoder choose again (a target index then names the rank, not the proposal).
+DDQ's distinct-query NMS inside the decoder always re-runs; its targets are
+chosen among the queries its clean prediction keeps.
+"""
+import inspect
+import math
+import sys
+from contextlib import contextmanager
+from typing import List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from mmdag.attacks import TargetSet
+from mmdag.errors import UnsupportedModelError
+from mmdag.registry import TARGETS
+from .batching import map_canvas_groups
+from .two_stage import gt_in_input_frame
+
+
+def _sigmoid_head(head) -> bool:
+    return bool(getattr(head.loss_cls, 'use_sigmoid', False))
+
+
+def _two_stage_selection(model) -> Optional[str]:
+    """How the detector picks its decoder queries from the encoder: 'topk'
+    (two-stage Deformable DETR, DINO), 'nms' (DDQ) or None (learned queries)."""
+    name = type(model).__name__
+    if hasattr(model, 'dqs_cfg') or 'DDQ' in name:
+        return 'nms'
+    if getattr(model, 'as_two_stage', False) or hasattr(model, 'dn_query_generator'):
+        return 'topk'
+    return None
+
+
+class _Selection:
+    """Records the encoder's query selection on the clean image and replays it.
+
+    The selection is made in the detector's ``pre_decoder`` by ``torch.topk``
+    (two-stage Deformable DETR, DINO: one call for the batch) or by
+    ``batched_nms`` (DDQ: one call per image). While active, the module that
+    defines ``pre_decoder`` sees a ``torch`` whose ``topk`` (or its own
+    ``batched_nms``) records the indices per image, or returns the recorded
+    ones.
+    """
+
+    def __init__(self, model, kind: str) -> None:
+        self.kind = kind
+        fn = type(model).pre_decoder
+        self.module = sys.modules[fn.__module__]
+        self.per_image: dict = {}
+
+    @contextmanager
+    def active(self, ids: Sequence[int], replay: bool):
+        ids = list(ids)
+        calls = []
+        sel = self
+
+        if self.kind == 'topk':
+            class _Torch:
+                def __getattr__(self, name):
+                    return getattr(torch, name)
+
+                def topk(self, input, k, dim=-1, *args, **kwargs):
+                    if replay:
+                        idx = torch.stack([sel.per_image[i] for i in ids]).to(input.device)
+                        return input.gather(dim, idx), idx
+                    out = torch.topk(input, k, dim, *args, **kwargs)
+                    calls.append(out[1])
+                    return out
+
+            name, new = 'torch', _Torch()
+        else:
+            stock = self.module.batched_nms
+
+            def new(boxes, scores, idxs, nms_cfg, *args, **kwargs):
+                if replay:
+                    keep = sel.per_image[ids[len(calls)]].to(boxes.device)
+                    calls.append(keep)
+                    return None, keep
+                dets, keep = stock(boxes, scores, idxs, nms_cfg, *args, **kwargs)
+                calls.append(keep)
+                return dets, keep
+
+            name = 'batched_nms'
+        old = getattr(self.module, name)
+        setattr(self.module, name, new)
+        try:
+            yield
+        finally:
+            setattr(self.module, name, old)
+        if not replay:
+            if self.kind == 'topk':
+                if len(calls) != 1 or calls[0].shape[0] != len(ids):
+                    raise RuntimeError(f'{len(calls)} query selections for {len(ids)} images')
+                rows = list(calls[0].detach())
+            else:
+                if len(calls) != len(ids):
+                    raise RuntimeError(f'{len(calls)} query selections for {len(ids)} images')
+                rows = [c.detach() for c in calls]
+            self.per_image.update(zip(ids, rows))
+
+
+@TARGETS.register_module()
+class QueryTargets(TargetSet):
+    """Decoder queries of a DETR-like detector that detect a ground-truth
+    object on the clean image (see the module docstring for the rules).
+
+    Args:
+        model: a ``DetectionTransformer`` (DETR, Conditional DETR, DAB-DETR,
+            Deformable DETR, DINO, DDQ-DETR), unwrapped, eval mode.
+        inputs (list[Tensor]): clean images ``[3, H, W]`` (0..255).
+        data_samples (list[DetDataSample]): samples with ``gt_instances``.
+        iou_thr (float): minimum IoU of a query's clean box with a
+            ground-truth box. Defaults to 0.1 (the two-stage proposal rule).
+        score_thr (float, optional): sigmoid heads' "still detected"
+            threshold; None = the head's test ``score_thr``, else 0.05.
+        query_selection (str): 'fixed' or 'rerun' (two-stage query
+            selection only). Defaults to 'fixed'.
+        gt_frame (str): 'original' (boxes of the zoo test pipelines, scaled by
+            ``scale_factor``) or 'input'. Defaults to 'original'.
+    """
+
+    family = ('MMDetection DETR-like detectors (DETR, Conditional DETR, DAB-DETR, '
+              'Deformable DETR, DINO, DDQ-DETR)')
+
+    @staticmethod
+    def accepts(model) -> bool:
+        from mmdet.models.detectors.base_detr import DetectionTransformer
+        return isinstance(model, DetectionTransformer)
+
+    @staticmethod
+    def _head(model):
+        return model.bbox_head
+
+    def __init__(self, model, inputs: Sequence[Tensor], data_samples: list,
+                 iou_thr: float = 0.1, score_thr: Optional[float] = None,
+                 query_selection: str = 'fixed', gt_frame: str = 'original') -> None:
+        if query_selection not in ('fixed', 'rerun'):
+            raise ValueError(f"query_selection must be 'fixed' or 'rerun', got {query_selection!r}")
+        if gt_frame not in ('original', 'input'):
+            raise ValueError(f"gt_frame must be 'original' or 'input', got {gt_frame!r}")
+        head = self._head(model)
+        self.model, self.head = model, head
+        self.samples = list(data_samples)
+        self.sigmoid = _sigmoid_head(head)
+        num_classes = head.num_classes
+        self.num_logits = num_classes if self.sigmoid else num_classes + 1
+        if score_thr is None:
+            score_thr = float((head.test_cfg or {}).get('score_thr', 0.05))
+        t = min(max(score_thr, 1e-6), 1 - 1e-6)
+        self.threshold = math.log(t / (1 - t))
+        kind = None if self.mask_queries else _two_stage_selection(model)
+        self.selection = _Selection(model, kind) if kind and query_selection == 'fixed' else None
+        self.settings = dict(
+            head=type(head).__name__, sigmoid=self.sigmoid, iou_thr=iou_thr,
+            score_thr=score_thr if self.sigmoid else None,
+            query_selection=query_selection if kind else 'learned queries',
+            attacked='last decoder layer class logits of the queries whose clean box '
+                     'overlaps a ground-truth box and that detect its class')
+        images = [im.float() for im in inputs]
+
+        def clean(group):
+            cls, boxes, metas, keep = self._forward([images[k] for k in group], group,
+                                                    record=True)
+            return [(cls[j], boxes[j], metas[j], None if keep is None else keep[j])
+                    for j in range(len(group))]
+
+        with torch.no_grad():
+            outs = map_canvas_groups(model, images, clean)
+        self.index, labels = [], []
+        for i, (cls, box, meta, keep) in enumerate(outs):
+            gt = gt_in_input_frame(self.samples[i], gt_frame, cls.device, meta=meta,
+                                   masks=self.mask_queries)
+            none = torch.zeros(0, dtype=torch.long, device=cls.device)
+            if gt is None or len(gt) == 0:
+                self.index.append(none)
+                labels.append(none)
+                continue
+            best_iou, best = self._overlaps(box, meta, gt).max(1)
+            lab = gt.labels[best]
+            ok = (best_iou >= iou_thr) & self.correct(cls, lab)
+            if keep is not None:   # DDQ: only the queries its prediction keeps
+                ok &= keep
+            idx = torch.nonzero(ok)[:, 0]
+            self.index.append(idx)
+            labels.append(lab[idx])
+        super().__init__(labels, self.num_logits)
+        if not self.sigmoid:
+            self.exclude_adv = (num_classes, )   # no-object is never an adversarial label
+
+    mask_queries = False
+
+    @staticmethod
+    def _overlaps(box: Tensor, meta: dict, gt) -> Tensor:
+        """IoU ``[Q, G]`` of the queries' clean boxes (normalised cx, cy, w,
+        h) with the ground-truth boxes, as the detector outputs them: in the
+        input frame, clamped to the image."""
+        from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
+        h, w = meta['img_shape'][:2]
+        size = box.new_tensor([w, h, w, h]).float()
+        xyxy = torch.min((bbox_cxcywh_to_xyxy(box.float()) * size).clamp_min(0), size)
+        return bbox_overlaps(xyxy, gt.bboxes)
+
+    def _forward(self, images: Sequence[Tensor], ids: Sequence[int], record: bool = False):
+        """Last decoder layer's class logits ``[B, Q, C']`` and boxes
+        ``[B, Q, 4]`` (normalised cx, cy, w, h) of images sharing a canvas,
+        with the metas, and DDQ's per-image kept-query masks (else None)."""
+        model = self.model
+        data = model.data_preprocessor(
+            dict(inputs=list(images), data_samples=[self.samples[i] for i in ids]), False)
+        samples = data['data_samples']
+        feats = model.extract_feat(data['inputs'])
+        if self.selection is not None:
+            with self.selection.active(ids, replay=not record):
+                head_inputs = model.forward_transformer(feats, samples)
+        else:
+            head_inputs = model.forward_transformer(feats, samples)
+        params = inspect.signature(self.head.forward).parameters
+        outs = self.head(**{k: v for k, v in head_inputs.items() if k in params})
+        keep = None
+        cache = getattr(self.head, 'cache_dict', None)
+        if isinstance(cache, dict) and 'distinct_query_mask' in cache:
+            n = cache['num_heads']
+            masks = cache['distinct_query_mask'][-1]
+            keep = [masks[j * n][0] for j in range(len(images))]
+        return outs[0][-1], outs[1][-1], [s.metainfo for s in samples], keep
+
+    def logits(self, images: Sequence[Tensor], indices: Sequence[int]) -> List[Tensor]:
+        def forward(group):
+            ids = [indices[k] for k in group]
+            cls, _, _, _ = self._forward([images[k] for k in group], ids)
+            return [cls[j][self.index[i]] for j, i in enumerate(ids)]
+
+        return map_canvas_groups(self.model, images, forward)
+
+    def correct(self, logits: Tensor, labels: Tensor) -> Tensor:
+        if not self.sigmoid:
+            return super().correct(logits, labels)
+        if logits.numel() == 0:
+            return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+        return logits.gather(1, labels[:, None])[:, 0] > self.threshold
+
+
+@TARGETS.register_module()
+class MaskQueryTargets(QueryTargets):
+    """Queries of MMDetection's MaskFormer / Mask2Former (panoptic and instance
+    segmentation) that segment a ground-truth object on the clean image.
+
+    The rules of :class:`QueryTargets` with masks for boxes: a query is a
+    target when its clean mask (``sigmoid(mask) > 0.5`` on the input image, as
+    the fusion head thresholds it) overlaps a ground-truth instance mask (the
+    filled box where the sample has no masks) with IoU >= ``iou_thr``, and its
+    class argmax over the C classes + no-object is that instance's class; the
+    logits are the last decoder layer's class logits, no-object never an
+    adversarial label. Stuff regions of a panoptic ground truth (no instance)
+    give no targets. Arguments as :class:`QueryTargets` (``score_thr`` and
+    ``query_selection`` do not apply).
+    """
+
+    family = 'MMDetection MaskFormer / Mask2Former (panoptic, instance)'
+    mask_queries = True
+
+    @staticmethod
+    def accepts(model) -> bool:
+        from mmdet.models.detectors import MaskFormer
+        return isinstance(model, MaskFormer)
+
+    @staticmethod
+    def _head(model):
+        return model.panoptic_head
+
+    def __init__(self, model, inputs: Sequence[Tensor], data_samples: list,
+                 iou_thr: float = 0.1, gt_frame: str = 'original', **kwargs) -> None:
+        super().__init__(model, inputs, data_samples, iou_thr=iou_thr, gt_frame=gt_frame,
+                         **kwargs)
+        self.settings.update(score_thr=None, query_selection='learned queries',
+                             attacked='last decoder layer class logits of the queries whose clean '
+                                      'mask overlaps a ground-truth instance and that predict '
+                                      'its class')
+
+    @staticmethod
+    def _overlaps(mask: Tensor, meta: dict, gt) -> Tensor:
+        """Mask IoU ``[Q, G]`` of the queries' clean masks (logits on the padded
+        canvas) with the ground-truth instances, on the image."""
+        h, w = meta['img_shape'][:2]
+        pred = (mask[:, :h, :w] > 0).flatten(1).float()   # sigmoid > 0.5
+        true = gt.masks.to_tensor(torch.float32, mask.device)[:, :h, :w].flatten(1)
+        inter = pred @ true.T
+        union = pred.sum(1, keepdim=True) + true.sum(1)[None] - inter
+        return inter / union.clamp_min(1)
+
+    def _forward(self, images: Sequence[Tensor], ids: Sequence[int], record: bool = False):
+        model = self.model
+        data = model.data_preprocessor(
+            dict(inputs=list(images), data_samples=[self.samples[i] for i in ids]), False)
+        samples = data['data_samples']
+        feats = model.extract_feat(data['inputs'])
+        cls, masks = model.panoptic_head.predict(feats, samples)
+        return cls, masks, [s.metainfo for s in samples], None

@@ -1,0 +1,318 @@
+"""Zoo family coverage (mmdag.apis.coverage and tools/analysis/zoo_coverage.py).
+
+The slow test surveys every family of the installed mmseg / mmdet config
+trees and compares the outcome with the committed families.json; the other
+tests check the pieces on cheap cases.
+"""
+import json
+import os
+import os.path as osp
+
+import pytest
+import torch
+from conftest import ROOT, run_tool
+
+from mmdag.apis import coverage as cov
+from mmdag.errors import MMDagError, UnsupportedModelError
+
+EXPECTED = osp.join(ROOT, 'tests', 'test_zoo', 'families.json')
+REGENERATE = ('python tools/analysis/zoo_coverage.py --write-expected tests/test_zoo/families.json '
+              '(and --update-readme)')
+
+
+# --------------------------------------------------------------------------
+# the whole survey
+
+
+@pytest.mark.slow
+def test_every_zoo_family_is_attacked_or_refused_cleanly(tmp_path):
+    # one subprocess of the CLI, as CI and a user run it: a zoo model that
+    # kills its process (a segfault in an op, memory) fails this test with the
+    # tool's output instead of killing pytest, no registry scope or imported
+    # plug-in leaks into the other tests, and the CLI is covered end to end
+    res = run_tool(['tools/analysis/zoo_coverage.py', '--out', str(tmp_path)], check=False)
+    out = tmp_path / 'coverage.json'
+    assert res.returncode == 0 and out.is_file(), \
+        f'the survey broke ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}'
+    records = {r['family']: r for r in json.loads(out.read_text())['records']}
+    with open(EXPECTED) as f:
+        expected = json.load(f)
+
+    problems = []
+    new, gone = sorted(set(records) - set(expected)), sorted(set(expected) - set(records))
+    if new or gone:
+        problems.append(f'the families differ from tests/test_zoo/families.json (new: {new}; gone: '
+                        f'{gone}): regenerate it with {REGENERATE}')
+    crashed = [f'  {f}: {r["reason"]}' for f, r in sorted(records.items())
+               if r['outcome'] == 'crashed']
+    if crashed:
+        problems.append('families crashed inside mmdag (expected: attacked, or refused with a '
+                        'one-line MMDagError):\n' + '\n'.join(crashed))
+    multi = [f'  {f}: {r["reason"]!r}' for f, r in sorted(records.items())
+             if r['outcome'] == 'refused' and (not r['reason'] or '\n' in r['reason'])]
+    if multi:
+        problems.append('refusals whose message is not one line:\n' + '\n'.join(multi))
+    regressed = [f'  {f}: now {records[f]["outcome"]} ({records[f]["reason"]})'
+                 for f, e in sorted(expected.items())
+                 if e['outcome'] == 'attacked' and f in records
+                 and records[f]['outcome'] != 'attacked']
+    if regressed:
+        problems.append('families that families.json marks attacked are no longer attacked:\n'
+                        + '\n'.join(regressed))
+    assert not problems, '\n'.join(problems)
+
+
+# --------------------------------------------------------------------------
+# the pieces, fast
+
+
+def test_family_folders_and_config_order():
+    fcn = cov.family_configs('mmseg::fcn')
+    assert fcn[0] == 'fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py'   # small backbone first
+    assert fcn == sorted(fcn, key=lambda r: cov._preference(r.split('/', 1)[1]))
+    for family, rel in cov.PREFERRED.items():
+        assert cov.family_configs(family)[0] == rel, family
+    # nested folders come after the family's own configs
+    glip = cov.family_configs('mmdet::glip')
+    depth = [r.count('/') for r in glip]
+    assert depth == sorted(depth)
+    # a folder of dataset / schedule configs only is not a family
+    root = cov.config_root('mmdet')
+    assert not any(cov._has_model(osp.join(root, r)) for r in cov.family_configs('mmdet::common'))
+    assert cov._has_model(osp.join(root, 'retinanet/retinanet_r18_fpn_1x_coco.py'))
+
+
+def test_strip_pretrained_everywhere():
+    cfg = dict(type='X', pretrained='open-mmlab://r50',
+               backbone=dict(type='B', init_cfg=dict(type='Pretrained', checkpoint='x.pth')),
+               heads=[dict(type='H', pretrained=True,
+                           init_cfg=[dict(type='Normal', std=0.01),
+                                     dict(type='Pretrained', checkpoint='y')])],
+               neck=dict(init_cfg=[dict(type='Pretrained', checkpoint='z')]))
+    assert cov._strip_pretrained(cfg) == dict(
+        type='X', backbone=dict(type='B'),
+        heads=[dict(type='H', init_cfg=[dict(type='Normal', std=0.01)])],
+        neck=dict())
+
+
+def test_batches_have_one_object():
+    det = cov.make_batch('mmdet')
+    img, s = det['inputs'][0], det['data_samples'][0]
+    assert img.dtype == torch.uint8 and img.shape == (3, 256, 256)
+    assert torch.equal(img, cov.make_batch('mmdet')['inputs'][0])   # seeded
+    assert s.gt_instances.bboxes.tolist() == [[64., 48., 192., 208.]]
+    assert s.gt_instances.labels.tolist() == [1] and s.img_shape == (256, 256)
+    seg = cov.make_batch('mmseg', (64, 96))['data_samples'][0]
+    lab = seg.gt_sem_seg.data
+    assert lab.shape == (1, 64, 96) and set(lab.unique().tolist()) == {0, 1}
+    assert lab[0, 32, 48] == 1 and lab[0, 0, 0] == 0
+
+
+def test_survey_family_attacks_a_segmentor():
+    # the family's first pick (FCN R18-d8) at 64x64 instead of 256x256: cheap
+    mp = pytest.MonkeyPatch()
+    mp.setitem(cov.SIZE_OVERRIDES, 'mmseg::fcn', (64, 64))
+    try:
+        rec = cov.survey_family('mmseg::fcn')
+    finally:
+        mp.undo()
+    assert rec['outcome'] == 'attacked', rec
+    assert rec['config'] == 'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py'
+    assert rec['tried'] == [rec['config']] and rec['failures'] == {}
+    assert rec['adapter'] == 'SegmentationTargets' and rec['num_targets'] == 64 * 64
+    assert rec['iters'] == 2 or rec['status'] != 'max_iters'
+    assert rec['seconds'] > 0
+
+
+class _Fake(torch.nn.Module):
+    """A model that runs its stock forward and that no adapter accepts."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+
+    def test_step(self, data):
+        return []
+
+
+@pytest.fixture
+def fake_family(monkeypatch):
+    """mmseg::fcn with a fake model: the bookkeeping without a real build."""
+    built = []
+
+    def build(package, cfg):
+        built.append(cfg.filename)
+        return _Fake()
+
+    monkeypatch.setattr(cov, 'build_model', build)
+    return built
+
+
+def _attack_raising(monkeypatch, exc):
+    import mmdag.apis
+
+    def attack_batch(model, batch, attack=None, targets_cfg=None):
+        raise exc
+
+    monkeypatch.setattr(mmdag.apis, 'attack_batch', attack_batch)
+
+
+def test_refused_crashed_and_multiline(monkeypatch, fake_family):
+    # the real refusal: no adapter accepts the model
+    rec = cov.survey_family('mmseg::fcn')
+    assert rec['outcome'] == 'refused' and rec['adapter'] is None
+    assert rec['reason'].startswith('mmdag has no DAG target adapter for _Fake.')
+    assert '\n' not in rec['reason']
+    _attack_raising(monkeypatch, RuntimeError('boom\nmore'))
+    rec = cov.survey_family('mmseg::fcn')
+    assert rec['outcome'] == 'crashed'
+    assert rec['reason'].startswith('RuntimeError: boom (at tests/test_zoo/test_zoo_coverage.py:')
+    _attack_raising(monkeypatch, UnsupportedModelError('no adapter\nsecond line'))
+    rec = cov.survey_family('mmseg::fcn')
+    assert rec['outcome'] == 'crashed' and 'multi-line MMDagError' in rec['reason']
+    _attack_raising(monkeypatch, MMDagError('  a clear one-line error  '))
+    assert cov.survey_family('mmseg::fcn')['reason'] == 'a clear one-line error'
+
+
+def test_no_update_with_defaults_attacks_again_relaxed(monkeypatch, fake_family):
+    import mmdag.apis
+    from mmdag.attacks import DAGResult
+
+    class TwoStageTargets:   # what the adapter's name decides
+        def __init__(self, n):
+            self.labels = [torch.zeros(n, dtype=torch.long)]
+
+    calls = []
+
+    def attack_batch(model, batch, attack=None, targets_cfg=None):
+        calls.append((targets_cfg, attack['max_iters']))
+        n = 5 if targets_cfg else 0
+        stats = [dict(iters=2 if n else 0, status='max_iters' if n else 'no_targets')]
+        return DAGResult([], [], [], stats), TwoStageTargets(n)
+
+    monkeypatch.setattr(mmdag.apis, 'attack_batch', attack_batch)
+    rec = cov.survey_family('mmseg::fcn')
+    assert calls == [(None, 2), (cov.RELAXED_TARGETS['TwoStageTargets'], cov.RELAXED_ITERS)]
+    assert rec['outcome'] == 'attacked' and rec['num_targets'] == 0 and rec['iters'] == 0
+    assert rec['relaxed']['num_targets'] == 5 and rec['relaxed']['iters'] == 2
+    opts = ', '.join(f'{k}={v}' for k, v in cov.RELAXED_TARGETS['TwoStageTargets'].items())
+    assert rec['reason'] == (f'0 targets, 0 updates with the adapter defaults; 5 targets, '
+                             f'2 updates with {opts}')
+    assert cov.progress_line(3, 9, rec) == (
+        f'[3/9] mmseg::fcn attacked (TwoStageTargets, 0 targets; 5 with {opts}) '
+        f'{rec["seconds"]:.1f} s')
+
+
+def test_no_stock_forward_tries_three_configs(monkeypatch):
+    calls = []
+
+    def build(package, cfg):
+        calls.append(cfg.filename)
+        raise ImportError(f'needs a download\nfor {osp.basename(cfg.filename)}')
+
+    monkeypatch.setattr(cov, 'build_model', build)
+    rec = cov.survey_family('mmseg::fcn')
+    assert rec['outcome'] == 'no_stock_forward' and rec['config'] is None
+    assert len(calls) == len(rec['tried']) == cov.MAX_TRIES
+    assert rec['tried'] == ['mmseg::' + r for r in cov.family_configs('mmseg::fcn')[:cov.MAX_TRIES]]
+    assert rec['reason'] == 'ImportError: needs a download'
+    assert len(rec['failures']) == cov.MAX_TRIES
+
+
+def _records():
+    def rec(family, outcome, config=None, reason='', adapter=None, n=None):
+        return dict(family=family, package=family.split('::')[0], config=config, outcome=outcome,
+                    reason=reason, adapter=adapter, num_targets=n, seconds=1.0, tried=[])
+    return [rec('mmdet::yolox', 'crashed', 'mmdet::yolox/y.py', 'IndexError: x | y (at a.py:1)'),
+            rec('mmdet::atss', 'attacked', 'mmdet::atss/a.py', adapter='OneStageTargets', n=40),
+            rec('mmseg::san', 'refused', 'mmseg::san/s.py',
+                'mmdag has no DAG target adapter for M. Supported families: ' + 'x' * 200),
+            rec('mmseg::fcn', 'attacked', 'mmseg::fcn/f.py', adapter='SegmentationTargets', n=9),
+            rec('mmdet::glip', 'no_stock_forward', None, 'ImportError: no transformers')]
+
+
+def test_summary_and_markdown_table():
+    records = _records()
+    s = cov.summarize(records)
+    assert list(s) == ['mmseg', 'mmdet']
+    assert s['mmdet'] == dict(families=3, attacked=1, refused=0, crashed=1, no_stock_forward=1,
+                              runs=2, attacked_pct=50.0)
+    assert s['mmseg']['attacked_pct'] == 50.0
+    lines = cov.markdown_table(records).splitlines()
+    assert lines[:2] == ['| family | config tested | outcome | adapter or reason |',
+                         '|---|---|---|---|']
+    assert [row.split(' | ')[0][2:] for row in lines[2:7]] == [
+        'mmseg::fcn', 'mmseg::san', 'mmdet::atss', 'mmdet::glip', 'mmdet::yolox']
+    assert lines[2] == '| mmseg::fcn | `fcn/f.py` | attacked | SegmentationTargets, 9 targets |'
+    assert lines[3].endswith('| refused | mmdag has no DAG target adapter for M. |')
+    assert lines[5] == '| mmdet::glip |  | no_stock_forward | ImportError: no transformers |'
+    assert 'x \\| y' in lines[6]
+    assert lines[8] == ('mmseg: 1 of 2 families attacked (50%), 1 refused, 0 crashed, 0 without '
+                        'a stock forward on the CPU; mmdet: 1 of 2 families attacked (50%), '
+                        '0 refused, 1 crashed, 1 without a stock forward on the CPU.')
+
+
+README = """# x
+
+## Supported models
+
+text before
+{start}
+old table
+{end}
+
+## Status
+
+text after
+"""
+
+
+def test_update_readme_between_markers_atomically(tmp_path, monkeypatch):
+    path = tmp_path / 'README.md'
+    text = README.format(start=cov.README_START, end=cov.README_END)
+    path.write_text(text)
+    cov.update_readme(str(path), '| a | b |\n')
+    new = path.read_text()
+    assert new == text.replace('old table', '| a | b |')
+    cov.update_readme(str(path), '| c |')   # again: markers kept, nothing else changes
+    assert path.read_text() == text.replace('old table', '| c |')
+    assert os.listdir(tmp_path) == ['README.md']   # no temp file left
+    # a failing write leaves the README as it was
+    monkeypatch.setattr(os, 'replace', lambda a, b: (_ for _ in ()).throw(OSError('disk full')))
+    with pytest.raises(OSError):
+        cov.update_readme(str(path), '| d |')
+    assert path.read_text() == text.replace('old table', '| c |')
+    assert os.listdir(tmp_path) == ['README.md']
+    monkeypatch.undo()
+    path.write_text('# no markers\n')
+    with pytest.raises(ValueError, match='zoo-coverage:start'):
+        cov.update_readme(str(path), '| e |')
+
+
+def test_cli_says_which_python_without_mmengine(tmp_path):
+    # a Python without mmengine (the system one, or this one with mmengine hidden)
+    (tmp_path / 'mmengine.py').write_text("raise ImportError('hidden')\n")
+    res = run_tool(['tools/analysis/zoo_coverage.py', '--families', 'mmseg::fcn'],
+                   env=dict(PYTHONPATH=str(tmp_path)), check=False)
+    assert res.returncode == 1
+    assert res.stdout.strip().count('\n') == 0 and '.venv/bin/python' in res.stdout
+
+
+def test_expected_entries_of_a_partial_survey_keep_the_others():
+    records = _records()[:2]
+    previous = {'mmseg::fcn': dict(outcome='attacked', config='mmseg::fcn/f.py'),
+                'mmdet::yolox': dict(outcome='attacked', config='mmdet::yolox/old.py')}
+    entries = cov.expected_entries(records, previous)
+    assert list(entries) == ['mmseg::fcn', 'mmdet::atss', 'mmdet::yolox']
+    assert entries['mmdet::yolox'] == dict(outcome='crashed', config='mmdet::yolox/y.py')
+    assert list(cov.expected_entries(records)) == ['mmdet::atss', 'mmdet::yolox']
+
+
+def test_committed_expected_file_names_every_outcome():
+    with open(EXPECTED) as f:
+        expected = json.load(f)
+    assert expected and all(set(e) == {'outcome', 'config'} for e in expected.values())
+    assert {e['outcome'] for e in expected.values()} <= set(cov.OUTCOMES)
+    assert all(f.split('::')[0] in cov.PACKAGES for f in expected)
+    assert all(e['config'] is None or e['config'].startswith(f.split('::')[0] + '::')
+               for f, e in expected.items())
