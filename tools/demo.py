@@ -74,7 +74,7 @@ def train_cached(py, cfg, train_dir, data_root, data_key, iters):
         print(f'[demo] trained model already at {ckpt} (delete {train_dir} to retrain)')
         return ckpt
     run([py, 'tools/train.py', cfg, '--work-dir', train_dir, '--cfg-options', *opts],
-        f'training {osp.basename(cfg)} on the synthetic set (a few minutes on 2 cores)')
+        f'training {osp.basename(cfg)} on the synthetic set (2 to 21 minutes on 2 cores)')
     last = open(osp.join(ROOT, train_dir, 'last_checkpoint')).read().strip()
     os.replace(last if osp.isabs(last) else osp.join(ROOT, last), osp.join(ROOT, ckpt))
     with open(stamp, 'w') as f:
