@@ -10,3 +10,8 @@ class UnsupportedModelError(MMDagError):
 
     Not a TypeError: mmengine's ``call_hook`` rewraps TypeErrors raised in hooks.
     """
+
+
+class SettingError(MMDagError, ValueError):
+    """A setting that does not fit the model or data, found once they are
+    known (e.g. a ``target_class`` the model does not score)."""

@@ -9,12 +9,13 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from mmdag.errors import SettingError
 from .labels import STRATEGIES, derangement
 from .stats import perturbation_stats
 from .targets import TargetSet
 
 #: Why an image stopped being updated.
-STATUS = ('converged', 'max_iters', 'zero_grad', 'non_finite', 'no_targets')
+STATUS = ('converged', 'max_iters', 'zero_grad', 'non_finite', 'no_targets', 'undone_by_rounding')
 
 
 @dataclass
@@ -121,6 +122,11 @@ class DAG:
             # one permutation for the whole run: it depends on the base seed only
             kwargs['perm'] = derangement(num_classes, torch.Generator().manual_seed(self.seed))
         elif self.adv_labels == 'target':
+            if not 0 <= self.target_class < num_classes:
+                raise SettingError(
+                    f'target_class {self.target_class} is out of range: the model scores '
+                    f'{num_classes} classes (0 to {num_classes - 1}); set the attack\'s '
+                    'target_class to one of them')
             kwargs['target'] = self.target_class
         return STRATEGIES[self.adv_labels](labels, num_classes, gen, **kwargs)
 
@@ -162,6 +168,14 @@ class DAG:
             loss, stepping = 0.0, []
             for j, i in enumerate(run):
                 z = logits[j]
+                if not bool(torch.isfinite(z).all()):
+                    # argmax of NaN / inf is no decision: never "flipped"
+                    status[i] = 'non_finite'
+                    correct_frac[i] = float('nan')   # unknown, never counted as flipped
+                    if adv[i] is None:
+                        adv[i] = torch.full_like(labels[i], -1)
+                    iters[i] = m
+                    continue
                 if adv[i] is None:  # m == 0: z are the clean logits
                     adv[i] = self._choose_adv_labels(
                         self.seed * 1_000_003 + seeds[i], labels[i], targets, z)
@@ -210,10 +224,19 @@ class DAG:
                 with torch.no_grad():
                     logits = targets.logits([x0[i] + r[i] for i in recheck], recheck)
                 for z, i in zip(logits, recheck):
+                    if not bool(torch.isfinite(z).all()):
+                        status[i] = 'non_finite'
+                        correct_frac[i] = float('nan')
+                        continue
                     attacked = adv[i] >= 0
                     n_att = int(attacked.sum())
-                    ok = targets.correct(z, labels[i]) & attacked
-                    correct_frac[i] = int(ok.sum()) / n_att if n_att else 0.0
+                    n_ok = int((targets.correct(z, labels[i]) & attacked).sum())
+                    correct_frac[i] = n_ok / n_att if n_att else 0.0
+                    # the status describes the returned (rounded) image too
+                    if n_att and n_ok <= self.stop_fraction * n_att:
+                        status[i] = 'converged'
+                    elif status[i] == 'converged':
+                        status[i] = 'undone_by_rounding'
 
         stats = []
         for i in range(num):

@@ -88,8 +88,12 @@ class DAGMetric(BaseMetric):
             self.results.extend(dict(s['dag_stats']) for s in data_samples)
 
     def compute_metrics(self, results: list) -> dict:
-        attacked = [r for r in results if r['status'] != 'no_targets']
-        out = dict(images=len(results), no_targets=len(results) - len(attacked))
+        # images whose logits became NaN / inf have no decision to count: they
+        # are reported apart and left out of every mean (never as flipped)
+        attacked = [r for r in results if r['status'] not in ('no_targets', 'non_finite')]
+        out = dict(images=len(results),
+                   no_targets=sum(r['status'] == 'no_targets' for r in results),
+                   non_finite=sum(r['status'] == 'non_finite' for r in results))
         if attacked:
             out.update(
                 iters=float(np.mean([r['iters'] for r in attacked])),

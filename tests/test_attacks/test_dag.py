@@ -183,3 +183,69 @@ def test_perceptibility_formula():
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         DAG(**kwargs)
+
+
+class NaNAfter(LinearPixels):
+    """Finite logits for the first ``k`` forwards of image 0, NaN after."""
+
+    def __init__(self, weight, bias, labels, k):
+        super().__init__(weight, bias, labels)
+        self.k, self.seen = k, 0
+
+    def logits(self, images, indices):
+        out = super().logits(images, indices)
+        if 0 in indices:
+            self.seen += 1
+            if self.seen > self.k:
+                j = list(indices).index(0)
+                out[j] = out[j] * float('nan')
+        return out
+
+
+@pytest.mark.parametrize('k', [0, 3])
+def test_non_finite_logits_are_never_counted_as_flipped(k):
+    # argmax of NaN is index 0 for every target: without the check, targets
+    # of another class would look flipped and the image converged
+    w, b, imgs, labels = make_problem(num_images=2)
+    res = DAG(gamma=0.5, max_iters=20)(imgs, NaNAfter(w, b, labels, k))
+    s = res.stats[0]
+    assert s['status'] == 'non_finite' and not s['converged']
+    assert s['iters'] == k and s['correct_frac'] != s['correct_frac']   # NaN: unknown
+    assert res.stats[1]['status'] != 'non_finite'   # its neighbour is unaffected
+    from mmdag.evaluation import DAGMetric
+    m = DAGMetric.__new__(DAGMetric)
+    out = DAGMetric.compute_metrics(m, [dict(s), dict(res.stats[1])])
+    assert out['non_finite'] == 1 and out['images'] == 2
+    assert out['target_success'] == pytest.approx(1 - res.stats[1]['correct_frac'])
+
+
+def test_quantize_rechecks_the_status():
+    # converged in float, one target back after rounding: not a success
+    w, b, imgs, labels = make_problem(num_images=1)
+    imgs = [x.round() for x in imgs]
+    t = LinearPixels(w, b, labels)
+    res = DAG(gamma=0.5, max_iters=500)(imgs, t)
+    assert res.stats[0]['status'] == 'converged'
+
+    class RoundingUndoes(LinearPixels):
+        def logits(self, images, indices):
+            out = super().logits(images, indices)
+            x = images[0]
+            if not x.requires_grad and torch.equal(x, x.round()):   # the recheck
+                z = out[0].clone()
+                z[0, labels[0][0]] = z[0].max() + 1   # target 0 correct again
+                out[0] = z
+            return out
+
+    res = DAG(gamma=0.5, max_iters=500, quantize=True)(imgs, RoundingUndoes(w, b, labels))
+    s = res.stats[0]
+    assert s['status'] == 'undone_by_rounding' and not s['converged']
+    assert s['correct_frac'] >= 1 / len(labels[0])
+
+
+def test_target_class_must_be_a_class_of_the_model():
+    w, b, imgs, labels = make_problem(num_images=1, num_classes=4)
+    with pytest.raises(ValueError, match='target_class 7 is out of range.*4 classes'):
+        DAG(adv_labels='target', target_class=7)(imgs, LinearPixels(w, b, labels))
+    res = DAG(adv_labels='target', target_class=3, max_iters=2)(imgs, LinearPixels(w, b, labels))
+    assert res.stats[0]['iters'] >= 1
