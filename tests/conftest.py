@@ -80,8 +80,12 @@ def zoo_config(path):
 
 
 def eq1_loss(targets, images, adv_labels):
-    """Eq. (1) of the paper, sum over targets of f_l - f_l', on ``images``."""
+    """Eq. (1) of the paper, sum over the attacked targets (adversarial label
+    >= 0) of f_l - f_l', on ``images``."""
     with torch.no_grad():
         logits = targets.logits([x.float() for x in images], list(range(len(images))))
-    return sum((z.gather(1, lab[:, None]) - z.gather(1, a[:, None])).sum().item()
-               for z, lab, a in zip(logits, targets.labels, adv_labels))
+    total = 0.0
+    for z, lab, a in zip(logits, targets.labels, adv_labels):
+        k = a >= 0
+        total += (z[k].gather(1, lab[k, None]) - z[k].gather(1, a[k, None])).sum().item()
+    return total

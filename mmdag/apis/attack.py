@@ -116,8 +116,9 @@ def transfer_batch(model, data_batch: dict, perturbations: Sequence[Tensor],
 
     No optimisation: ``X + r`` clipped to the valid range, and the statistics
     a DAG run reports, measured on this model (``correct_frac``: the fraction
-    of this model's targets still correct on the perturbed image; ``iters``
-    0; ``status`` 'transfer'; ``converged`` when no target is still correct).
+    of this model's targets correct on the clean image that are still correct
+    on the perturbed one; ``iters`` 0; ``status`` 'transfer';
+    ``converged`` when none is still correct).
     """
     from mmdag.attacks import perturbation_stats
     samples = data_batch['data_samples']
@@ -129,14 +130,23 @@ def transfer_batch(model, data_batch: dict, perturbations: Sequence[Tensor],
     with attack_mode(model, autocast):
         targets = build_targets(model, images, samples, **(targets_cfg or {}))
         with torch.no_grad():
-            logits = targets.logits(adv, list(range(len(adv))))
+            ids = list(range(len(adv)))
+            logits = targets.logits(adv, ids)
+            clean = targets.logits(images, ids)
     stats = []
-    for i, (z, lab) in enumerate(zip(logits, targets.labels)):
+    for i, (z, z0, lab) in enumerate(zip(logits, clean, targets.labels)):
         n = int(lab.numel())
-        frac = float(targets.correct(z, lab).float().mean()) if n else 0.0
+        # as in a DAG run: only the targets correct on the clean image count
+        ok = targets.correct(z0, lab) if n else torch.zeros(0, dtype=torch.bool)
+        n_ok = int(ok.sum())
+        finite = bool(torch.isfinite(z).all())
+        frac = (float((targets.correct(z, lab) & ok).sum()) / n_ok if n_ok and finite
+                else float('nan') if n_ok else 0.0)
+        status = ('no_targets' if not n else 'none_correct' if not n_ok
+                  else 'non_finite' if not finite else 'transfer')
         s = perturbation_stats(rs[i])
-        s.update(iters=0, num_targets=n, correct_frac=frac, converged=n > 0 and frac == 0.0,
-                 status='transfer' if n else 'no_targets')
+        s.update(iters=0, num_targets=n, num_correct=n_ok, correct_frac=frac,
+                 converged=status == 'transfer' and frac == 0.0, status=status)
         stats.append(s)
     return DAGResult(adv_images=adv, perturbations=rs,
                      adv_labels=[lab.new_full(lab.shape, -1) for lab in targets.labels],

@@ -15,7 +15,8 @@ from .stats import perturbation_stats
 from .targets import TargetSet
 
 #: Why an image stopped being updated.
-STATUS = ('converged', 'max_iters', 'zero_grad', 'non_finite', 'no_targets', 'undone_by_rounding')
+STATUS = ('converged', 'max_iters', 'zero_grad', 'non_finite', 'no_targets', 'none_correct',
+          'undone_by_rounding')
 
 
 @dataclass
@@ -29,8 +30,9 @@ class DAGResult:
         adv_labels: adversarial label of each target (``-1``: not attacked).
         stats: per image ``iters`` (updates applied), ``p`` (perceptibility),
             ``linf`` (max absolute intensity, 0..255 scale), ``num_targets``,
-            ``correct_frac`` (fraction of attacked targets still correct on the
-            returned image), ``converged`` (active set reached the stop rule)
+            ``num_correct`` (targets correct on the clean image: only these
+            are attacked and counted), ``correct_frac`` (fraction of attacked
+            targets still correct on the returned image), ``converged`` (active set reached the stop rule)
             and ``status`` (one of :data:`STATUS`).
     """
     adv_images: List[Tensor]
@@ -154,6 +156,7 @@ class DAG:
         iters = [0] * num
         correct_frac = [0.0] * num
         status = [''] * num
+        num_correct = [0] * num
         for i in range(num):
             if labels[i].numel() == 0:
                 status[i] = 'no_targets'
@@ -179,13 +182,20 @@ class DAG:
                 if adv[i] is None:  # m == 0: z are the clean logits
                     adv[i] = self._choose_adv_labels(
                         self.seed * 1_000_003 + seeds[i], labels[i], targets, z)
+                    # a target already wrong on the clean image is not attacked
+                    # and not counted: it was never flipped by the attack (a
+                    # sigmoid head's prior under the threshold, a pixel the
+                    # model gets wrong)
+                    clean_ok = targets.correct(z, labels[i])
+                    num_correct[i] = int(clean_ok.sum())
+                    adv[i] = torch.where(clean_ok, adv[i], torch.full_like(adv[i], -1))
                 attacked = adv[i] >= 0
                 active = targets.correct(z, labels[i]) & attacked   # T_m
                 n_att = int(attacked.sum())
                 n_act = int(active.sum())
                 correct_frac[i] = n_act / n_att if n_att else 0.0
                 if n_att == 0:
-                    status[i] = 'no_targets'
+                    status[i] = 'none_correct' if num_correct[i] == 0 else 'no_targets'
                 elif n_act <= self.stop_fraction * n_att:
                     status[i] = 'converged'
                 elif m == self.max_iters:
@@ -219,7 +229,7 @@ class DAG:
 
         if self.quantize:
             r = [(x0[i] + r[i]).round().clamp(lo, hi) - x0[i] for i in range(num)]
-            recheck = [i for i in range(num) if status[i] != 'no_targets']
+            recheck = [i for i in range(num) if status[i] not in ('no_targets', 'none_correct')]
             if recheck:
                 with torch.no_grad():
                     logits = targets.logits([x0[i] + r[i] for i in recheck], recheck)
@@ -242,6 +252,7 @@ class DAG:
         for i in range(num):
             s = perturbation_stats(r[i])
             s.update(iters=iters[i], num_targets=int(labels[i].numel()),
+                     num_correct=num_correct[i],
                      correct_frac=correct_frac[i], converged=status[i] == 'converged',
                      status=status[i])
             stats.append(s)

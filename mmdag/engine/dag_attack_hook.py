@@ -222,6 +222,10 @@ class DAGAttackHook(Hook):
         report = dict(
             variants=variants,
             attack=attack,
+            counted=('iters, p, linf, success and target_success: means over the images with '
+                     'at least one target correct on the clean image and finite logits; '
+                     'target_success and success count only the targets correct on the clean '
+                     'image (no_targets, none_correct and non_finite images are counted apart)'),
             settings=dict(attack=self.dag.__dict__,
                           targets=self._target_settings or self.targets_cfg,
                           perm_seed=self.perm_seed,

@@ -90,10 +90,11 @@ class DAGMetric(BaseMetric):
     def compute_metrics(self, results: list) -> dict:
         # images whose logits became NaN / inf have no decision to count: they
         # are reported apart and left out of every mean (never as flipped)
-        attacked = [r for r in results if r['status'] not in ('no_targets', 'non_finite')]
-        out = dict(images=len(results),
-                   no_targets=sum(r['status'] == 'no_targets' for r in results),
-                   non_finite=sum(r['status'] == 'non_finite' for r in results))
+        # and images with no target correct on the clean image have nothing to flip
+        apart = ('no_targets', 'none_correct', 'non_finite')
+        attacked = [r for r in results if r['status'] not in apart]
+        out = dict(images=len(results), **{k: sum(r['status'] == k for r in results)
+                                           for k in apart})
         if attacked:
             out.update(
                 iters=float(np.mean([r['iters'] for r in attacked])),

@@ -249,3 +249,22 @@ def test_target_class_must_be_a_class_of_the_model():
         DAG(adv_labels='target', target_class=7)(imgs, LinearPixels(w, b, labels))
     res = DAG(adv_labels='target', target_class=3, max_iters=2)(imgs, LinearPixels(w, b, labels))
     assert res.stats[0]['iters'] >= 1
+
+
+def test_only_targets_correct_on_the_clean_image_are_attacked_and_counted():
+    w, b, imgs, labels = make_problem(num_images=2, num_classes=4)
+    wrong = [lab.clone() for lab in labels]
+    wrong[0][:5] = (wrong[0][:5] + 1) % 4          # 5 targets wrong on the clean image
+    wrong[1] = (wrong[1] + 1) % 4                  # every target wrong
+    res = DAG(gamma=0.5, max_iters=3)(imgs, LinearPixels(w, b, wrong))
+    s0, s1 = res.stats
+    assert s0['num_targets'] == len(wrong[0]) and s0['num_correct'] == len(wrong[0]) - 5
+    assert (res.adv_labels[0][:5] == -1).all() and (res.adv_labels[0][5:] >= 0).all()
+    z = torch.einsum('ck,kn->nc', w, res.adv_images[0].flatten(1)) + b
+    still = (z.argmax(1) == wrong[0])[5:].float().mean().item()
+    assert s0['correct_frac'] == pytest.approx(still)   # over the attacked targets only
+    # nothing correct on the clean image: nothing flipped, not a success
+    assert s1['status'] == 'none_correct' and not s1['converged'] and s1['iters'] == 0
+    from mmdag.evaluation import DAGMetric
+    out = DAGMetric.compute_metrics(DAGMetric.__new__(DAGMetric), [dict(s0), dict(s1)])
+    assert out['none_correct'] == 1 and out['success'] == float(s0['converged'])

@@ -107,9 +107,10 @@ def test_batch_with_an_early_stop_equals_three_runs_of_batch_size_one():
         batch[key] = batch[key] + small[key]
     small['data_samples'][0].set_metainfo(dict(img_path='mixed_2.jpg'))
     # random weights score every class near the 0.01 prior: at that threshold
-    # about 60% of the matched priors start "still correct", and large steps
-    # flip them within a few iterations
-    attack = dict(gamma=48.0, max_iters=6, stop_fraction=0.1, seed=1)
+    # about 60% of the matched priors start "still correct" (only those are
+    # attacked and counted), and large steps flip 70% of them within 3 to 5
+    # iterations
+    attack = dict(gamma=48.0, max_iters=6, stop_fraction=0.3, seed=1)
     tcfg = dict(score_thr=0.01)
     res, _ = attack_batch(model, batch, attack, tcfg)
     status = [s['status'] for s in res.stats]

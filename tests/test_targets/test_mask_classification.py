@@ -66,4 +66,5 @@ def test_correct_is_the_stock_prediction(name):
     got = targets.correct(z, targets.labels[0])
     assert torch.equal(got, expected)
     result, _ = attack_batch(model, b, attack=dict(max_iters=2))
-    assert result.stats[0]['iters'] >= 1 or result.stats[0]['status'] == 'converged'
+    # random weights may leave no pixel correct: then there is nothing to attack
+    assert result.stats[0]['iters'] >= 1 or result.stats[0]['status'] == 'none_correct'

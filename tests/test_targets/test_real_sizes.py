@@ -37,7 +37,7 @@ def test_fcn_r50_at_voc_size():
                                 dict(max_iters=2, gamma=0.5))
     assert tuple(res.adv_images[0].shape) == (3, 512, 683)
     assert len(targets.labels[0]) == 375 * 500 - 5 * 500    # every labelled pixel
-    assert res.stats[0]['status'] in ('max_iters', 'converged')
+    assert res.stats[0]['status'] in ('max_iters', 'converged', 'none_correct')
     assert res.stats[0]['linf'] <= 1.0 + 1e-4
 
 
@@ -71,7 +71,8 @@ def test_r50_fpn_detectors_at_voc_sizes_in_one_batch(name):
                                 dict(max_iters=2, gamma=0.5), targets_cfg)
     assert [tuple(x.shape[-2:]) for x in res.adv_images] == [(600, 1000), (1000, 600)]
     assert all(len(lab) > 0 for lab in targets.labels)
-    assert all(s['status'] in ('max_iters', 'converged') for s in res.stats), res.stats
+    assert all(s['status'] in ('max_iters', 'converged', 'none_correct') for s in res.stats), \
+        res.stats
     with torch.no_grad():
         preds = grouped_test_step(model, dict(inputs=res.adv_images,
                                               data_samples=[s.clone() for s in samples]))
