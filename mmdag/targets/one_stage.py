@@ -111,8 +111,7 @@ class OneStageTargets(TargetSet):
             score_thr = float((head.test_cfg or {}).get('score_thr', 0.05))
         self.settings = dict(head=type(head).__name__, sigmoid=self.sigmoid,
                              score_thr=score_thr if self.sigmoid else None, attacked=spec.attacked)
-        t = min(max(score_thr, 1e-6), 1 - 1e-6)
-        self.threshold = math.log(t / (1 - t))
+        self.threshold = score_logit(score_thr)
         num_classes = head.num_classes
         self.num_logits = num_classes if self.sigmoid else num_classes + 1
         images = [im.float() for im in inputs]
@@ -174,9 +173,21 @@ class OneStageTargets(TargetSet):
     def correct(self, logits: Tensor, labels: Tensor) -> Tensor:
         if not self.sigmoid:
             return super().correct(logits, labels)
-        if logits.numel() == 0:
-            return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
-        return logits.gather(1, labels[:, None])[:, 0] > self.threshold
+        return above_threshold(logits, labels, self.threshold)
+
+
+def score_logit(score_thr: float) -> float:
+    """The logit of a sigmoid score threshold (kept inside (1e-6, 1 - 1e-6))."""
+    t = min(max(score_thr, 1e-6), 1 - 1e-6)
+    return math.log(t / (1 - t))
+
+
+def above_threshold(logits: Tensor, labels: Tensor, threshold: float) -> Tensor:
+    """The sigmoid heads' "still correct": the true class's logit above
+    ``threshold`` (its score above the detector's score threshold)."""
+    if logits.numel() == 0:
+        return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+    return logits.gather(1, labels[:, None])[:, 0] > threshold
 
 
 def _needs_masks(head) -> bool:

@@ -32,7 +32,6 @@ DDQ's distinct-query NMS inside the decoder always re-runs; its targets are
 chosen among the queries its clean prediction keeps.
 """
 import inspect
-import math
 import sys
 from contextlib import contextmanager
 from typing import List, Optional, Sequence
@@ -44,6 +43,7 @@ from mmdag.attacks import TargetSet
 from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
 from .batching import map_canvas_groups
+from .one_stage import above_threshold, score_logit
 from .two_stage import gt_in_input_frame
 
 
@@ -177,8 +177,7 @@ class QueryTargets(TargetSet):
         self.num_logits = num_classes if self.sigmoid else num_classes + 1
         if score_thr is None:
             score_thr = float((head.test_cfg or {}).get('score_thr', 0.05))
-        t = min(max(score_thr, 1e-6), 1 - 1e-6)
-        self.threshold = math.log(t / (1 - t))
+        self.threshold = score_logit(score_thr)
         kind = None if self.mask_queries else _two_stage_selection(model)
         self.selection = _Selection(model, kind) if kind and query_selection == 'fixed' else None
         self.settings = dict(
@@ -266,9 +265,7 @@ class QueryTargets(TargetSet):
     def correct(self, logits: Tensor, labels: Tensor) -> Tensor:
         if not self.sigmoid:
             return super().correct(logits, labels)
-        if logits.numel() == 0:
-            return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
-        return logits.gather(1, labels[:, None])[:, 0] > self.threshold
+        return above_threshold(logits, labels, self.threshold)
 
 
 @TARGETS.register_module()
