@@ -22,6 +22,9 @@ import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from _require import require  # noqa: E402
+
+require('torch', 'mmengine', 'cv2')
 
 
 def run(cmd, what):

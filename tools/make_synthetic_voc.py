@@ -18,9 +18,13 @@ import os.path as osp
 import sys
 from xml.etree import ElementTree as ET
 
-import cv2
-import numpy as np
-from PIL import Image
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _require import require  # noqa: E402
+
+require('cv2', 'numpy', 'PIL')
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
                'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person',

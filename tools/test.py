@@ -15,6 +15,9 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from _require import require  # noqa: E402
+
+require('torch', 'mmengine')
 
 
 def parse_args(argv=None):

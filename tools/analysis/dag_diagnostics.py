@@ -14,9 +14,12 @@ import argparse
 import os.path as osp
 import sys
 
-import torch
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))   # tools/
+from _require import require  # noqa: E402
+
+require('torch', 'mmengine')
+import torch  # noqa: E402
 
 
 def load(config, checkpoint, n, data_root=None):

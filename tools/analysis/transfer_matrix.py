@@ -16,6 +16,10 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))   # tools/
+from _require import require  # noqa: E402
+
+require('torch', 'mmengine')
 
 from mmdag.summary import format_matrix, transfer_matrix  # noqa: E402
 

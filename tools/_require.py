@@ -1,0 +1,38 @@
+"""Run a tool in the project's environment.
+
+``make demo`` and ``make test`` install everything into ``.venv``. A tool
+started by another Python (``python tools/test.py ...`` in a fresh shell)
+that cannot import its dependencies restarts itself with ``.venv/bin/python``
+when that exists, and otherwise stops with one line saying how to get them.
+"""
+import os
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+VENV_PYTHON = osp.join(ROOT, '.venv', 'bin', 'python')
+
+
+def require(*modules: str) -> None:
+    """Make sure ``modules`` import; else re-run this tool with the project's
+    Python, or exit with one line naming the fix."""
+    missing = []
+    for name in modules:
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if not missing:
+        return
+    # a venv's python is often a link to the system one: compare prefixes
+    other = osp.isfile(VENV_PYTHON) and \
+        osp.realpath(sys.prefix) != osp.realpath(osp.join(ROOT, '.venv'))
+    if other and not os.environ.get('MMDAG_NO_REEXEC'):
+        print(f'note: {", ".join(missing)} not importable by {sys.executable}; using the '
+              f'project environment {osp.relpath(VENV_PYTHON)}', file=sys.stderr)
+        os.environ['MMDAG_NO_REEXEC'] = '1'   # never loop
+        os.execv(VENV_PYTHON, [VENV_PYTHON, *sys.argv])
+    fix = (f'run it with {osp.relpath(VENV_PYTHON)} (or `source .venv/bin/activate` first)'
+           if other else
+           'run `make setup` (or `make test`) once, which installs them into .venv')
+    sys.exit(f'error: {", ".join(missing)} not importable by {sys.executable}: {fix}')
