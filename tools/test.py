@@ -66,6 +66,21 @@ def check_inputs(args) -> None:
     if not ck.startswith(('http://', 'https://', 'open-mmlab://', 'openmmlab://',
                           'torchvision://', 'modelzoo://')) and not osp.isfile(osp.expanduser(ck)):
         fail(f'checkpoint {ck} not found: pass an existing checkpoint file or a zoo URL')
+    if osp.isfile(osp.expanduser(ck)) and not looks_like_checkpoint(osp.expanduser(ck)):
+        fail(f'checkpoint {ck} is not a PyTorch checkpoint (neither a complete zip archive '
+             'nor a pickle; a truncated download or another file): download it again or pass '
+             'the right file')
+
+
+def looks_like_checkpoint(path: str) -> bool:
+    """``torch.save`` writes a zip archive (torch >= 1.6; ``is_zipfile``
+    also finds a truncated one's missing directory) or, before, a pickle
+    (protocol 2+, first byte 0x80)."""
+    import zipfile
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, 'rb') as f:
+        return f.read(1) == b'\x80'
 
 
 def check_work_dir(work_dir: str) -> None:

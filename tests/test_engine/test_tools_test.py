@@ -74,13 +74,26 @@ def test_hook_added_to_a_stock_config_attacks_it(tiny_voc, trained_seg_checkpoin
     assert v['orig']['mIoU'] > 0 and v['advr']['mIoU'] < v['orig']['mIoU'] - 5
 
 
-@pytest.mark.parametrize('case', ['checkpoint', 'config', 'work_dir', 'model'])
+@pytest.mark.parametrize('case', ['checkpoint', 'random_bytes', 'text', 'truncated', 'config',
+                                  'work_dir', 'model'])
 def test_bad_input_gets_one_clear_line(case, tiny_voc, random_seg_checkpoint, tmp_path):
     args = [TINY, random_seg_checkpoint, '--attack', 'dag', '--work-dir', str(tmp_path / 'wd'),
             '--cfg-options', *data_root_opts(tiny_voc)]
     if case == 'checkpoint':
         args[1] = str(tmp_path / 'missing.pth')
         expect = 'checkpoint'
+    elif case in ('random_bytes', 'text', 'truncated'):
+        bad = tmp_path / 'bad.pth'
+        if case == 'random_bytes':
+            bad.write_bytes(bytes(range(7, 256)) * 40)
+        elif case == 'text':
+            bad.write_text('<html>404 Not Found</html>\n')
+        else:
+            with open(random_seg_checkpoint, 'rb') as f:
+                data = f.read()
+            bad.write_bytes(data[:len(data) // 2])
+        args[1] = str(bad)
+        expect = 'is not a PyTorch checkpoint'
     elif case == 'config':
         args[0] = str(tmp_path / 'missing_config.py')
         expect = 'config'
