@@ -179,6 +179,7 @@ class DAG:
                         adv[i] = torch.full_like(labels[i], -1)
                     iters[i] = m
                     continue
+                ok = targets.correct(z, labels[i])
                 if adv[i] is None:  # m == 0: z are the clean logits
                     adv[i] = self._choose_adv_labels(
                         self.seed * 1_000_003 + seeds[i], labels[i], targets, z)
@@ -186,11 +187,10 @@ class DAG:
                     # and not counted: it was never flipped by the attack (a
                     # sigmoid head's prior under the threshold, a pixel the
                     # model gets wrong)
-                    clean_ok = targets.correct(z, labels[i])
-                    num_correct[i] = int(clean_ok.sum())
-                    adv[i] = torch.where(clean_ok, adv[i], torch.full_like(adv[i], -1))
+                    num_correct[i] = int(ok.sum())
+                    adv[i] = torch.where(ok, adv[i], torch.full_like(adv[i], -1))
                 attacked = adv[i] >= 0
-                active = targets.correct(z, labels[i]) & attacked   # T_m
+                active = ok & attacked   # T_m
                 n_att = int(attacked.sum())
                 n_act = int(active.sum())
                 correct_frac[i] = n_act / n_att if n_att else 0.0
