@@ -6,7 +6,6 @@
 ``custom_imports=dict(imports=['mmdag'])``.
 """
 from .version import __version__
-from . import checkpoint  # noqa: F401  (trusted local checkpoints, see the module)
 from . import engine, evaluation, targets  # noqa: F401
 
 __all__ = ['__version__']

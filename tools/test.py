@@ -38,9 +38,19 @@ def parse_args(argv=None):
     parser.add_argument('--perturbations', metavar='DIR', nargs='+',
                         help='transfer: apply the perturbations saved in DIR instead of attacking '
                         '(several DIRs: their sum, r_A + r_B)')
+    parser.add_argument('--resize-perturbations', action='store_true',
+                        help='transfer: resize saved perturbations whose input frame differs '
+                        'from this model\'s (refused otherwise)')
     parser.add_argument('--work-dir', help='directory for logs, dag_report.json and figures')
     parser.add_argument('--out', type=str,
-                        help='(mmseg) directory to save the ADVR predictions')
+                        help='save the ADVR (clean with --attack none) predictions: mmseg, a '
+                        'directory of result images; mmdet, a .pkl file of the results')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='load CHECKPOINT with weights_only=False: needed only for a file '
+                        'holding more than weights; it may run code stored in the file')
+    parser.add_argument('--allow-partial-checkpoint', action='store_true',
+                        help='run even when the checkpoint leaves much of the model unset '
+                        '(missing keys or other shapes); refused by default')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -139,26 +149,75 @@ def build_cfg(args):
                      '<work_dir>/perturbations of a run with --save-perturbations')
         if args.perturbations:
             hook_options['perturbations'] = [osp.abspath(d) for d in args.perturbations]
+        if args.resize_perturbations:
+            hook_options['resize_perturbations'] = True
         add_dag_to_config(cfg, dict(args.attack_options), hook_options)
     elif args.attack == 'none':
         cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) or []
                             if not str(h.get('type', '')).endswith('DAGAttackHook')]
-        ev = cfg.test_evaluator
-        if str(ev.get('type', '')).endswith('DAGMetric'):
-            cfg.test_evaluator = ev['metric']
+        cfg.test_evaluator = _unwrap_dag_metrics(cfg.test_evaluator)
+    _add_checkpoint_check(cfg, args)
     # after the DAG pieces are in, so that e.g. custom_hooks.0.attack.max_iters=50 works
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    if args.out is not None:
-        cfg.test_evaluator['output_dir'] = args.out
-        cfg.test_evaluator['keep_results'] = True
+    if args.out is not None and not is_detection(cfg):
+        ev = cfg.test_evaluator
+        first = ev[0] if isinstance(ev, (list, tuple)) else ev
+        first['output_dir'] = args.out
+        first['keep_results'] = True
     return cfg
+
+
+def _unwrap_dag_metrics(evaluator):
+    """The stock metrics inside DAGMetric wrappers (one, or a list)."""
+    def unwrap(m):
+        return m['metric'] if str(m.get('type', '')).endswith('DAGMetric') else m
+    if isinstance(evaluator, (list, tuple)):
+        return [unwrap(m) for m in evaluator]
+    return unwrap(evaluator)
+
+
+def _add_checkpoint_check(cfg, args) -> None:
+    """Every run loads its checkpoint weights-only and checks that it fits."""
+    from mmengine.config import ConfigDict
+
+    from mmdag.apis.config import add_checkpoint_check
+    imports = cfg.get('custom_imports', None) or ConfigDict(imports=[])
+    names = imports.get('imports', [])
+    names = [names] if isinstance(names, str) else list(names)
+    if 'mmdag' not in names:
+        names.append('mmdag')
+    imports['imports'] = names
+    cfg.custom_imports = imports
+    options = {}
+    if args.trust_checkpoint:
+        options['trust_checkpoint'] = True
+    if args.allow_partial_checkpoint:
+        options['allow_partial'] = True
+    cfg.custom_hooks = add_checkpoint_check(list(cfg.get('custom_hooks', None) or []), **options)
+
+
+def is_detection(cfg) -> bool:
+    """An mmdet config (its default scope, else where its model type is registered)."""
+    scope = cfg.get('default_scope', None)
+    if scope in ('mmdet', 'mmseg'):
+        return scope == 'mmdet'
+    model_type = str(cfg.model.get('type', ''))
+    from mmdet.registry import MODELS
+    return MODELS.get(model_type) is not None and 'Segmentor' not in model_type
 
 
 def main(argv=None):
     args = parse_args(argv)
     check_inputs(args)
     cfg = build_cfg(args)
+    from mmdag.apis.preflight import check_dataset
+    problem = check_dataset(cfg)
+    if problem:
+        fail(problem)
+    if args.out is not None and is_detection(cfg) and not args.out.endswith(('.pkl', '.pickle')):
+        fail(f'--out {args.out}: for a detection config --out is the .pkl file to dump the '
+             'results to (e.g. --out results.pkl)')
     check_work_dir(cfg.work_dir)
     if args.launcher != 'none':
         setup_cpu_distributed(cfg)
@@ -174,6 +233,9 @@ def main(argv=None):
             raise
         fail(f'cannot build the runner from {args.config}: {type(e).__name__}: {e} '
              '(set MMDAG_DEBUG=1 for the traceback)')
+    if args.out is not None and is_detection(cfg):
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     try:
         metrics = runner.test()
     except MMDagError as e:

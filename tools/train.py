@@ -17,7 +17,7 @@ def main(argv=None):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    import mmdag  # noqa: F401  (trusted local checkpoints for resume)
+    from mmdag.checkpoint import safe_loading
 
     p = argparse.ArgumentParser(description='train a model with mmengine')
     p.add_argument('config')
@@ -32,7 +32,8 @@ def main(argv=None):
     cfg.work_dir = a.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(a.config))[0])
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.train()
+    with safe_loading():  # resume / load_from: weights-only loading
+        runner.train()
 
 
 if __name__ == '__main__':

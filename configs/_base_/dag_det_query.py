@@ -16,5 +16,7 @@ custom_hooks = [
         attack=dict(gamma=0.5, max_iters=200, adv_labels='random', seed=0),
         targets=dict(iou_thr=0.1, score_thr=None, query_selection='fixed'),
         variants=('orig', 'perm'),
-        num_figures=4)
+        num_figures=4),
+    # weights-only checkpoint loading; refuses a checkpoint that does not fit the model
+    dict(type='mmdag.CheckpointCheckHook')
 ]

@@ -17,5 +17,7 @@ custom_hooks = [
             quantize=False,
             seed=0),
         variants=('orig', 'perm'),
-        num_figures=4)
+        num_figures=4),
+    # weights-only checkpoint loading; refuses a checkpoint that does not fit the model
+    dict(type='mmdag.CheckpointCheckHook')
 ]

@@ -44,6 +44,7 @@ def add_dag_to_config(cfg: Config, attack: Optional[dict] = None,
         hook['attack'] = merged
     for k, v in (hook_options or {}).items():
         hook[k] = v
+    add_checkpoint_check(hooks)
     cfg.custom_hooks = hooks
 
     evaluator = cfg.get('test_evaluator', None)
@@ -55,6 +56,18 @@ def add_dag_to_config(cfg: Config, attack: Optional[dict] = None,
     else:
         cfg.test_evaluator = _wrap(evaluator, with_stats=True)
     return cfg
+
+
+def add_checkpoint_check(hooks: list, **options) -> list:
+    """Append ``mmdag.CheckpointCheckHook`` to ``hooks`` unless it is there;
+    set ``options`` on it."""
+    hook = next((h for h in hooks if _is(h.get('type'), 'CheckpointCheckHook')), None)
+    if hook is None:
+        hook = ConfigDict(type='mmdag.CheckpointCheckHook')
+        hooks.append(hook)
+    for k, v in options.items():
+        hook[k] = v
+    return hooks
 
 
 def _wrap(metric: dict, with_stats: bool) -> dict:

@@ -15,6 +15,7 @@ from mmdag.attacks import DAG
 from mmdag.registry import HOOKS
 from mmdag.targets import find_adapter
 from mmdag.compat import repair_stock_model
+from mmdag.errors import MMDagError
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
 
 from .figures import save_figure
@@ -70,7 +71,11 @@ class DAGAttackHook(Hook):
             resized when the input frames differ) and report ORIG / ADVR /
             PERM and the statistics on this model. Several directories add
             their perturbations (the paper's ``r_A + r_B``). Defaults to None
-            (attack).
+            (attack). Before the first batch the hook checks that every test
+            image has a file in each directory.
+        resize_perturbations (bool): transfer: resize (bilinear) a saved
+            perturbation whose input frame differs from this model's (another
+            pipeline scale or padding); refused otherwise. Defaults to False.
         attack_autocast (bool): run the attack's forwards and backwards
             under mixed precision (mmengine's ``autocast``: float16 on CUDA,
             bfloat16 on the CPU). Defaults to False: the attack's logits and
@@ -96,6 +101,7 @@ class DAGAttackHook(Hook):
                  report: Optional[str] = 'dag_report.json',
                  save_perturbations: bool = False,
                  perturbations=None,
+                 resize_perturbations: bool = False,
                  attack_autocast: bool = False) -> None:
         unknown = set(variants) - {'orig', 'perm'}
         if unknown:
@@ -113,6 +119,8 @@ class DAGAttackHook(Hook):
         if isinstance(perturbations, str):
             perturbations = [perturbations]
         self.perturbations = list(perturbations) if perturbations else None
+        self.resize_perturbations = bool(resize_perturbations)
+        self._frame: dict = {}
         self.attack_autocast = bool(attack_autocast)
         self._fp16 = False
         self._environment: dict = {}
@@ -127,11 +135,8 @@ class DAGAttackHook(Hook):
         self._restore_test_step = install_grouped_test_step(model)
         self._fp16 = bool(getattr(runner.test_loop, 'fp16', False))
         self._environment = _environment(model)
-        for d in self.perturbations or []:
-            if not osp.isdir(d):
-                from mmdag.errors import MMDagError
-                raise MMDagError(f'perturbation directory {d} not found: pass the '
-                                 '<work_dir>/perturbations of a run with save_perturbations=True')
+        self._frame = _pipeline_frame(runner)
+        self._preflight(runner)
         # every rank draws its share of the pictures from its own images
         world = get_world_size()
         self._figures_left = -(-self.num_figures // world)
@@ -148,13 +153,17 @@ class DAGAttackHook(Hook):
             result, targets = attack_batch(model, data_batch, self.dag, self.targets_cfg,
                                            autocast=self.attack_autocast)
         else:
-            loaded = [sum(load_perturbation(d, s, tuple(x.shape), k) for d in self.perturbations)
+            loaded = [sum(load_perturbation(d, s, tuple(x.shape), k,
+                                            resize=self.resize_perturbations,
+                                            channel_order=self._frame['channel_order'])
+                          for d in self.perturbations)
                       for k, (s, x) in enumerate(zip(samples, clean))]
             result, targets = transfer_batch(model, data_batch, loaded, self.targets_cfg,
                                              self.dag.clip_range, autocast=self.attack_autocast)
         if self.save_perturbations:
             for k, (s, r) in enumerate(zip(samples, result.perturbations)):
-                save_perturbation(osp.join(runner.work_dir, 'perturbations'), s, r, k)
+                save_perturbation(osp.join(runner.work_dir, 'perturbations'), s, r, k,
+                                  frame=self._frame)
         self._target_settings = dict(adapter=type(targets).__name__,
                                      **getattr(targets, 'settings', {}))
         extra = {}
@@ -172,6 +181,43 @@ class DAGAttackHook(Hook):
         data_batch['inputs'] = adv
         if self._figures_left > 0:
             self._save_figures(runner, model, clean, result, samples, extra)
+
+    def _preflight(self, runner) -> None:
+        """What would otherwise fail only when its batch arrives, hours in:
+        output directories that cannot be written, test images without a
+        saved perturbation."""
+        outputs = []
+        if self.num_figures > 0:
+            outputs.append(('figures', '--num-figures 0 (num_figures=0)'))
+        if self.save_perturbations:
+            outputs.append(('perturbations', 'no --save-perturbations'))
+        for sub, instead in outputs:
+            d = osp.join(runner.work_dir, sub)
+            try:
+                os.makedirs(d, exist_ok=True)
+                probe = osp.join(d, f'.write_probe_{os.getpid()}')
+                with open(probe, 'w') as f:
+                    f.write('ok')
+                os.remove(probe)
+            except OSError as e:
+                why = 'a file is in the way' if osp.isfile(d) else e.strerror
+                raise MMDagError(f'cannot write to {d} ({why}): pass a --work-dir you '
+                                 f'can write, or run with {instead}') from None
+        if not self.perturbations:
+            return
+        for d in self.perturbations:
+            if not osp.isdir(d):
+                raise MMDagError(f'perturbation directory {d} not found: pass the '
+                                 '<work_dir>/perturbations of a run with save_perturbations=True')
+        dataset = runner.test_dataloader.dataset
+        for d in self.perturbations:
+            missing = [n for n in _image_names(dataset)
+                       if not osp.isfile(osp.join(d, n + '.npz'))]
+            if missing:
+                raise MMDagError(
+                    f'{len(missing)} of the {len(dataset)} test images have no saved perturbation '
+                    f'in {d} (e.g. {missing[0]}): save the perturbations on the same test set '
+                    '(--save-perturbations), or check the directory')
 
     @staticmethod
     def _log_progress(runner, batch_idx: int, stats: list) -> None:
@@ -235,6 +281,7 @@ class DAGAttackHook(Hook):
             environment=self._environment,
             config=getattr(runner.cfg, 'filename', None),
             checkpoint=runner.cfg.get('load_from'),
+            checkpoint_fit=runner.message_hub.get_info('mmdag_checkpoint_fit'),
             metrics=metrics)
         path = osp.join(runner.work_dir, self.report)
         tmp = path + '.tmp'
@@ -242,6 +289,35 @@ class DAGAttackHook(Hook):
             json.dump(report, f, indent=2, default=_jsonable)
         os.replace(tmp, path)
         runner.logger.info(f'DAG report written to {path}')
+
+
+def _image_names(dataset) -> list:
+    """The perturbation file stems of every test image (see
+    :func:`mmdag.engine.perturbations.perturbation_name`)."""
+    names = []
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        path = info.get('img_path')
+        names.append(osp.splitext(osp.basename(str(path)))[0] if path
+                     else f"sample_{info.get('sample_idx', i)}")
+    return names
+
+
+def _pipeline_frame(runner) -> dict:
+    """Channel order of the loaded image and the ``Resize`` scale of the
+    test pipeline, recorded with each saved perturbation."""
+    frame = dict(channel_order='bgr', scale='')
+    try:
+        pipeline = runner.cfg.test_dataloader.dataset.get('pipeline', None) or []
+    except AttributeError:
+        pipeline = []
+    for t in pipeline:
+        kind = str(t.get('type', ''))
+        if kind.startswith('Load') and 'Image' in kind and t.get('channel_order'):
+            frame['channel_order'] = str(t['channel_order'])
+        if 'Resize' in kind and not frame['scale']:
+            frame['scale'] = str(t.get('scale', t.get('scale_factor', '')))
+    return frame
 
 
 def _environment(model) -> dict:

@@ -17,7 +17,8 @@ class DAGMetric(BaseMetric):
     """Wrap any metric (mmseg ``IoUMetric``, mmdet ``VOCMetric``...) per variant.
 
     Each variant gets its own instance of the wrapped metric (prefix = the
-    variant name, so keys read ``advr/mIoU``); predictions of ``orig`` and
+    variant name, so keys read ``advr/mIoU``, or ``advr/<prefix>/mIoU`` when
+    the wrapped metric has its own prefix); predictions of ``orig`` and
     ``perm`` come from :class:`mmdag.engine.DAGAttackHook`, ``advr`` is what
     the test loop itself predicted. The attack statistics are reported as
     ``dag/iters`` (mean updates), ``dag/p`` (mean perceptibility), ``dag/linf``
@@ -51,7 +52,10 @@ class DAGMetric(BaseMetric):
         self.metrics = {}
         for v in variants:
             cfg = copy.deepcopy(dict(metric))
-            cfg.update(prefix=v, collect_device=collect_device)
+            # a metric's own prefix (needed when an evaluator lists two of a
+            # kind) stays inside the variant's: advr/dice/mDice
+            inner = cfg.get('prefix', None)
+            cfg.update(prefix=f'{v}/{inner}' if inner else v, collect_device=collect_device)
             if v == 'advr':
                 cfg.update({k: val for k, val in advr_only.items() if val is not None})
             self.metrics[v] = METRICS.build(cfg)

@@ -111,6 +111,7 @@ def test_bad_input_gets_one_clear_line(case, tiny_voc, random_seg_checkpoint, tm
     assert res.returncode == 2, res.stderr[-2000:]
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and expect in last, last
+    print(f'BAD-INPUT {case}: {last}')  # docs/bad_inputs.md quotes these
     assert not osp.exists(osp.join(str(tmp_path / 'wd'), 'dag_report.json'))
 
 

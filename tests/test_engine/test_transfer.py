@@ -60,19 +60,39 @@ def test_missing_perturbation_directory_is_one_clear_line(tiny_voc, random_seg_c
     assert len(err) == 1 and 'nowhere' in err[0] and '--save-perturbations' in err[0]
 
 
-def test_a_perturbation_is_resized_to_another_input_frame(tmp_path):
+def test_a_perturbation_records_its_frame_and_is_resized_only_when_asked(tmp_path):
     from mmengine.structures import BaseDataElement
 
     from mmdag.engine.perturbations import load_perturbation, save_perturbation
-    s = BaseDataElement(metainfo=dict(img_path='/x/2008_000001.jpg', img_shape=(4, 6)))
+    from mmdag.errors import MMDagError
+    s = BaseDataElement(metainfo=dict(img_path='/x/2008_000001.jpg', img_shape=(4, 6),
+                                      ori_shape=(40, 60)))
     r = torch.arange(3 * 4 * 6, dtype=torch.float32).reshape(3, 4, 6)
-    save_perturbation(str(tmp_path), s, r)
+    save_perturbation(str(tmp_path), s, r, frame=dict(channel_order='bgr', scale=(60, 40)))
     assert os.listdir(tmp_path) == ['2008_000001.npz']   # no temporary file left
+    with np.load(tmp_path / '2008_000001.npz') as f:
+        assert tuple(f['input_shape']) == (3, 4, 6) and tuple(f['ori_shape']) == (40, 60)
+        assert str(f['channel_order']) == 'bgr' and str(f['scale']) == '(60, 40)'
+        assert str(f['img_path']) == '/x/2008_000001.jpg'
     same = load_perturbation(str(tmp_path), s, (3, 4, 6))
     assert torch.equal(same, r)
-    big = load_perturbation(str(tmp_path), s, (3, 8, 12))
+    # another input frame: refused in one line naming the flag, unless asked
+    with pytest.raises(MMDagError, match='--resize-perturbations') as e:
+        load_perturbation(str(tmp_path), s, (3, 8, 12))
+    assert '\n' not in str(e.value) and '(60, 40)' in str(e.value)
+    big = load_perturbation(str(tmp_path), s, (3, 8, 12), resize=True)
     assert big.shape == (3, 8, 12) and big.mean().item() == pytest.approx(r.mean().item(), rel=1e-3)
+    # the loader's other channel order: the same perturbation, channels reversed
+    rgb = load_perturbation(str(tmp_path), s, (3, 4, 6), channel_order='rgb')
+    assert torch.equal(rgb, r.flip(0))
+    # the same name, another original size: another dataset's image, always refused
+    other_size = BaseDataElement(metainfo=dict(img_path='/y/2008_000001.jpg', ori_shape=(41, 60)))
+    with pytest.raises(MMDagError, match='another dataset'):
+        load_perturbation(str(tmp_path), other_size, (3, 4, 6), resize=True)
     other = BaseDataElement(metainfo=dict(img_path='/x/2008_000002.jpg'))
-    from mmdag.errors import MMDagError
     with pytest.raises(MMDagError, match='save_perturbations'):
         load_perturbation(str(tmp_path), other, (3, 4, 6))
+    (tmp_path / '2008_000003.npz').write_bytes(b'half a file')
+    with pytest.raises(MMDagError, match='cannot read saved perturbation'):
+        load_perturbation(str(tmp_path), BaseDataElement(
+            metainfo=dict(img_path='/x/2008_000003.jpg')), (3, 4, 6))
