@@ -69,3 +69,15 @@ def test_a_zoo_url_is_downloaded_once_and_loaded_weights_only(random_seg_checkpo
     mtime = os.path.getmtime(os.path.join(cache, 'random_seg.pth'))
     load_checkpoint_url(url, model_dir=cache)   # cached: not fetched again
     assert os.path.getmtime(os.path.join(cache, 'random_seg.pth')) == mtime
+
+
+def test_the_readme_python_api_loads_a_runner_checkpoint(trained_seg_checkpoint):
+    from mmseg.apis import init_model
+
+    from conftest import TINY
+    from mmdag.checkpoint import safe_loading
+    with safe_loading():
+        model = init_model(TINY, trained_seg_checkpoint, device='cpu')
+    ref = torch.load(trained_seg_checkpoint, weights_only=False)['state_dict']
+    got = model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in ref.items())

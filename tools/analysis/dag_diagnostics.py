@@ -28,8 +28,10 @@ def load(config, checkpoint, n, data_root=None):
     from mmseg.apis import init_model
     from mmseg.registry import DATASETS
 
-    import mmdag  # noqa: F401
-    model = init_model(config, checkpoint, device='cuda' if torch.cuda.is_available() else 'cpu')
+    from mmdag.checkpoint import safe_loading
+    with safe_loading():  # weights-only, Runner-written checkpoints included
+        model = init_model(config, checkpoint,
+                           device='cuda' if torch.cuda.is_available() else 'cpu')
     init_default_scope('mmseg')
     ds_cfg = model.cfg.test_dataloader.dataset
     if data_root:
