@@ -91,5 +91,10 @@ def save_figure(path: str, clean: torch.Tensor, r: torch.Tensor, adv: torch.Tens
         cv2.putText(foot, text, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         row = np.concatenate([row, foot], 0)
     os.makedirs(osp.dirname(path) or '.', exist_ok=True)
-    if not cv2.imwrite(path, row):
-        raise OSError(f'could not write figure {path}: check that the work dir is writable')
+    ok, png = cv2.imencode(osp.splitext(path)[1] or '.png', row)
+    if not ok:
+        raise OSError(f'could not encode figure {path}')
+    tmp = f'{path}.tmp{os.getpid()}'   # atomic: a killed run leaves no half picture
+    with open(tmp, 'wb') as f:
+        f.write(png.tobytes())
+    os.replace(tmp, path)
