@@ -27,6 +27,6 @@ setup(
     packages=find_packages(exclude=('configs', 'tools', 'tests')),
     python_requires='>=3.8',
     install_requires=requirements('runtime.txt') + requirements('mminstall.txt'),
-    extras_require={'tests': requirements('tests.txt')},
+    extras_require={'tests': requirements('tests.txt'), 'bench': requirements('bench.txt')},
     zip_safe=False,
 )

@@ -1,0 +1,29 @@
+"""tools/analysis/benchmark.py prints one row per method, measured in one run."""
+import re
+
+from conftest import TINY, run_tool
+
+
+def test_benchmark_prints_every_method(tiny_voc):
+    res = run_tool(['tools/analysis/benchmark.py', '--config', TINY, '--data-root', tiny_voc,
+                    '--num-images', '2', '--iters', '2', '--device', 'cpu'])
+    rows = {}
+    for line in res.stdout.splitlines():
+        m = re.match(r'^(\w+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+(\d+)$', line)
+        if m:
+            rows[m.group(1)] = [float(v) for v in m.groups()[1:]]
+    assert {'floor', 'mmdag', 'dag_class', 'plain'} <= set(rows), res.stdout
+    assert rows['floor'][1] == 1.0
+    for name, (ms, ratio, ips, its, mib) in rows.items():
+        # random weights, clean prediction as labels: every target starts correct
+        assert ms > 0 and ratio > 0 and ips > 0 and mib > 0, name
+        assert its == 4, (name, its)   # 2 images x 2 iterations each
+    assert '2 images 120x160, 2 iterations, device cpu' in res.stdout
+    assert 'adv_lib' in res.stdout   # a row, or the line saying how to install it
+
+
+def test_benchmark_names_a_missing_data_root(tmp_path):
+    res = run_tool(['tools/analysis/benchmark.py', '--data-root', str(tmp_path / 'none')],
+                   check=False)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith('error: test data root')

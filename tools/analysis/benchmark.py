@@ -1,0 +1,311 @@
+"""Speed of a DAG iteration, side by side in one run, on one model and batch.
+
+    python tools/analysis/benchmark.py [--config CFG] [--checkpoint CKPT]
+        [--data-root DIR] [--num-images 8] [--iters 20] [--gamma 0.5]
+        [--methods floor mmdag dag_class plain adv_lib] [--device cpu|cuda]
+
+Methods (the same model, images, targets and iteration count):
+
+- ``floor``: one forward of the batch's target logits plus one backward to the
+  images, the least any gradient attack pays per iteration;
+- ``mmdag``: :func:`mmdag.apis.attack_batch` (the public API: target building,
+  the clean check and the DAG loop included);
+- ``dag_class``: :class:`mmdag.attacks.DAG` on the already built targets;
+- ``plain``: Algorithm 1 written plainly, one image at a time;
+- ``adv_lib``: adv_lib's ``dag`` (segmentation only; ``pip install --no-deps
+  adv-lib``: its dependencies serve its other attacks), fed the same logit
+  maps and labels.
+
+For each: seconds per image-iteration (the time over the iterations actually
+made, summed over images), its ratio to the floor, images per second at this
+iteration count, and peak memory (the process's peak RSS on the CPU, reset
+before each method; max allocated on CUDA). Without ``--checkpoint`` the
+model has random weights and the labels are its own clean prediction, so
+every target starts correct. Uses CUDA when present unless ``--device cpu``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import time
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from _require import require  # noqa: E402
+
+require('torch', 'mmengine')
+import torch  # noqa: E402
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'demo', 'fcn_tiny_synthetic-voc.py')
+METHODS = ('floor', 'mmdag', 'dag_class', 'plain', 'adv_lib')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='mmdag: DAG iteration speed, side by side')
+    p.add_argument('--config', default=DEFAULT_CONFIG)
+    p.add_argument('--checkpoint', default=None, help='default: random weights')
+    p.add_argument('--data-root', default=None, help='test data root (default: the config\'s)')
+    p.add_argument('--num-images', type=int, default=8)
+    p.add_argument('--iters', type=int, default=20)
+    p.add_argument('--gamma', type=float, default=0.5)
+    p.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS)
+    p.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: cuda if present)")
+    p.add_argument('--repeats', type=int, default=1, help='time each method this many times, '
+                   'keep the fastest')
+    return p.parse_args(argv)
+
+
+def fail(msg):
+    print(f'error: {msg}', file=sys.stderr)
+    sys.exit(2)
+
+
+# -- set-up -------------------------------------------------------------------
+
+def build(args):
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import init_default_scope
+
+    from mmdag.checkpoint import safe_loading
+    if not osp.isfile(args.config):
+        fail(f'config {args.config} not found')
+    cfg = Config.fromfile(args.config)
+    scope = cfg.get('default_scope', 'mmseg')
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if scope == 'mmdet':
+        from mmdet.apis import init_detector as init
+        from mmdet.registry import DATASETS
+    else:
+        from mmseg.apis import init_model as init
+        from mmseg.registry import DATASETS
+    with safe_loading():
+        model = init(cfg, args.checkpoint, device=device)
+    init_default_scope(scope)
+    ds_cfg = cfg.test_dataloader.dataset
+    if args.data_root:
+        ds_cfg.data_root = args.data_root
+    from mmdag.apis.preflight import check_dataset
+    problem = check_dataset(Config(dict(test_dataloader=dict(dataset=ds_cfg))))
+    if problem:
+        fail(problem + ' (or --data-root DIR; `python tools/make_synthetic_voc.py DIR` '
+             'makes a small VOC-format set)')
+    ds = DATASETS.build(ds_cfg)
+    n = min(args.num_images, len(ds))
+    batch = pseudo_collate([ds[i] for i in range(n)])
+    return model, batch, device, scope
+
+
+class Peak:
+    """Peak memory of one method: RSS high-water mark (reset through
+    /proc/self/clear_refs) on the CPU, max allocated on CUDA."""
+
+    def __init__(self, device):
+        self.cuda = str(device).startswith('cuda')
+
+    def reset(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            return
+        try:
+            with open('/proc/self/clear_refs', 'w') as f:
+                f.write('5')
+        except OSError:
+            pass
+
+    def mib(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() / 2 ** 20
+        try:
+            with open('/proc/self/status') as f:
+                for line in f:
+                    if line.startswith('VmHWM:'):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float('nan')
+
+
+def _sync(device):
+    if str(device).startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+# -- methods: each returns the image-iterations it made -----------------------
+
+def run_floor(model, batch, images, targets, args):
+    ids = list(range(len(images)))
+    for _ in range(args.iters):
+        xs = [x.detach().clone().requires_grad_(True) for x in images]
+        logits = targets.logits(xs, ids)
+        loss = sum(z.sum() for z in logits)
+        torch.autograd.grad(loss, xs)
+    return args.iters * len(images)
+
+
+def run_mmdag(model, batch, images, targets, args):
+    from mmdag.apis import attack_batch
+    result, _ = attack_batch(model, batch, dict(gamma=args.gamma, max_iters=args.iters),
+                             args.targets_cfg)
+    return sum(s['iters'] for s in result.stats)
+
+
+def run_dag_class(model, batch, images, targets, args):
+    from mmdag.attacks import DAG
+    result = DAG(gamma=args.gamma, max_iters=args.iters)(images, targets)
+    return sum(s['iters'] for s in result.stats)
+
+
+def run_plain(model, batch, images, targets, args):
+    """Algorithm 1 as written, image by image (the targets of image k only)."""
+    from mmdag.targets import build_targets
+    samples = batch['data_samples']
+    done = 0
+    for k, x0 in enumerate(images):
+        t = build_targets(model, [x0], [samples[k]], **args.targets_cfg)
+        labels = t.labels[0]
+        gen = torch.Generator().manual_seed(k)
+        adv = _random_wrong(labels, t.num_classes, gen)
+        r = torch.zeros_like(x0)
+        for _ in range(args.iters):
+            x = (x0 + r).clamp(0, 255).requires_grad_(True)
+            z = t.logits([x], [0])[0]
+            active = z.argmax(1) == labels
+            if not bool(active.any()):
+                break
+            za = z[active]
+            loss = (za.gather(1, adv[active, None]) - za.gather(1, labels[active, None])).sum()
+            g, = torch.autograd.grad(loss, x)
+            r = r + args.gamma / g.abs().max().clamp_min(1e-12) * g
+            done += 1
+    return done
+
+
+def _random_wrong(labels, num_classes, gen):
+    shift = torch.randint(1, num_classes, labels.shape, generator=gen).to(labels.device)
+    return (labels + shift) % num_classes
+
+
+def load_adv_lib_dag():
+    """adv_lib's ``dag``, or None. Its module is loaded by file: the package's
+    ``adv_lib.attacks`` imports every attack, some of which need torchvision
+    (and its plotting helper visdom), which the DAG code does not use; install
+    it with ``pip install --no-deps adv-lib``."""
+    import importlib.util
+    import types
+    spec = importlib.util.find_spec('adv_lib')
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = osp.join(list(spec.submodule_search_locations)[0], 'attacks', 'segmentation',
+                    'dense_adversary.py')
+    if 'visdom' not in sys.modules:
+        try:
+            import visdom  # noqa: F401
+        except ImportError:   # imported by adv_lib's logger, which dag uses only if asked
+            sys.modules['visdom'] = types.ModuleType('visdom')
+    mod_spec = importlib.util.spec_from_file_location('adv_lib_dense_adversary', path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module.dag
+
+
+def run_adv_lib(model, batch, images, targets, args):
+    dag = load_adv_lib_dag()
+    if dag is None:
+        return None
+    from mmdag.targets.segmentation import _seg_logit_maps_one_canvas
+    samples = batch['data_samples']
+    if len({tuple(x.shape) for x in images}) != 1:
+        return None   # adv_lib takes one tensor: images of one size only
+    ignore = getattr(model.decode_head, 'ignore_index', 255)
+    labels = torch.stack([s.gt_sem_seg.data[0] for s in samples]).to(images[0].device).long()
+    masks = labels != ignore
+    labels = labels.masked_fill(~masks, 0)
+
+    if args.targets_cfg.get('use_gt', True) is False:   # random weights: the clean prediction
+        with torch.no_grad():
+            labels = torch.stack(_seg_logit_maps_one_canvas(model, images, samples)).argmax(1)
+        masks = torch.ones_like(labels, dtype=torch.bool)
+    counted = {'forwards': 0}
+
+    def forward(x01):
+        # adv_lib forwards the images still running; all share one size and
+        # geometry here, so any of the samples' metainfo serves
+        counted['forwards'] += len(x01)
+        return torch.stack(_seg_logit_maps_one_canvas(model, list(x01 * 255), samples[:len(x01)]))
+
+    x01 = torch.stack(images) / 255
+    dag(forward, x01, labels, masks=masks, adv_threshold=1.0, max_iter=args.iters,
+        γ=args.gamma / 255)
+    return counted['forwards']
+
+
+RUNNERS = dict(floor=run_floor, mmdag=run_mmdag, dag_class=run_dag_class, plain=run_plain,
+               adv_lib=run_adv_lib)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    model, batch, device, scope = build(args)
+    # random weights: the clean prediction as the label, so every target starts correct
+    args.targets_cfg = dict(use_gt=False) if args.checkpoint is None and scope != 'mmdet' else {}
+    from mmdag.apis.attack import _batch_images, attack_mode
+    from mmdag.targets import build_targets
+    images = _batch_images(model, batch)
+    peak = Peak(device)
+    rows = []
+    with attack_mode(model):
+        targets = build_targets(model, images, batch['data_samples'], **args.targets_cfg)
+        for name in args.methods:
+            if name == 'adv_lib' and scope == 'mmdet':
+                rows.append((name, None, 'adv_lib has no DAG for detection'))
+                continue
+            best = None
+            for _ in range(max(1, args.repeats)):
+                peak.reset()
+                _sync(device)
+                t0 = time.perf_counter()
+                its = RUNNERS[name](model, batch, images, targets, args)
+                _sync(device)
+                dt = time.perf_counter() - t0
+                if its is None:
+                    break
+                if best is None or dt < best[0]:
+                    best = (dt, its, peak.mib())
+            if best is None:
+                rows.append((name, None, 'adv_lib not installed (pip install --no-deps adv-lib) or '
+                             'images of several sizes'))
+            else:
+                rows.append((name, best, ''))
+    print(format_rows(rows, args, device, len(images), tuple(images[0].shape)))
+    return rows
+
+
+def format_rows(rows, args, device, n, shape):
+    dev = str(device)
+    if dev.startswith('cuda'):
+        dev += f' ({torch.cuda.get_device_name()})'
+    else:
+        dev += f' ({torch.get_num_threads()} threads)'
+    floor = next((b[0] / b[1] for name, b, _ in rows if name == 'floor' and b and b[1]), None)
+    lines = [f'model {osp.basename(args.config)}, {n} images {shape[1]}x{shape[2]}, '
+             f'{args.iters} iterations, device {dev}, torch {torch.__version__}',
+             f"{'method':<10} {'ms/img-iter':>11} {'x floor':>8} {'img/s':>8} "
+             f"{'img-iters':>9} {'peak MiB':>9}"]
+    for name, best, note in rows:
+        if best is None:
+            lines.append(f'{name:<10} {note}')
+            continue
+        dt, its, mib = best
+        per = dt / its if its else float('nan')
+        ratio = per / floor if floor else float('nan')
+        lines.append(f'{name:<10} {1000 * per:>11.2f} {ratio:>8.2f} {n / dt:>8.2f} '
+                     f'{its:>9d} {mib:>9.0f}')
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    main()
