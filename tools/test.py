@@ -179,16 +179,8 @@ def _unwrap_dag_metrics(evaluator):
 
 def _add_checkpoint_check(cfg, args) -> None:
     """Every run loads its checkpoint weights-only and checks that it fits."""
-    from mmengine.config import ConfigDict
-
-    from mmdag.apis.config import add_checkpoint_check
-    imports = cfg.get('custom_imports', None) or ConfigDict(imports=[])
-    names = imports.get('imports', [])
-    names = [names] if isinstance(names, str) else list(names)
-    if 'mmdag' not in names:
-        names.append('mmdag')
-    imports['imports'] = names
-    cfg.custom_imports = imports
+    from mmdag.apis.config import add_checkpoint_check, add_mmdag_import
+    add_mmdag_import(cfg)
     options = {}
     if args.trust_checkpoint:
         options['trust_checkpoint'] = True

@@ -24,14 +24,7 @@ def add_dag_to_config(cfg: Config, attack: Optional[dict] = None,
         hook_options (dict, optional): other ``DAGAttackHook`` arguments
             (``num_figures``, ``variants``...).
     """
-    imports = cfg.get('custom_imports', None) or ConfigDict(imports=[])
-    names = imports.get('imports', [])
-    names = [names] if isinstance(names, str) else list(names)
-    if 'mmdag' not in names:
-        names.append('mmdag')
-    imports['imports'] = names
-    imports.setdefault('allow_failed_imports', False)
-    cfg.custom_imports = imports
+    add_mmdag_import(cfg)
 
     hooks = list(cfg.get('custom_hooks', None) or [])
     hook = next((h for h in hooks if _is(h.get('type'), 'DAGAttackHook')), None)
@@ -55,6 +48,19 @@ def add_dag_to_config(cfg: Config, attack: Optional[dict] = None,
         cfg.test_evaluator = [_wrap(m, with_stats=(k == 0)) for k, m in enumerate(evaluator)]
     else:
         cfg.test_evaluator = _wrap(evaluator, with_stats=True)
+    return cfg
+
+
+def add_mmdag_import(cfg: Config) -> Config:
+    """Add ``'mmdag'`` to the config's ``custom_imports``."""
+    imports = cfg.get('custom_imports', None) or ConfigDict(imports=[])
+    names = imports.get('imports', [])
+    names = [names] if isinstance(names, str) else list(names)
+    if 'mmdag' not in names:
+        names.append('mmdag')
+    imports['imports'] = names
+    imports.setdefault('allow_failed_imports', False)
+    cfg.custom_imports = imports
     return cfg
 
 

@@ -3,7 +3,6 @@ and nothing written. docs/bad_inputs.md lists each case and its line; the case
 names here are its first column."""
 import importlib
 import json
-import os
 import os.path as osp
 import pickle
 

@@ -24,7 +24,6 @@ model has random weights and the labels are its own clean prediction, so
 every target starts correct. Uses CUDA when present unless ``--device cpu``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 import time
