@@ -3,6 +3,7 @@
 Plain PyTorch; no OpenMMLab import. The attack sees float images on the
 0..255 scale and a :class:`~mmdag.attacks.targets.TargetSet`.
 """
+import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
@@ -166,61 +167,73 @@ class DAG:
             run = [i for i in range(num) if not status[i]]
             if not run:
                 break
-            xs = [(x0[i] + r[i]).requires_grad_(True) for i in run]
-            logits = targets.logits(xs, run)
-            loss, stepping = 0.0, []
+            # the last forward only checks what is still correct: no graph
+            last = m == self.max_iters
+            with torch.set_grad_enabled(not last):
+                xs = [(x0[i] + r[i]).requires_grad_(not last) for i in run]
+                logits = targets.logits(xs, run)
+            # per-image state stays on the device; one transfer to the host
+            # per iteration decides which images step
+            active, counts = [], []
             for j, i in enumerate(run):
                 z = logits[j]
-                if not bool(torch.isfinite(z).all()):
-                    # argmax of NaN / inf is no decision: never "flipped"
-                    status[i] = 'non_finite'
-                    correct_frac[i] = float('nan')   # unknown, never counted as flipped
-                    if adv[i] is None:
-                        adv[i] = torch.full_like(labels[i], -1)
-                    iters[i] = m
-                    continue
                 ok = targets.correct(z, labels[i])
                 if adv[i] is None:  # m == 0: z are the clean logits
-                    adv[i] = self._choose_adv_labels(
-                        self.seed * 1_000_003 + seeds[i], labels[i], targets, z)
+                    a = self._choose_adv_labels(self.seed * 1_000_003 + seeds[i], labels[i],
+                                                targets, z)
                     # a target already wrong on the clean image is not attacked
                     # and not counted: it was never flipped by the attack (a
                     # sigmoid head's prior under the threshold, a pixel the
                     # model gets wrong)
-                    num_correct[i] = int(ok.sum())
-                    adv[i] = torch.where(ok, adv[i], torch.full_like(adv[i], -1))
+                    adv[i] = torch.where(ok, a, torch.full_like(a, -1))
+                    first = ok.sum()
+                else:
+                    first = ok.new_zeros((), dtype=torch.long)
                 attacked = adv[i] >= 0
-                active = ok & attacked   # T_m
-                n_att = int(attacked.sum())
-                n_act = int(active.sum())
+                act = ok & attacked   # T_m
+                active.append(act)
+                counts.append(torch.stack((torch.isfinite(z).all().long(), attacked.sum(),
+                                           act.sum(), first)))
+            loss, stepping = 0.0, []
+            for j, (finite, n_att, n_act, first) in enumerate(torch.stack(counts).tolist()):
+                i = run[j]
+                iters[i] = m
+                if not finite:
+                    # argmax of NaN / inf is no decision: never "flipped"
+                    status[i] = 'non_finite'
+                    correct_frac[i] = float('nan')   # unknown, never counted as flipped
+                    if m == 0:
+                        adv[i] = torch.full_like(labels[i], -1)
+                    continue
+                if m == 0:
+                    num_correct[i] = first
                 correct_frac[i] = n_act / n_att if n_att else 0.0
                 if n_att == 0:
                     status[i] = 'none_correct' if num_correct[i] == 0 else 'no_targets'
                 elif n_act <= self.stop_fraction * n_att:
                     status[i] = 'converged'
-                elif m == self.max_iters:
+                elif last:
                     status[i] = 'max_iters'
                 else:
-                    # Eq. (1) on the active set: f_l - f_l'
-                    za = z[active]
-                    loss = loss + (za.gather(1, labels[i][active, None])
-                                   - za.gather(1, adv[i][active, None])).sum()
+                    # Eq. (1) on the active set: f_l - f_l', as a masked sum of
+                    # gathers (cheaper to differentiate than boolean-mask rows)
+                    pair = logits[j].gather(1, torch.stack((labels[i], adv[i].clamp_min(0)), 1))
+                    loss = loss + ((pair[:, 0] - pair[:, 1]) * active[j]).sum()
                     stepping.append(j)
-                iters[i] = m
             if not stepping:
                 continue
             grads = torch.autograd.grad(loss, [xs[j] for j in stepping])
-            for j, g in zip(stepping, grads):
+            r_ms = [-g.detach() for g in grads]          # = sum grad f_l' - grad f_l
+            norms = torch.stack([r_m.abs().max() for r_m in r_ms])
+            for k, (j, norm) in enumerate(zip(stepping, norms.tolist())):
                 i = run[j]
-                r_m = -g.detach()        # = sum grad f_l' - grad f_l
-                norm = r_m.abs().max()
-                if not torch.isfinite(norm):
+                if not math.isfinite(norm):
                     status[i] = 'non_finite'
                     continue
                 if norm == 0:
                     status[i] = 'zero_grad'
                     continue
-                x_next = (x0[i] + r[i] + (self.gamma / norm) * r_m).clamp_(lo, hi)
+                x_next = (x0[i] + r[i] + (self.gamma / norms[k]) * r_ms[k]).clamp_(lo, hi)
                 r_next = x_next - x0[i]
                 if self.epsilon is not None:
                     r_next = r_next.clamp_(-self.epsilon, self.epsilon)

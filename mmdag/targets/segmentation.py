@@ -30,18 +30,25 @@ def _seg_logit_maps_one_canvas(model, images: Sequence[Tensor], samples: list) -
     scores = mask_classification(model)
     seg = model.inference(data['inputs'], metas)
     _, _, h, w = seg.shape
+    # per-image views whose backward needs no zero-filled batch-size buffer
+    # (unbind, not slicing), and no op where it is the identity (no padding,
+    # no flip, the network input already at the original size)
+    rows = seg.unbind(0) if len(metas) > 1 else (seg.squeeze(0), )
     out = []
-    for i, meta in enumerate(metas):
+    for z, meta in zip(rows, metas):
         pad = meta.get('img_padding_size', meta.get('padding_size', [0] * 4))
         left, right, top, bottom = pad
-        z = seg[i:i + 1, :, top:h - bottom, left:w - right]
+        if left or right or top or bottom:
+            z = z[:, top:h - bottom, left:w - right]
         if meta.get('flip', False):
-            z = z.flip(dims=(3, ) if meta.get('flip_direction') == 'horizontal' else (2, ))
-        z = F.interpolate(z, size=tuple(meta['ori_shape']), mode='bilinear',
-                          align_corners=model.align_corners)
+            z = z.flip(dims=(2, ) if meta.get('flip_direction') == 'horizontal' else (1, ))
+        ori = tuple(meta['ori_shape'][:2])
+        if tuple(z.shape[-2:]) != ori:
+            z = F.interpolate(z.unsqueeze(0), size=ori, mode='bilinear',
+                              align_corners=model.align_corners).squeeze(0)
         if scores:
             z = z.clamp_min(SCORE_FLOOR).log()
-        out.append(z[0])
+        out.append(z)
     return out
 
 
@@ -125,5 +132,11 @@ class SegmentationTargets(TargetSet):
     def logits(self, images: Sequence[Tensor], indices: Sequence[int]) -> List[Tensor]:
         maps = _seg_logit_maps(self.model, images, [self.samples[i] for i in indices])
         # rows of the [H*W, C] view: contiguous [N, C] logits (the per-target
-        # argmax and gathers of the DAG loop run 2x faster than on a transposed view)
-        return [m.flatten(1).T[self.index[i]] for m, i in zip(maps, indices)]
+        # argmax and gathers of the DAG loop run 2x faster than on a transposed
+        # view); every pixel a target: no index (its backward zero-fills)
+        out = []
+        for m, i in zip(maps, indices):
+            z = m.flatten(1).T
+            idx = self.index[i]
+            out.append(z.contiguous() if len(idx) == len(z) else z.index_select(0, idx))
+        return out
