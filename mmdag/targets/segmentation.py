@@ -29,27 +29,40 @@ def _seg_logit_maps_one_canvas(model, images: Sequence[Tensor], samples: list) -
     metas = [s.metainfo for s in data['data_samples']]
     scores = mask_classification(model)
     seg = model.inference(data['inputs'], metas)
-    _, _, h, w = seg.shape
-    # per-image views whose backward needs no zero-filled batch-size buffer
-    # (unbind, not slicing), and no op where it is the identity (no padding,
-    # no flip, the network input already at the original size)
-    rows = seg.unbind(0) if len(metas) > 1 else (seg.squeeze(0), )
-    out = []
-    for z, meta in zip(rows, metas):
-        pad = meta.get('img_padding_size', meta.get('padding_size', [0] * 4))
-        left, right, top, bottom = pad
-        if left or right or top or bottom:
-            z = z[:, top:h - bottom, left:w - right]
-        if meta.get('flip', False):
-            z = z.flip(dims=(2, ) if meta.get('flip_direction') == 'horizontal' else (1, ))
-        ori = tuple(meta['ori_shape'][:2])
-        if tuple(z.shape[-2:]) != ori:
-            z = F.interpolate(z.unsqueeze(0), size=ori, mode='bilinear',
-                              align_corners=model.align_corners).squeeze(0)
-        if scores:
-            z = z.clamp_min(SCORE_FLOOR).log()
-        out.append(z)
-    return out
+    if len({_geometry(meta) for meta in metas}) == 1:
+        # one padding, flip and original size: the whole batch at once
+        maps = _to_metric_frame(seg, metas[0], model.align_corners)
+        rows = maps.unbind(0) if len(metas) > 1 else (maps.squeeze(0), )
+    else:
+        # per-image views whose backward zero-fills no batch-size buffer (unbind, not slicing)
+        rows = [_to_metric_frame(z.unsqueeze(0), meta, model.align_corners).squeeze(0)
+                for z, meta in zip(seg.unbind(0), metas)]
+    if scores:
+        rows = [z.clamp_min(SCORE_FLOOR).log() for z in rows]
+    return list(rows)
+
+
+def _geometry(meta: dict) -> tuple:
+    """What takes an image's logits from the network input to the metric's frame."""
+    pad = tuple(meta.get('img_padding_size', meta.get('padding_size', [0] * 4)))
+    flip = meta.get('flip_direction') if meta.get('flip', False) else None
+    return pad, flip, tuple(meta['ori_shape'][:2])
+
+
+def _to_metric_frame(z: Tensor, meta: dict, align_corners: bool) -> Tensor:
+    """``[B, C, h, w]`` network-output logits to the original frame, as mmseg's
+    ``postprocess_result``: padding removed, flip undone, bilinear resize. An
+    identity step is skipped (a full-range slice still zero-fills in its
+    backward; a same-size bilinear resize returns its input)."""
+    (left, right, top, bottom), flip, ori = _geometry(meta)
+    h, w = z.shape[-2:]
+    if left or right or top or bottom:
+        z = z[..., top:h - bottom, left:w - right]
+    if flip:
+        z = z.flip(dims=(3, ) if flip == 'horizontal' else (2, ))
+    if tuple(z.shape[-2:]) != ori:
+        z = F.interpolate(z, size=ori, mode='bilinear', align_corners=align_corners)
+    return z
 
 
 #: the smallest class score whose log is taken (mask-classification heads)
@@ -131,12 +144,9 @@ class SegmentationTargets(TargetSet):
 
     def logits(self, images: Sequence[Tensor], indices: Sequence[int]) -> List[Tensor]:
         maps = _seg_logit_maps(self.model, images, [self.samples[i] for i in indices])
-        # rows of the [H*W, C] view: contiguous [N, C] logits (the per-target
-        # argmax and gathers of the DAG loop run 2x faster than on a transposed
-        # view); every pixel a target: no index (its backward zero-fills)
-        out = []
-        for m, i in zip(maps, indices):
-            z = m.flatten(1).T
-            idx = self.index[i]
-            out.append(z.contiguous() if len(idx) == len(z) else z.index_select(0, idx))
-        return out
+        # rows of the [H*W, C] view, by advanced indexing: contiguous [N, C]
+        # logits (the DAG loop's argmax and gathers run 2x faster than on a
+        # transposed view). Measured per image and iteration on 120x160 with
+        # 21 classes, forward and backward: 2.1 ms; index_select 13.3 ms and
+        # .contiguous() 15.0 ms, whose backwards copy through the transposed view
+        return [m.flatten(1).T[self.index[i]] for m, i in zip(maps, indices)]

@@ -81,19 +81,21 @@ class FormerSegmentationTargets(SegmentationTargets):
 
 
 def seg_batch(flip_resize):
+    """``flip_resize``: None; 'one' (the first image shown to the network
+    flipped and at another size than the original, the metric's frame, as a
+    flip / Resize pipeline does: images of several geometries, mapped back one
+    by one); 'all' (every image so: mapped back as one batch)."""
     from mmengine.structures import PixelData
     from test_segmentation import make_batch
     batch = make_batch(num=3, h=40, w=56, seed=2, ignore_frac=0.2)
-    if flip_resize:
-        # the first image: shown to the network flipped and at another size
-        # than the original (the metric's frame), as a flip / Resize pipeline does
-        s = batch['data_samples'][0]
+    for s in batch['data_samples'][:{None: 0, 'one': 1, 'all': 3}[flip_resize]]:
         s.set_metainfo(dict(ori_shape=(30, 42), flip=True, flip_direction='horizontal'))
         s.gt_sem_seg = PixelData(data=s.gt_sem_seg.data[:, :30, :42].clone())
     return batch
 
 
-@pytest.mark.parametrize('use_gt,flip_resize', [(True, False), (False, False), (True, True)])
+@pytest.mark.parametrize('use_gt,flip_resize', [(True, None), (False, None), (True, 'one'),
+                                                (False, 'all')])
 def test_segmentation_same_as_reference(use_gt, flip_resize):
     from mmdag.apis.attack import attack_mode, image_seeds
     from test_segmentation import TINY, build
@@ -112,4 +114,67 @@ def test_segmentation_same_as_reference(use_gt, flip_resize):
         new = DAG(max_iters=8, seed=1)(images, new_t, seeds=seeds)
         ref = ReferenceDAG(max_iters=8, seed=1)(images, old_t, seeds=seeds)
     assert sum(s['iters'] for s in new.stats) > 0, 'the case needs steps'
+    assert_same(new, ref)
+
+
+def test_row_sparse_roi_align_gradient_is_bitwise_mmcv():
+    from mmcv.ops import RoIAlign
+
+    from mmdag.targets.two_stage import row_sparse_roi_align
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(2, 8, 24, 32, generator=g)
+    xy = torch.rand(40, 2, generator=g) * torch.tensor([100.0, 70.0])
+    wh = torch.rand(40, 2, generator=g) * 60 + 1
+    rois = torch.cat([torch.randint(0, 2, (40, 1), generator=g).float(), xy, xy + wh], 1)
+    layer = torch.nn.ModuleList([RoIAlign(7, spatial_scale=0.25, sampling_ratio=0)])
+    grad_out = torch.randn(40, 8, 7, 7, generator=g)
+    grad_out[::3] = 0          # RoIs without a gradient (targets no longer correct)
+    grads = []
+    for sparse in (False, True):
+        x = feats.clone().requires_grad_(True)
+        if sparse:
+            with row_sparse_roi_align(layer):
+                out = layer[0](x, rois)
+            assert 'forward' not in layer[0].__dict__   # the stock layer again
+        else:
+            out = layer[0](x, rois)
+        grads.append(torch.autograd.grad(out, x, grad_out)[0])
+        if sparse:
+            assert torch.equal(out, stock_out)
+        stock_out = out
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_two_stage_same_as_reference():
+    from test_two_stage import TARGETS, build, make_batch
+
+    from mmdag.apis.attack import attack_mode
+    from mmdag.targets import TwoStageTargets
+    from mmdag.targets.batching import map_canvas_groups
+    from mmdag.targets.two_stage import _features, _roi_logits
+
+    class FormerTwoStageTargets(TwoStageTargets):
+        """The logits with mmcv's stock RoIAlign backward."""
+
+        def logits(self, images, indices):
+            def forward(group):
+                ids = [indices[k] for k in group]
+                x, metas = _features(self.model, [images[k] for k in group],
+                                     [self.samples[i] for i in ids])
+                return _roi_logits(self.model, x, [self.boxes[i] for i in ids], metas)
+            return map_canvas_groups(self.model, images, forward)
+
+    model = build('faster_fpn')
+    batch = make_batch()
+    images = [x.float() for x in batch['inputs']]
+    results = []
+    with attack_mode(model):
+        for cls, attack in ((TwoStageTargets, DAG), (FormerTwoStageTargets, ReferenceDAG)):
+            t = cls(model, images, batch['data_samples'], **TARGETS)
+            with torch.no_grad():   # random weights: the clean prediction is the label
+                t.labels = [z.argmax(1) for z in t.logits(images, [0, 1])]
+            results.append(attack(max_iters=6, gamma=4.0, seed=2)(images, t, seeds=[3, 4]))
+    new, ref = results
+    # targets flipped along the way, so later backwards skipped RoIs
+    assert any(0 < s['correct_frac'] < 1 for s in new.stats), new.stats
     assert_same(new, ref)
