@@ -238,8 +238,8 @@ def bench_targets(model, images, samples, args):
     (no ``--checkpoint``) the labels are the clean prediction, so that every
     target starts correct and every method makes every iteration: the
     segmentation adapter's ``use_gt=False``; for detectors the clean argmax
-    of the target logits, after a score threshold of 1e-6 kept every
-    overlapping proposal / assigned prior."""
+    of the target logits, after a score threshold of 1e-6 (and, two-stage,
+    an IoU threshold of 0) kept every overlapping proposal / assigned prior."""
     from mmdag.targets import build_targets
     t = build_targets(model, images, samples, **args.targets_cfg)
     if args.relabel:
@@ -315,8 +315,15 @@ def main(argv=None):
     random_weights = args.checkpoint is None
     args.targets_cfg = {}
     args.relabel = random_weights and scope == 'mmdet'
-    if random_weights:
-        args.targets_cfg = dict(score_thr=1e-6) if scope == 'mmdet' else dict(use_gt=False)
+    if random_weights and scope == 'mmdet':
+        from mmdag.targets import TwoStageTargets, find_adapter, predicting_model
+        args.targets_cfg = dict(score_thr=1e-6)
+        if find_adapter(predicting_model(model)) is TwoStageTargets:
+            # a random RPN proposes anchor-sized boxes anywhere: every proposal
+            # that overlaps a ground-truth box at all is a target
+            args.targets_cfg['iou_thr'] = 0.0
+    elif random_weights:
+        args.targets_cfg = dict(use_gt=False)
     from mmdag.apis.attack import _batch_images, attack_mode
     images = _batch_images(model, batch)
     peak = Peak(device)
