@@ -2,108 +2,19 @@
 (boolean-mask gathers, per-image host checks, a graph for the last check),
 kept verbatim as the reference that the optimised loop must reproduce.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from mmdag.attacks.dag import DAGResult
-from mmdag.attacks.labels import STRATEGIES, derangement
+from mmdag.attacks.dag import DAG, DAGResult
 from mmdag.attacks.stats import perturbation_stats
 from mmdag.attacks.targets import TargetSet
-from mmdag.errors import SettingError
 
 
-class ReferenceDAG:
-    """Dense Adversary Generation, batched, with per-image early stop.
-
-    For every image ``m = 0, 1, ...``: the active set ``T_m`` holds the targets
-    still classified as their true label; the step is
-    ``r_m = sum_{t in T_m} grad f_{l'}(X_m, t) - grad f_l(X_m, t)`` (the
-    negative gradient of Eq. (1) restricted to ``T_m``), normalised to
-    ``gamma / ||r_m||_inf`` per image and accumulated. An image stops when its
-    active set is empty (or below ``stop_fraction`` of its targets); the batch
-    stops when every image stopped or after ``max_iters`` updates. An image
-    that stopped is not forwarded again.
-
-    Args:
-        gamma (float): L-inf norm of each step on the 0..255 scale.
-            Defaults to 0.5 (the paper's).
-        max_iters (int): maximum number of updates per image. Defaults to 200.
-        adv_labels (str): adversarial label strategy, one of ``'random'``
-            (a random wrong class per target, the paper's), ``'permute'`` (one
-            fixed class permutation without fixed points), ``'target'`` (all
-            targets to ``target_class``), ``'least_likely'``.
-            Defaults to ``'random'``.
-        target_class (int): the class of the ``'target'`` strategy.
-            Defaults to 0.
-        exclude_classes (Sequence[int]): classes never used as adversarial
-            labels (e.g. a detector's background). Defaults to ().
-        stop_fraction (float): an image stops once at most this fraction of
-            its targets is still correct. 0 is the paper's rule (empty active
-            set); the authors' code used 0.01 for segmentation. Defaults to 0.
-        epsilon (float, optional): L-inf budget on ``r`` (0..255 scale);
-            None is unbounded, as in the paper. Defaults to None.
-        quantize (bool): round ``X + r`` to integers at the end (a real 8-bit
-            image; correctness is then re-checked on it). Defaults to False.
-        clip_range (tuple): valid pixel range; ``X + r`` is clipped to it after
-            every step, so a step that hits the range is shorter than gamma.
-            Defaults to (0, 255).
-        seed (int): seed of the label strategy and of the class permutation.
-            Per-image generators are derived from it and from ``seeds`` passed
-            to :meth:`__call__`. Defaults to 0.
-    """
-
-    def __init__(self,
-                 gamma: float = 0.5,
-                 max_iters: int = 200,
-                 adv_labels: str = 'random',
-                 target_class: int = 0,
-                 exclude_classes: Sequence[int] = (),
-                 stop_fraction: float = 0.0,
-                 epsilon: Optional[float] = None,
-                 quantize: bool = False,
-                 clip_range: Tuple[float, float] = (0.0, 255.0),
-                 seed: int = 0) -> None:
-        if gamma <= 0:
-            raise ValueError(f'gamma must be > 0, got {gamma}')
-        if max_iters < 0:
-            raise ValueError(f'max_iters must be >= 0, got {max_iters}')
-        if adv_labels not in STRATEGIES:
-            raise ValueError(f'unknown adv_labels {adv_labels!r}; choose one of {sorted(STRATEGIES)}')
-        if not 0 <= stop_fraction < 1:
-            raise ValueError(f'stop_fraction must be in [0, 1), got {stop_fraction}')
-        if epsilon is not None and epsilon <= 0:
-            raise ValueError(f'epsilon must be > 0 or None, got {epsilon}')
-        self.gamma = float(gamma)
-        self.max_iters = int(max_iters)
-        self.adv_labels = adv_labels
-        self.target_class = int(target_class)
-        self.exclude_classes = tuple(int(c) for c in exclude_classes)
-        self.stop_fraction = float(stop_fraction)
-        self.epsilon = epsilon
-        self.quantize = quantize
-        self.clip_range = clip_range
-        self.seed = int(seed)
-
-    # ------------------------------------------------------------------ labels
-    def _choose_adv_labels(self, i_seed: int, labels: Tensor, targets: TargetSet,
-                           clean_logits: Tensor) -> Tensor:
-        num_classes = targets.num_classes
-        gen = torch.Generator().manual_seed(i_seed)
-        exclude = tuple(self.exclude_classes) + tuple(targets.exclude_adv)
-        kwargs = dict(clean_logits=clean_logits, exclude=exclude)
-        if self.adv_labels == 'permute':
-            # one permutation for the whole run: it depends on the base seed only
-            kwargs['perm'] = derangement(num_classes, torch.Generator().manual_seed(self.seed))
-        elif self.adv_labels == 'target':
-            if not 0 <= self.target_class < num_classes:
-                raise SettingError(
-                    f'target_class {self.target_class} is out of range: the model scores '
-                    f'{num_classes} classes (0 to {num_classes - 1}); set the attack\'s '
-                    'target_class to one of them')
-            kwargs['target'] = self.target_class
-        return STRATEGIES[self.adv_labels](labels, num_classes, gen, **kwargs)
+class ReferenceDAG(DAG):
+    """:class:`~mmdag.attacks.DAG` with its ``__call__`` as it was before the
+    speed work (the settings and the label choice, unchanged, are DAG's)."""
 
     # ------------------------------------------------------------------- core
     def __call__(self, images: Sequence[Tensor], targets: TargetSet,

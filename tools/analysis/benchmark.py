@@ -96,7 +96,6 @@ def build(args):
     ds_cfg = cfg.test_dataloader.dataset
     if args.data_root:
         ds_cfg.data_root = args.data_root
-
     from mmdag.apis.preflight import check_dataset
     problem = check_dataset(Config(dict(test_dataloader=dict(dataset=ds_cfg))))
     if problem:
