@@ -51,3 +51,30 @@ def test_benchmark_names_a_missing_data_root(tmp_path):
                    check=False)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith('error: test data root')
+
+
+def test_benchmark_levers_run_and_are_named(tiny_voc):
+    # --amp (bfloat16 on the CPU) and --channels-last: every method still
+    # makes its iterations, and the header says the numbers are not float32's
+    res = run_tool(['tools/analysis/benchmark.py', '--config', TINY, '--data-root', tiny_voc,
+                    '--num-images', '2', '--iters', '2', '--device', 'cpu', '--amp',
+                    '--channels-last', '--methods', 'floor', 'mmdag', 'plain'])
+    rows = table(res.stdout)
+    assert set(rows) == {'floor', 'mmdag', 'plain'}, res.stdout
+    assert all(r[3] == 4 for r in rows.values()), res.stdout
+    assert 'device cpu (' in res.stdout and ', amp, channels_last' in res.stdout
+
+
+def test_goal_lines_on_cuda_are_stricter():
+    import sys
+    sys.path.insert(0, 'tools/analysis')
+    from benchmark import goal_lines
+    # (seconds, image-iterations, MiB): floor 1.0, mmdag 1.1, plain 12 s per image-iteration
+    rows = [('floor', (10.0, 10, 1.0), ''), ('mmdag', (11.0, 10, 1.0), ''),
+            ('plain', (120.0, 10, 1.0), '')]
+    cpu = '\n'.join(goal_lines(rows, cuda=False))
+    gpu = '\n'.join(goal_lines(rows, cuda=True))
+    assert 'floor time (goal <= 1.15) = 1.10 (met)' in cpu
+    assert 'floor time (goal <= 1.05) = 1.10 (missed)' in gpu
+    assert 'plain loop speed (goal >= 10) = 10.91 (met)' in gpu
+    assert 'goal >= 10' not in cpu
