@@ -39,7 +39,7 @@ MODE=${1:-}
 # pure-Python needs of mmengine / mmdet / mmseg, pinned to the tested stack
 WHEELS="mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 addict==2.4.0 yapf==0.43.0
 platformdirs==4.14.8 termcolor==3.3.0 ftfy==6.3.1 wcwidth==0.9.4 terminaltables==3.1.10
-prettytable==3.18.0 pycocotools==2.0.11 shapely==2.2.0 setuptools==80.10.2"
+prettytable==3.18.0 pycocotools==2.0.11 shapely==2.2.0 setuptools==80.10.2 adv-lib==0.2.8"
 
 prepare() {
     local pyver=${GPU_PYTHON_VERSION:-3.12}
@@ -63,9 +63,10 @@ unpack_mmcv() {   # the mmcv source tree to build in place, unpacked once
     [ -d "$1" ] || { mkdir -p "$1" && tar -xzf "$DIR/mmcv-2.1.0.tar.gz" -C "$1" --strip-components=1; }
 }
 
-run() {
-    local logs=${1:-$ROOT/gpu_check_logs}
-    shift || true
+mmcv_ops=none
+
+setup_env() {   # install the wheels and mmcv (prebuilt or built here) into $GPU_CHECK_SITE
+    local logs=$1
     local site=${GPU_CHECK_SITE:-/tmp/mmdag_gpu_site}
     mkdir -p "$logs"
     exec > >(tee -a "$logs/gpu_check.log") 2>&1
@@ -78,7 +79,7 @@ run() {
         --target "$site" "$DIR"/wheels/*.whl || exit 1
     export PYTHONPATH="$site:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-    local mmcv_ops=none t0 rc
+    local t0 rc
     local src_cuda="$DIR/mmcv-cuda" src_cpu="$DIR/mmcv-cpu"
     local prebuilt="$DIR/mmcv-cuda-prebuilt.tar.gz"
     if [ ! -f "$src_cuda/.built" ] && [ -f "$prebuilt" ]; then
@@ -143,6 +144,18 @@ if torch.cuda.is_available():
     except Exception as e:
         print('[gpu_check] mmcv CUDA ops unavailable:', type(e).__name__, str(e)[:200])
 EOF
+}
+
+run() {
+    local logs=${1:-$ROOT/gpu_check_logs}
+    shift || true
+    setup_env "$logs" || return $?
+    tests "$logs" "$@"
+}
+
+tests() {
+    local logs=$1 rc
+    shift
     local select=()
     if [ "$mmcv_ops" = cpu ]; then
         select=(-k 'not detect')
@@ -155,6 +168,48 @@ EOF
     rc=${PIPESTATUS[0]}
     echo "[gpu_check] CUDA tests: exit $rc after $(( $(date +%s) - t_tests )) s; mmcv ops: $mmcv_ops"
     return "$rc"
+}
+
+bench_rows() {   # the speed benchmark's rows on this machine's device (CUDA when present)
+    local logs=$1 iters=${BENCH_ITERS:-50} n=${BENCH_IMAGES:-8} data=$ROOT/data/synthetic_voc
+    local sq=$ROOT/data/synthetic_voc_512 rc=0
+    mkdir -p "$logs"
+    [ -d "$data/VOCdevkit" ] || "$PY" tools/make_synthetic_voc.py "$data" >/dev/null || return 1
+    # FCN-R50 at 512x512: images of that size pass the zoo test pipeline unchanged
+    [ -d "$sq/VOCdevkit" ] || "$PY" tools/make_synthetic_voc.py "$sq" --num-train 1 \
+        --num-val "$n" --width 512 --height 512 >/dev/null || return 1
+    local voc=(--cfg-options test_dataloader.dataset.ann_file=VOC2012/ImageSets/Main/val.txt
+               test_dataloader.dataset.data_prefix.sub_data_root=VOC2012/)
+    bench_one() {
+        echo "[gpu_check] benchmark: $*"
+        PYTHONUNBUFFERED=1 "$PY" tools/analysis/benchmark.py "$@" 2>&1 | tee -a "$logs/benchmark.log" \
+            | grep -v -i warn
+        [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    }
+    bench_one --config mmseg::fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py \
+        --data-root "$sq/VOCdevkit/VOC2012" --num-images "$n" --iters "$iters"
+    bench_one --config mmseg::fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py \
+        --data-root "$sq/VOCdevkit/VOC2012" --num-images "$n" --iters "$iters" \
+        --methods floor mmdag --amp --channels-last
+    if [ "$mmcv_ops" != cpu ]; then
+        bench_one --config mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py \
+            --data-root "$data/VOCdevkit/" "${voc[@]}" --num-images "$n" --iters "$((iters / 2))" \
+            --methods floor mmdag stock_roialign plain
+        bench_one --config mmdet::pascal_voc/retinanet_r50_fpn_1x_voc0712.py \
+            --data-root "$data/VOCdevkit/" "${voc[@]}" --num-images "$n" --iters "$((iters / 2))" \
+            --methods floor mmdag plain
+    fi
+    [ "${BENCH_DEMO:-1}" = 1 ] || return $rc
+    if [ -f work_dirs/demo/seg_train/model.pth ]; then
+        bench_one --checkpoint work_dirs/demo/seg_train/model.pth --data-root "$data/VOCdevkit/VOC2012" \
+            --num-images 8 --iters 200
+    fi
+    if [ -f work_dirs/demo/det_train/model.pth ] && [ "$mmcv_ops" != cpu ]; then
+        bench_one --config configs/demo/faster-rcnn_tiny_synthetic-voc.py \
+            --checkpoint work_dirs/demo/det_train/model.pth --data-root "$data/VOCdevkit/" \
+            --num-images 4 --iters 100 --methods floor mmdag stock_roialign plain
+    fi
+    return $rc
 }
 
 pack_mmcv() {   # pack an mmcv source tree built in place with CUDA ops (setup.py build_ext --inplace)
@@ -174,5 +229,11 @@ case "$MODE" in
     prepare) prepare ;;
     pack-mmcv) shift; pack_mmcv "$@" ;;
     run) shift; run "$@" ;;
-    *) echo "usage: bash tools/gpu_check.sh prepare | pack-mmcv MMCV_TREE | run [LOG_DIR [PYTEST_ARGS...]]" >&2; exit 2 ;;
+    bench) shift; logs=${1:-$ROOT/gpu_check_logs}; setup_env "$logs" && bench_rows "$logs" ;;
+    bench-only) shift; bench_rows "${1:-$ROOT/gpu_check_logs}" ;;
+    all) shift; logs=${1:-$ROOT/gpu_check_logs}; shift || true
+         setup_env "$logs" || exit $?
+         bench_rows "$logs"; b=$?; tests "$logs" "$@"; t=$?
+         echo "[gpu_check] benchmark: exit $b; CUDA tests: exit $t"; [ $b -eq 0 ] && [ $t -eq 0 ] ;;
+    *) echo "usage: bash tools/gpu_check.sh prepare | pack-mmcv MMCV_TREE | run|bench|all [LOG_DIR [PYTEST_ARGS...]] | bench-only [LOG_DIR]" >&2; exit 2 ;;
 esac
