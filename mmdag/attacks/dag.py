@@ -33,8 +33,15 @@ class DAGResult:
             ``linf`` (max absolute intensity, 0..255 scale), ``num_targets``,
             ``num_correct`` (targets correct on the clean image: only these
             are attacked and counted), ``correct_frac`` (fraction of attacked
-            targets still correct on the returned image), ``converged`` (active set reached the stop rule)
-            and ``status`` (one of :data:`STATUS`).
+            targets still correct on the returned image), ``converged``
+            (active set reached the stop rule), ``status`` (one of
+            :data:`STATUS`), ``trace`` (the fraction of attacked targets
+            still correct at each check of the loop, ``X_0`` (1.0) to the
+            last: ``iters + 1`` values when the loop ran to its end; empty
+            when nothing was attacked), ``forwards`` and ``backwards`` (the
+            forward and backward passes the image took part in: the loop's
+            and the re-check of ``quantize``; target building and the
+            predictions are not counted).
     """
     adv_images: List[Tensor]
     perturbations: List[Tensor]
@@ -158,6 +165,8 @@ class DAG:
         correct_frac = [0.0] * num
         status = [''] * num
         num_correct = [0] * num
+        trace: List[List[float]] = [[] for _ in range(num)]
+        forwards, backwards = [0] * num, [0] * num
         for i in range(num):
             if labels[i].numel() == 0:
                 status[i] = 'no_targets'
@@ -198,6 +207,7 @@ class DAG:
             for j, (finite, n_att, n_act, first) in enumerate(torch.stack(counts).tolist()):
                 i = run[j]
                 iters[i] = m
+                forwards[i] += 1
                 if not finite:
                     # argmax of NaN / inf is no decision: never "flipped"
                     status[i] = 'non_finite'
@@ -208,6 +218,8 @@ class DAG:
                 if m == 0:
                     num_correct[i] = first
                 correct_frac[i] = n_act / n_att if n_att else 0.0
+                if n_att:
+                    trace[i].append(round(correct_frac[i], 6))
                 if n_att == 0:
                     status[i] = 'none_correct' if num_correct[i] == 0 else 'no_targets'
                 elif n_act <= self.stop_fraction * n_att:
@@ -227,6 +239,7 @@ class DAG:
             norms = torch.stack([r_m.abs().max() for r_m in r_ms])
             for k, (j, norm) in enumerate(zip(stepping, norms.tolist())):
                 i = run[j]
+                backwards[i] += 1
                 if not math.isfinite(norm):
                     status[i] = 'non_finite'
                     continue
@@ -247,6 +260,7 @@ class DAG:
                 with torch.no_grad():
                     logits = targets.logits([x0[i] + r[i] for i in recheck], recheck)
                 for z, i in zip(logits, recheck):
+                    forwards[i] += 1
                     if not bool(torch.isfinite(z).all()):
                         status[i] = 'non_finite'
                         correct_frac[i] = float('nan')
@@ -267,7 +281,8 @@ class DAG:
             s.update(iters=iters[i], num_targets=int(labels[i].numel()),
                      num_correct=num_correct[i],
                      correct_frac=correct_frac[i], converged=status[i] == 'converged',
-                     status=status[i])
+                     status=status[i], trace=trace[i], forwards=forwards[i],
+                     backwards=backwards[i])
             stats.append(s)
         return DAGResult(
             adv_images=[x0[i] + r[i] for i in range(num)],

@@ -102,6 +102,24 @@ def test_images_in_a_batch_are_independent_and_stopped_ones_are_not_forwarded():
     assert len({s['iters'] for s in res.stats}) > 1, 'the test needs images that stop at different times'
 
 
+def test_trace_and_pass_counts_follow_the_loop():
+    w, b, imgs, labels = make_problem(num_images=3, size=6)
+    t = LinearPixels(w, b, labels)
+    res = DAG(gamma=0.5, max_iters=400, seed=5)(imgs, t, seeds=[11, 22, 33])
+    for i, s in enumerate(res.stats):
+        # one value per check: the clean image (all attacked targets correct) to the last
+        assert len(s['trace']) == s['iters'] + 1 == s['forwards']
+        assert s['forwards'] == sum(i in idx for idx, _ in t.calls)
+        assert s['backwards'] == s['iters']      # one backward per update
+        assert s['trace'][0] == 1.0 and s['trace'][-1] == s['correct_frac'] == 0.0
+        assert all(0.0 <= f <= 1.0 for f in s['trace'])
+    # cut short by max_iters: the check after the last update is the last value
+    s = DAG(gamma=0.01, max_iters=3)(imgs[:1], LinearPixels(w, b, labels[:1])).stats[0]
+    assert s['status'] == 'max_iters' and len(s['trace']) == 4 and s['backwards'] == 3
+    assert s['trace'][-1] == pytest.approx(s['correct_frac'], abs=1e-6)
+    assert s['correct_frac'] > 0
+
+
 def test_determinism_under_seed():
     w, b, imgs, labels = make_problem(num_images=2)
     r1 = DAG(max_iters=5, seed=7)(imgs, LinearPixels(w, b, labels), seeds=[1, 2])
