@@ -179,11 +179,16 @@ def row_sparse_roi_align(model):
     layers = [m for m in model.modules() if type(m) is RoIAlign and not m.use_torchvision
               and 'forward' not in m.__dict__] if ROW_SPARSE_BACKWARD else []
     if layers:
+        from mmcv.ops.roi_align import RoIAlignFunction
         fn = _row_sparse_roi_align()
 
         def forward(self, input, rois):
-            return fn.apply(input, rois, self.output_size, self.spatial_scale,
-                            self.sampling_ratio, self.pool_mode, self.aligned)
+            # CPU only: mmcv's CUDA backward is parallel, and selecting the
+            # live RoIs (a nonzero, a host synchronisation) made a two-stage
+            # iteration slower there (H200: 0.83x the stock backward's speed)
+            f = RoIAlignFunction if input.is_cuda else fn
+            return f.apply(input, rois, self.output_size, self.spatial_scale,
+                           self.sampling_ratio, self.pool_mode, self.aligned)
 
         for m in layers:
             m.forward = types.MethodType(forward, m)

@@ -21,6 +21,8 @@ pytestmark = [
 
 
 def test_row_sparse_roi_align_on_device_matches_mmcv():
+    # on CUDA the layer keeps mmcv's own backward (the row-sparse one is for
+    # the CPU); on the CPU (MMDAG_TEST_DEVICE=cpu) it is the row-sparse one
     from mmcv.ops import RoIAlign
 
     from mmdag.targets.two_stage import row_sparse_roi_align
