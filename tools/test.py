@@ -41,6 +41,9 @@ def parse_args(argv=None):
     parser.add_argument('--resize-perturbations', action='store_true',
                         help='transfer: resize saved perturbations whose input frame differs '
                         'from this model\'s (refused otherwise)')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue the killed run of this --work-dir: the images it '
+                        'finished are not attacked again (same settings required)')
     parser.add_argument('--work-dir', help='directory for logs, dag_report.json and figures')
     parser.add_argument('--out', type=str,
                         help='save the ADVR (clean with --attack none) predictions: mmseg, a '
@@ -137,8 +140,10 @@ def build_cfg(args):
         if key not in cfg:
             fail(f'config {args.config} has no {key}: use a full mmseg/mmdet test config')
     if (args.attack == 'dag' or args.attack_options or args.num_figures is not None
-            or args.save_perturbations or args.perturbations):
+            or args.save_perturbations or args.perturbations or args.resume):
         hook_options = {}
+        if args.resume:
+            hook_options['resume'] = True
         if args.num_figures is not None:
             hook_options['num_figures'] = args.num_figures
         if args.save_perturbations:

@@ -2,10 +2,11 @@
 import json
 import os
 import os.path as osp
+import time
 from typing import Optional, Sequence
 
-from mmengine.dist import get_rank, get_world_size, is_main_process
-from mmengine.hooks import Hook
+from mmengine.dist import barrier, get_rank, get_world_size, is_main_process
+from mmengine.hooks import Hook, LoggerHook
 from mmengine.model import is_model_wrapper
 from mmengine.runner.amp import autocast
 from mmengine.structures import BaseDataElement
@@ -19,7 +20,10 @@ from mmdag.errors import MMDagError
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
 
 from .figures import save_figure
-from .perturbations import load_perturbation, save_perturbation
+from .perturbations import load_perturbation, perturbation_name, save_perturbation
+from .records import (RECORDS, append_records, convergence, make_records, read_records,
+                      start_records, unique_records)
+from . import resume as state
 
 #: Data-sample fields that carry a model's predictions (what differs per variant).
 PRED_KEYS = ('pred_sem_seg', 'seg_logits', 'pred_instances', 'pred_panoptic_seg')
@@ -80,6 +84,21 @@ class DAGAttackHook(Hook):
             under mixed precision (mmengine's ``autocast``: float16 on CUDA,
             bfloat16 on the CPU). Defaults to False: the attack's logits and
             gradients are float32.
+        records (str, optional): per-image records file in the work dir,
+            one JSON line per image, appended after every batch by every
+            rank (see :mod:`mmdag.engine.records`); a file left by an
+            earlier run is kept under a dated name. The report's
+            ``convergence`` is drawn from it. None writes none.
+            Defaults to 'dag_records.jsonl'.
+        resume (bool): continue a run of this work dir that was killed:
+            the images it finished (``<work_dir>/dag_state``, see
+            :mod:`mmdag.engine.resume`) are not attacked again, and the
+            report equals that of an uninterrupted run. Refused when the
+            saved run had other settings. Defaults to False: a new run
+            (an earlier state is kept aside under a dated name).
+        log_interval (int, optional): log the attack's summary every this
+            many batches (and at the last). Defaults to None: the interval
+            of the runner's ``LoggerHook`` (1 without one).
 
     Batches and precision: every forward of an image (targets, attack, ORIG,
     ADVR, PERM) is made at the image's own padded canvas, images of equal
@@ -102,7 +121,10 @@ class DAGAttackHook(Hook):
                  save_perturbations: bool = False,
                  perturbations=None,
                  resize_perturbations: bool = False,
-                 attack_autocast: bool = False) -> None:
+                 attack_autocast: bool = False,
+                 records: Optional[str] = RECORDS,
+                 resume: bool = False,
+                 log_interval: Optional[int] = None) -> None:
         unknown = set(variants) - {'orig', 'perm'}
         if unknown:
             raise ValueError(f'unknown variants {sorted(unknown)}; the hook makes orig and perm')
@@ -125,6 +147,19 @@ class DAGAttackHook(Hook):
         self._fp16 = False
         self._environment: dict = {}
         self._restore_test_step = None
+        self.records = records
+        self.log_interval = log_interval
+        self._interval = 1
+        self._pending: list = []
+        self.resume = bool(resume)
+        self._names: list = []
+        self._index: dict = {}
+        self._counts: list = []
+        self._state_ok = True
+        self._run_id = ''
+
+    def _records_path(self, runner) -> Optional[str]:
+        return osp.join(runner.work_dir, self.records) if self.records else None
 
     def before_test(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -137,6 +172,9 @@ class DAGAttackHook(Hook):
         self._environment = _environment(model)
         self._frame = _pipeline_frame(runner)
         self._preflight(runner)
+        self._interval = self.log_interval or next(
+            (h.interval for h in getattr(runner, 'hooks', ()) if isinstance(h, LoggerHook)), 1)
+        self._start_or_resume(runner)
         # every rank draws its share of the pictures from its own images
         world = get_world_size()
         self._figures_left = -(-self.num_figures // world)
@@ -149,6 +187,7 @@ class DAGAttackHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         clean = list(data_batch['inputs'])
         samples = data_batch['data_samples']
+        t0 = time.perf_counter()
         if self.perturbations is None:
             result, targets = attack_batch(model, data_batch, self.dag, self.targets_cfg,
                                            autocast=self.attack_autocast)
@@ -160,6 +199,13 @@ class DAGAttackHook(Hook):
                       for k, (s, x) in enumerate(zip(samples, clean))]
             result, targets = transfer_batch(model, data_batch, loaded, self.targets_cfg,
                                              self.dag.clip_range, autocast=self.attack_autocast)
+        seconds = time.perf_counter() - t0
+        self._names = [perturbation_name(s, k) for k, s in enumerate(samples)]
+        self._pending = make_records(self._names, [s.metainfo.get('img_path') for s in samples],
+                                     result.stats, seconds, get_rank(), batch_idx)
+        # what the metrics hold before this batch: the batch's results follow
+        self._counts = [{k: len(v) for k, v in m.result_lists().items()}
+                        for m in _dag_metrics(runner)]
         if self.save_perturbations:
             for k, (s, r) in enumerate(zip(samples, result.perturbations)):
                 save_perturbation(osp.join(runner.work_dir, 'perturbations'), s, r, k,
@@ -176,7 +222,9 @@ class DAGAttackHook(Hook):
         for k, s in enumerate(samples):
             s.set_field(result.stats[k], 'dag_stats')
             s.set_field({v: extra[v][k] for v in extra}, 'dag_variants')
-        self._log_progress(runner, batch_idx, result.stats)
+        total = len(runner.test_dataloader) if hasattr(runner.test_dataloader, '__len__') else None
+        if (batch_idx + 1) % self._interval == 0 or batch_idx + 1 == total:
+            self._log_progress(runner, batch_idx, result.stats)
         adv = [x.to(c.device) for x, c in zip(result.adv_images, clean)]
         data_batch['inputs'] = adv
         if self._figures_left > 0:
@@ -249,6 +297,92 @@ class DAGAttackHook(Hook):
                         result.stats[k], samples[k].metainfo.get('scale_factor'), classes)
         self._figures_left -= min(self._figures_left, len(clean))
 
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        # written once the batch's metrics are processed: a record (and a
+        # state entry) is a finished image
+        if self._pending and self._state_ok:
+            self._save_state(runner, batch_idx)
+        path = self._records_path(runner)
+        if path and self._pending:
+            append_records(path, self._pending)
+        self._pending = []
+
+    # ------------------------------------------------------------ resuming
+    def _settings(self, runner) -> dict:
+        """What a resumed run must share with the run it continues."""
+        return dict(attack=dict(self.dag.__dict__), targets=self.targets_cfg,
+                    variants=list(self.variants), perm_seed=self.perm_seed,
+                    transfer_from=self.perturbations, resize=self.resize_perturbations,
+                    attack_autocast=self.attack_autocast, test_fp16=self._fp16,
+                    config=osp.basename(str(getattr(runner.cfg, 'filename', None) or '')),
+                    checkpoint=str(runner.cfg.get('load_from') if hasattr(runner.cfg, 'get')
+                                   else None),
+                    images=sorted(self._index),
+                    metrics=[type(m).__name__ for m in _all_metrics(runner)])
+
+    def _start_or_resume(self, runner) -> None:
+        work_dir = runner.work_dir
+        dataset = getattr(runner.test_dataloader, 'dataset', None)
+        names = _image_names(dataset) if dataset is not None else []
+        self._index = {n: i for i, n in enumerate(names)}
+        self._run_id = f'{time.strftime("%Y%m%d%H%M%S")}-{os.getpid()}'
+        metrics = _all_metrics(runner)
+        dag_metrics = _dag_metrics(runner)
+        self._state_ok = (dataset is not None and len(self._index) == len(names)
+                          and len(dag_metrics) == len(metrics) > 0)
+        settings = self._settings(runner)
+        records_path = self._records_path(runner)
+        if not self.resume:
+            if is_main_process():
+                for kept in (start_records(records_path) if records_path else None,
+                             state.start_state(work_dir)):
+                    if kept:
+                        runner.logger.info(f'DAG: the files of an earlier run kept as {kept}')
+                if self._state_ok:
+                    state.write_settings(work_dir, settings)
+            barrier()   # no rank writes before the old files are aside
+            return
+        if not self._state_ok:
+            raise MMDagError('cannot resume: every test metric must be wrapped in DAGMetric and '
+                             'every test image name must be unique; rerun without resuming')
+        state.check_settings(work_dir, settings)
+        done, bad = state.read_state(work_dir)
+        done = {n: e for n, e in done.items() if n in self._index}
+        remaining = [i for i, n in enumerate(names) if n not in done]
+        barrier()   # every rank has read the state before it changes
+        if is_main_process():
+            state.write_settings(work_dir, settings)
+            if records_path:
+                _rewrite_records(records_path, done)
+            runner.logger.info(
+                f'DAG: resuming: {len(done)} of {len(names)} images done by the earlier run, '
+                f'{len(remaining)} to go' + (f' ({bad} unreadable state files skipped)' if bad
+                                              else ''))
+        for j, m in enumerate(dag_metrics):
+            restored = {key: [(e['index'], e['results'][j][key]) for e in done.values()]
+                        for key in m.result_lists()}
+            m.restore(restored, remaining)
+        runner.test_loop.dataloader = state.remaining_loader(runner.test_loop.dataloader,
+                                                             remaining)
+        barrier()
+
+    def _save_state(self, runner, batch_idx: int) -> None:
+        n = len(self._pending)
+        per_metric = []
+        for m, before in zip(_dag_metrics(runner), self._counts):
+            lists = m.result_lists()
+            if any(len(v) - before.get(k, 0) != n for k, v in lists.items()):
+                # a metric that keeps other than one result per image: no resume
+                runner.logger.warning('DAG: a metric does not keep one result per image; '
+                                      'this run cannot be resumed')
+                self._state_ok = False
+                return
+            per_metric.append({k: v[len(v) - n:] for k, v in lists.items()})
+        entries = [dict(name=name, index=self._index[name], record=rec,
+                        results=[{k: v[k_] for k, v in pm.items()} for pm in per_metric])
+                   for k_, (name, rec) in enumerate(zip(self._names, self._pending))]
+        state.write_batch(runner.work_dir, get_rank(), batch_idx, self._run_id, entries)
+
     def after_test(self, runner) -> None:
         if self._restore_test_step is not None:
             self._restore_test_step()
@@ -283,12 +417,43 @@ class DAGAttackHook(Hook):
             checkpoint=runner.cfg.get('load_from'),
             checkpoint_fit=runner.message_hub.get_info('mmdag_checkpoint_fit'),
             metrics=metrics)
+        records_path = self._records_path(runner)
+        if records_path:
+            lines, skipped = read_records(records_path)
+            records = unique_records(lines)
+            report['convergence'] = convergence(records)
+            report['records'] = dict(file=self.records, images=len(records),
+                                     skipped_lines=skipped)
         path = osp.join(runner.work_dir, self.report)
         tmp = path + '.tmp'
         with open(tmp, 'w') as f:
             json.dump(report, f, indent=2, default=_jsonable)
         os.replace(tmp, path)
         runner.logger.info(f'DAG report written to {path}')
+
+
+def _all_metrics(runner) -> list:
+    evaluator = getattr(getattr(runner, 'test_loop', None), 'evaluator', None)
+    return list(getattr(evaluator, 'metrics', None) or [])
+
+
+def _dag_metrics(runner) -> list:
+    from mmdag.evaluation import DAGMetric
+    return [m for m in _all_metrics(runner) if isinstance(m, DAGMetric)]
+
+
+def _rewrite_records(path: str, done: dict) -> None:
+    """The records file of a resumed run: exactly the finished images'
+    records, in test-set order (a cut line of the killed run is dropped)."""
+    tmp = path + '.tmp'
+    if osp.exists(tmp):
+        os.remove(tmp)
+    append_records(tmp, [e['record'] for e in sorted(done.values(), key=lambda e: e['index'])
+                         if e.get('record')])
+    if osp.exists(tmp):
+        os.replace(tmp, path)
+    elif osp.exists(path):
+        os.remove(path)
 
 
 def _image_names(dataset) -> list:

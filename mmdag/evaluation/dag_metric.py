@@ -3,6 +3,7 @@ import copy
 from typing import Optional, Sequence
 
 import numpy as np
+from mmengine.dist import broadcast_object_list, collect_results, is_main_process
 from mmengine.evaluator import BaseMetric
 
 from mmdag.errors import MMDagError
@@ -59,6 +60,8 @@ class DAGMetric(BaseMetric):
             if v == 'advr':
                 cfg.update({k: val for k, val in advr_only.items() if val is not None})
             self.metrics[v] = METRICS.build(cfg)
+        self._restored: Optional[dict] = None
+        self._live_indices: Optional[list] = None
 
     @property
     def dataset_meta(self) -> Optional[dict]:
@@ -108,7 +111,30 @@ class DAGMetric(BaseMetric):
                 target_success=float(np.mean([1 - r['correct_frac'] for r in attacked])))
         return out
 
+    # ------------------------------------------------------------ resuming
+    def result_lists(self) -> dict:
+        """The per-image result lists: each variant's wrapped metric and,
+        under ``'_stats'``, the attack statistics."""
+        lists = {v: m.results for v, m in self.metrics.items()}
+        if self.with_stats:
+            lists['_stats'] = self.results
+        return lists
+
+    def restore(self, restored: dict, live_indices: list) -> None:
+        """Results of images finished by an earlier run, merged in at
+        :meth:`evaluate`: ``restored[key]`` is a list of ``(test-set index,
+        result)`` per key of :meth:`result_lists`; ``live_indices`` are the
+        test-set indices of the images this run does, in its order."""
+        self._restored = restored
+        self._live_indices = list(live_indices)
+
     def evaluate(self, size: int) -> dict:
+        if self._restored is not None:
+            metrics = {}
+            for key, metric in (list(self.metrics.items())
+                                + ([('_stats', self)] if self.with_stats else [])):
+                metrics.update(self._evaluate_merged(metric, size, self._restored.get(key, [])))
+            return metrics
         # every inner metric gathers across ranks: call each on every rank
         metrics = {}
         for m in self.metrics.values():
@@ -116,3 +142,20 @@ class DAGMetric(BaseMetric):
         if self.with_stats:
             metrics.update(super().evaluate(size))
         return metrics
+
+    def _evaluate_merged(self, metric: BaseMetric, size: int, restored: list) -> dict:
+        """``BaseMetric.evaluate`` of ``metric`` on the restored results plus
+        this run's, in test-set order (the order of an uninterrupted run)."""
+        from mmengine.evaluator.metric import _to_cpu
+        live = collect_results(metric.results, size, metric.collect_device)
+        out = [None]
+        if is_main_process():
+            pairs = list(restored) + list(zip(self._live_indices, _to_cpu(live)))
+            pairs.sort(key=lambda p: p[0])
+            values = metric.compute_metrics([r for _, r in pairs])
+            if metric.prefix:
+                values = {'/'.join((metric.prefix, k)): v for k, v in values.items()}
+            out = [values]
+        broadcast_object_list(out)
+        metric.results.clear()
+        return out[0]

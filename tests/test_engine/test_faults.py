@@ -110,7 +110,8 @@ def test_killed_rank_ends_run(tiny_voc, trained_seg_checkpoint, tmp_path, sig):
            f'--master_port={random.randint(20000, 40000)}', 'tools/test.py', TINY,
            trained_seg_checkpoint, '--launcher', 'pytorch', '--work-dir', wd,
            '--save-perturbations', '--attack', 'dag', '--attack-options', 'max_iters=200', 'gamma=0.05',
-           '--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.batch_size=1']
+           '--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.batch_size=1',
+           'default_hooks.logger.interval=1']   # a 'DAG batch' line after every batch
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -148,6 +149,11 @@ def test_killed_rank_ends_run(tiny_voc, trained_seg_checkpoint, tmp_path, sig):
         assert [f for f in files if '.tmp' in osp.basename(f)] == []
         assert not osp.exists(osp.join(wd, 'dag_report.json'))
         assert glob.glob(osp.join(wd, 'perturbations', '*.npz')), files
+        # the records of the finished batches: whole lines, one per image
+        from mmdag.engine.records import read_records
+        records, skipped = read_records(osp.join(wd, 'dag_records.jsonl'))
+        assert records and skipped <= 1, (records, skipped)
+        assert len({r['image'] for r in records}) == len(records)
     finally:
         if proc.poll() is None:  # only the group this test started
             os.killpg(proc.pid, signal.SIGKILL)

@@ -44,6 +44,26 @@ def test_one_run_reports_orig_advr_perm_and_statistics(attacked):
     assert len(figs) == 2 and all(f.endswith('.png') for f in figs)
 
 
+def test_one_record_per_image_and_the_convergence(attacked):
+    from mmdag.engine.records import read_records
+    wd, res = attacked
+    records, skipped = read_records(osp.join(wd, 'dag_records.jsonl'))
+    assert skipped == 0 and len(records) == 6
+    assert len({r['image'] for r in records}) == 6
+    rep = report(wd)
+    for r in records:
+        assert {'iters', 'p', 'linf', 'correct_frac', 'status', 'seconds', 'forwards',
+                'backwards', 'trace', 'img_path'} <= set(r)
+        assert r['trace'][0] == 1.0 and len(r['trace']) == r['iters'] + 1 == r['forwards']
+        assert r['seconds'] > 0
+    mean_iters = sum(r['iters'] for r in records) / 6
+    assert rep['attack']['iters'] == pytest.approx(mean_iters)   # no image is left apart here
+    conv = rep['convergence']
+    assert conv['images'] == 6 and conv['iterations'] == max(r['iters'] for r in records)
+    assert conv['median'][0] == 1.0 and conv['median'][-1] <= conv['median'][0]
+    assert rep['records'] == dict(file='dag_records.jsonl', images=6, skipped_lines=0)
+
+
 def test_orig_equals_a_clean_run_of_the_stock_metric(attacked, tiny_voc, random_seg_checkpoint,
                                                       tmp_path):
     wd, _ = attacked

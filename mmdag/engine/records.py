@@ -1,0 +1,143 @@
+"""Per-image records of a DAG run: ``<work_dir>/dag_records.jsonl``.
+
+One JSON object per line and per test image, appended by every rank after
+each batch (once the batch's metrics are processed) in one ``write`` of an
+``O_APPEND`` file, so that lines of two ranks never interleave and a run
+killed at any moment leaves whole lines, plus at most one cut line that the
+reader skips. Fields of a line:
+
+- ``image`` (file stem, as the saved perturbations name it), ``img_path``,
+  ``rank``, ``batch`` (the rank's batch index);
+- the attack statistics of :class:`mmdag.attacks.DAGResult`: ``iters``,
+  ``p``, ``linf``, ``correct_frac`` (fraction of attacked targets still
+  correct), ``num_targets``, ``num_correct``, ``converged``, ``status``,
+  ``forwards``, ``backwards`` and ``trace`` (the fraction still correct at
+  each check, ``X_0`` to the last);
+- ``seconds``: the batch's attack time (target building and DAG loop)
+  shared equally among its images, and ``batch_seconds``.
+"""
+import json
+import math
+import os
+import time
+from typing import List, Optional, Tuple
+
+RECORDS = 'dag_records.jsonl'
+
+#: statuses of images that were not attacked (no mean counts them)
+NOT_ATTACKED = ('no_targets', 'none_correct', 'non_finite')
+
+
+def make_records(names: List[str], paths: List[Optional[str]], stats: List[dict],
+                 seconds: float, rank: int, batch: int) -> List[dict]:
+    """One record per image of a batch."""
+    n = max(1, len(stats))
+    out = []
+    for name, path, s in zip(names, paths, stats):
+        rec = dict(image=name, img_path=path, rank=rank, batch=batch)
+        rec.update({k: _plain(v) for k, v in s.items()})
+        rec.update(seconds=round(seconds / n, 6), batch_seconds=round(seconds, 6))
+        out.append(rec)
+    return out
+
+
+def append_records(path: str, records: List[dict]) -> None:
+    """Append ``records`` as lines, in a single write (see the module)."""
+    if not records:
+        return
+    data = ''.join(json.dumps(r, separators=(',', ':'), allow_nan=True) + '\n'
+                   for r in records).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        while written < len(data):   # a short write (signal, quota): finish it
+            written += os.write(fd, data[written:])
+    finally:
+        os.close(fd)
+
+
+def read_records(path: str) -> Tuple[List[dict], int]:
+    """The whole records of ``path`` and the number of lines skipped (cut by
+    a kill, or not a JSON object); ``([], 0)`` when there is no file."""
+    if not os.path.isfile(path):
+        return [], 0
+    with open(path, 'rb') as f:
+        data = f.read()
+    lines = data.split(b'\n')
+    # the text after the last newline was never finished
+    complete, tail = lines[:-1], lines[-1]
+    records, skipped = [], int(bool(tail.strip()))
+    for line in complete:
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            skipped += 1
+            continue
+        if isinstance(rec, dict) and 'image' in rec:
+            records.append(rec)
+        else:
+            skipped += 1
+    return records, skipped
+
+
+def unique_records(records: List[dict]) -> List[dict]:
+    """The first record of each image: a distributed sampler pads the last
+    batch of a rank with copies of test images, which are attacked and
+    recorded again."""
+    seen, out = set(), []
+    for r in records:
+        if r['image'] not in seen:
+            seen.add(r['image'])
+            out.append(r)
+    return out
+
+
+def start_records(path: str) -> Optional[str]:
+    """A new run: an existing records file is kept aside, renamed with its
+    date (``dag_records.<YYYYmmdd_HHMMSS>.jsonl``), and its new name
+    returned; nothing is deleted."""
+    if not os.path.exists(path):
+        return None
+    stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime(os.path.getmtime(path)))
+    root, ext = os.path.splitext(path)
+    new, k = f'{root}.{stamp}{ext}', 1
+    while os.path.exists(new):
+        new, k = f'{root}.{stamp}_{k}{ext}', k + 1
+    os.replace(path, new)
+    return new
+
+
+def convergence(records: List[dict]) -> Optional[dict]:
+    """The fraction of targets still correct against the iteration, across
+    the attacked images (an image that stopped keeps its last value):
+    per iteration the median, the quartiles and the mean, and the fraction
+    of images still being updated. None when no image was attacked."""
+    import numpy as np
+    traces = [r['trace'] for r in records
+              if r.get('status') not in NOT_ATTACKED and r.get('trace')]
+    if not traces:
+        return None
+    length = max(len(t) for t in traces)
+    grid = np.array([t + [t[-1]] * (length - len(t)) for t in traces], dtype=float)
+    running = np.array([[m < len(t) - 1 for m in range(length)] for t in traces])
+    q25, med, q75 = np.quantile(grid, [0.25, 0.5, 0.75], axis=0)
+
+    def rnd(a):
+        return [round(float(v), 6) for v in a]
+
+    return dict(images=len(traces), iterations=length - 1, median=rnd(med), q25=rnd(q25),
+                q75=rnd(q75), mean=rnd(grid.mean(0)), running=rnd(running.mean(0)),
+                explained=('fraction of attacked targets still correct after m updates '
+                           '(index m), across the attacked images; an image that stopped '
+                           'keeps its last value; running: fraction of images still updated'))
+
+
+def _plain(v):
+    """A JSON value: tensors and numpy scalars as Python numbers; NaN kept."""
+    if hasattr(v, 'tolist'):
+        v = v.tolist()
+    if isinstance(v, float) and math.isnan(v):
+        return float('nan')
+    return v
