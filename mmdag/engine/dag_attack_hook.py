@@ -5,7 +5,7 @@ import os.path as osp
 import time
 from typing import Optional, Sequence
 
-from mmengine.dist import barrier, get_rank, get_world_size, is_main_process
+from mmengine.dist import get_rank, get_world_size, is_main_process
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.model import is_model_wrapper
 from mmengine.runner.amp import autocast
@@ -20,10 +20,9 @@ from mmdag.errors import MMDagError
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
 
 from .figures import save_figure
-from .perturbations import load_perturbation, perturbation_name, save_perturbation
-from .records import (RECORDS, append_records, convergence, make_records, read_records,
-                      start_records, unique_records)
-from . import resume as state
+from .perturbations import image_names, load_perturbation, perturbation_name, save_perturbation
+from .records import RECORDS, append_records, convergence, make_records, read_records, unique_records
+from .resume import ResumableState, _dag_metrics
 
 #: Data-sample fields that carry a model's predictions (what differs per variant).
 PRED_KEYS = ('pred_sem_seg', 'seg_logits', 'pred_instances', 'pred_panoptic_seg')
@@ -39,7 +38,7 @@ def _pred_fields(sample) -> dict:
 
 
 @HOOKS.register_module()
-class DAGAttackHook(Hook):
+class DAGAttackHook(ResumableState, Hook):
     """Replace each test batch by its DAG adversarial version.
 
     Before every test iteration the hook builds the batch's targets, runs DAG
@@ -259,7 +258,7 @@ class DAGAttackHook(Hook):
                                  '<work_dir>/perturbations of a run with save_perturbations=True')
         dataset = runner.test_dataloader.dataset
         for d in self.perturbations:
-            missing = [n for n in _image_names(dataset)
+            missing = [n for n in image_names(dataset)
                        if not osp.isfile(osp.join(d, n + '.npz'))]
             if missing:
                 raise MMDagError(
@@ -306,82 +305,6 @@ class DAGAttackHook(Hook):
         if path and self._pending:
             append_records(path, self._pending)
         self._pending = []
-
-    # ------------------------------------------------------------ resuming
-    def _settings(self, runner) -> dict:
-        """What a resumed run must share with the run it continues."""
-        return dict(attack=dict(self.dag.__dict__), targets=self.targets_cfg,
-                    variants=list(self.variants), perm_seed=self.perm_seed,
-                    transfer_from=self.perturbations, resize=self.resize_perturbations,
-                    attack_autocast=self.attack_autocast, test_fp16=self._fp16,
-                    config=osp.basename(str(getattr(runner.cfg, 'filename', None) or '')),
-                    checkpoint=str(runner.cfg.get('load_from') if hasattr(runner.cfg, 'get')
-                                   else None),
-                    images=sorted(self._index),
-                    metrics=[type(m).__name__ for m in _all_metrics(runner)])
-
-    def _start_or_resume(self, runner) -> None:
-        work_dir = runner.work_dir
-        dataset = getattr(runner.test_dataloader, 'dataset', None)
-        names = _image_names(dataset) if dataset is not None else []
-        self._index = {n: i for i, n in enumerate(names)}
-        self._run_id = f'{time.strftime("%Y%m%d%H%M%S")}-{os.getpid()}'
-        metrics = _all_metrics(runner)
-        dag_metrics = _dag_metrics(runner)
-        self._state_ok = (dataset is not None and len(self._index) == len(names)
-                          and len(dag_metrics) == len(metrics) > 0)
-        settings = self._settings(runner)
-        records_path = self._records_path(runner)
-        if not self.resume:
-            if is_main_process():
-                for kept in (start_records(records_path) if records_path else None,
-                             state.start_state(work_dir)):
-                    if kept:
-                        runner.logger.info(f'DAG: the files of an earlier run kept as {kept}')
-                if self._state_ok:
-                    state.write_settings(work_dir, settings)
-            barrier()   # no rank writes before the old files are aside
-            return
-        if not self._state_ok:
-            raise MMDagError('cannot resume: every test metric must be wrapped in DAGMetric and '
-                             'every test image name must be unique; rerun without resuming')
-        state.check_settings(work_dir, settings)
-        done, bad = state.read_state(work_dir)
-        done = {n: e for n, e in done.items() if n in self._index}
-        remaining = [i for i, n in enumerate(names) if n not in done]
-        barrier()   # every rank has read the state before it changes
-        if is_main_process():
-            state.write_settings(work_dir, settings)
-            if records_path:
-                _rewrite_records(records_path, done)
-            runner.logger.info(
-                f'DAG: resuming: {len(done)} of {len(names)} images done by the earlier run, '
-                f'{len(remaining)} to go' + (f' ({bad} unreadable state files skipped)' if bad
-                                              else ''))
-        for j, m in enumerate(dag_metrics):
-            restored = {key: [(e['index'], e['results'][j][key]) for e in done.values()]
-                        for key in m.result_lists()}
-            m.restore(restored, remaining)
-        runner.test_loop.dataloader = state.remaining_loader(runner.test_loop.dataloader,
-                                                             remaining)
-        barrier()
-
-    def _save_state(self, runner, batch_idx: int) -> None:
-        n = len(self._pending)
-        per_metric = []
-        for m, before in zip(_dag_metrics(runner), self._counts):
-            lists = m.result_lists()
-            if any(len(v) - before.get(k, 0) != n for k, v in lists.items()):
-                # a metric that keeps other than one result per image: no resume
-                runner.logger.warning('DAG: a metric does not keep one result per image; '
-                                      'this run cannot be resumed')
-                self._state_ok = False
-                return
-            per_metric.append({k: v[len(v) - n:] for k, v in lists.items()})
-        entries = [dict(name=name, index=self._index[name], record=rec,
-                        results=[{k: v[k_] for k, v in pm.items()} for pm in per_metric])
-                   for k_, (name, rec) in enumerate(zip(self._names, self._pending))]
-        state.write_batch(runner.work_dir, get_rank(), batch_idx, self._run_id, entries)
 
     def after_test(self, runner) -> None:
         if self._restore_test_step is not None:
@@ -430,42 +353,6 @@ class DAGAttackHook(Hook):
             json.dump(report, f, indent=2, default=_jsonable)
         os.replace(tmp, path)
         runner.logger.info(f'DAG report written to {path}')
-
-
-def _all_metrics(runner) -> list:
-    evaluator = getattr(getattr(runner, 'test_loop', None), 'evaluator', None)
-    return list(getattr(evaluator, 'metrics', None) or [])
-
-
-def _dag_metrics(runner) -> list:
-    from mmdag.evaluation import DAGMetric
-    return [m for m in _all_metrics(runner) if isinstance(m, DAGMetric)]
-
-
-def _rewrite_records(path: str, done: dict) -> None:
-    """The records file of a resumed run: exactly the finished images'
-    records, in test-set order (a cut line of the killed run is dropped)."""
-    tmp = path + '.tmp'
-    if osp.exists(tmp):
-        os.remove(tmp)
-    append_records(tmp, [e['record'] for e in sorted(done.values(), key=lambda e: e['index'])
-                         if e.get('record')])
-    if osp.exists(tmp):
-        os.replace(tmp, path)
-    elif osp.exists(path):
-        os.remove(path)
-
-
-def _image_names(dataset) -> list:
-    """The perturbation file stems of every test image (see
-    :func:`mmdag.engine.perturbations.perturbation_name`)."""
-    names = []
-    for i in range(len(dataset)):
-        info = dataset.get_data_info(i)
-        path = info.get('img_path')
-        names.append(osp.splitext(osp.basename(str(path)))[0] if path
-                     else f"sample_{info.get('sample_idx', i)}")
-    return names
 
 
 def _pipeline_frame(runner) -> dict:

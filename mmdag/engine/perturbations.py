@@ -107,3 +107,15 @@ def load_perturbation(directory: str, sample, shape, index: int = 0,
                 '(resize_perturbations=True) to resize it, or use the same test pipeline')
         r = F.interpolate(r[None], size=(h, w), mode='bilinear', align_corners=False)[0]
     return r.to(device) if device is not None else r
+
+
+def image_names(dataset) -> list:
+    """The perturbation file stems of every test image (see
+    :func:`mmdag.engine.perturbations.perturbation_name`)."""
+    names = []
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        path = info.get('img_path')
+        names.append(osp.splitext(osp.basename(str(path)))[0] if path
+                     else f"sample_{info.get('sample_idx', i)}")
+    return names

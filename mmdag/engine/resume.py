@@ -20,7 +20,12 @@ from typing import Dict, List, Optional, Tuple
 
 from torch.utils.data import DataLoader, Subset
 
+from mmengine.dist import barrier, get_rank, is_main_process
+
 from mmdag.errors import MMDagError
+
+from .perturbations import image_names
+from .records import append_records, start_records
 
 STATE_DIR = 'dag_state'
 SETTINGS = 'run.json'
@@ -125,3 +130,109 @@ def _atomic_write(path: str, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+class ResumableState:
+    """The part of :class:`mmdag.engine.DAGAttackHook` that keeps and reads
+    ``dag_state``: a new run sets the earlier files aside, a resumed one
+    restores the finished images into the metrics and leaves the rest to
+    the test loop; after every batch the batch's state is written."""
+
+    def _settings(self, runner) -> dict:
+        """What a resumed run must share with the run it continues."""
+        return dict(attack=dict(self.dag.__dict__), targets=self.targets_cfg,
+                    variants=list(self.variants), perm_seed=self.perm_seed,
+                    transfer_from=self.perturbations, resize=self.resize_perturbations,
+                    attack_autocast=self.attack_autocast, test_fp16=self._fp16,
+                    config=osp.basename(str(getattr(runner.cfg, 'filename', None) or '')),
+                    checkpoint=str(runner.cfg.get('load_from') if hasattr(runner.cfg, 'get')
+                                   else None),
+                    images=sorted(self._index),
+                    metrics=[type(m).__name__ for m in _all_metrics(runner)])
+
+    def _start_or_resume(self, runner) -> None:
+        work_dir = runner.work_dir
+        dataset = getattr(runner.test_dataloader, 'dataset', None)
+        names = image_names(dataset) if dataset is not None else []
+        self._index = {n: i for i, n in enumerate(names)}
+        self._run_id = f'{time.strftime("%Y%m%d%H%M%S")}-{os.getpid()}'
+        metrics = _all_metrics(runner)
+        dag_metrics = _dag_metrics(runner)
+        self._state_ok = (dataset is not None and len(self._index) == len(names)
+                          and len(dag_metrics) == len(metrics) > 0)
+        settings = self._settings(runner)
+        records_path = self._records_path(runner)
+        if not self.resume:
+            if is_main_process():
+                for kept in (start_records(records_path) if records_path else None,
+                             start_state(work_dir)):
+                    if kept:
+                        runner.logger.info(f'DAG: the files of an earlier run kept as {kept}')
+                if self._state_ok:
+                    write_settings(work_dir, settings)
+            barrier()   # no rank writes before the old files are aside
+            return
+        if not self._state_ok:
+            raise MMDagError('cannot resume: every test metric must be wrapped in DAGMetric and '
+                             'every test image name must be unique; rerun without resuming')
+        check_settings(work_dir, settings)
+        done, bad = read_state(work_dir)
+        done = {n: e for n, e in done.items() if n in self._index}
+        remaining = [i for i, n in enumerate(names) if n not in done]
+        barrier()   # every rank has read the state before it changes
+        if is_main_process():
+            write_settings(work_dir, settings)
+            if records_path:
+                _rewrite_records(records_path, done)
+            runner.logger.info(
+                f'DAG: resuming: {len(done)} of {len(names)} images done by the earlier run, '
+                f'{len(remaining)} to go' + (f' ({bad} unreadable state files skipped)' if bad
+                                              else ''))
+        for j, m in enumerate(dag_metrics):
+            restored = {key: [(e['index'], e['results'][j][key]) for e in done.values()]
+                        for key in m.result_lists()}
+            m.restore(restored, remaining)
+        runner.test_loop.dataloader = remaining_loader(runner.test_loop.dataloader,
+                                                             remaining)
+        barrier()
+
+    def _save_state(self, runner, batch_idx: int) -> None:
+        n = len(self._pending)
+        per_metric = []
+        for m, before in zip(_dag_metrics(runner), self._counts):
+            lists = m.result_lists()
+            if any(len(v) - before.get(k, 0) != n for k, v in lists.items()):
+                # a metric that keeps other than one result per image: no resume
+                runner.logger.warning('DAG: a metric does not keep one result per image; '
+                                      'this run cannot be resumed')
+                self._state_ok = False
+                return
+            per_metric.append({k: v[len(v) - n:] for k, v in lists.items()})
+        entries = [dict(name=name, index=self._index[name], record=rec,
+                        results=[{k: v[k_] for k, v in pm.items()} for pm in per_metric])
+                   for k_, (name, rec) in enumerate(zip(self._names, self._pending))]
+        write_batch(runner.work_dir, get_rank(), batch_idx, self._run_id, entries)
+
+
+def _all_metrics(runner) -> list:
+    evaluator = getattr(getattr(runner, 'test_loop', None), 'evaluator', None)
+    return list(getattr(evaluator, 'metrics', None) or [])
+
+
+def _dag_metrics(runner) -> list:
+    from mmdag.evaluation import DAGMetric
+    return [m for m in _all_metrics(runner) if isinstance(m, DAGMetric)]
+
+
+def _rewrite_records(path: str, done: dict) -> None:
+    """The records file of a resumed run: exactly the finished images'
+    records, in test-set order (a cut line of the killed run is dropped)."""
+    tmp = path + '.tmp'
+    if osp.exists(tmp):
+        os.remove(tmp)
+    append_records(tmp, [e['record'] for e in sorted(done.values(), key=lambda e: e['index'])
+                         if e.get('record')])
+    if osp.exists(tmp):
+        os.replace(tmp, path)
+    elif osp.exists(path):
+        os.remove(path)
