@@ -94,19 +94,26 @@ def unique_records(records: List[dict]) -> List[dict]:
     return out
 
 
-def start_records(path: str) -> Optional[str]:
-    """A new run: an existing records file is kept aside, renamed with its
-    date (``dag_records.<YYYYmmdd_HHMMSS>.jsonl``), and its new name
-    returned; nothing is deleted."""
+def keep_aside(path: str, ext: str = '') -> Optional[str]:
+    """Rename an existing file or directory ``path`` to a dated name
+    (``<root>.<YYYYmmdd_HHMMSS>[_k]<ext>``, the date its last change) and
+    return it; None when there is nothing. Nothing is deleted."""
     if not os.path.exists(path):
         return None
     stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime(os.path.getmtime(path)))
-    root, ext = os.path.splitext(path)
+    root = path[:len(path) - len(ext)] if ext else path
     new, k = f'{root}.{stamp}{ext}', 1
     while os.path.exists(new):
         new, k = f'{root}.{stamp}_{k}{ext}', k + 1
     os.replace(path, new)
     return new
+
+
+def start_records(path: str) -> Optional[str]:
+    """A new run: an existing records file is kept aside, renamed with its
+    date (``dag_records.<YYYYmmdd_HHMMSS>.jsonl``), and its new name
+    returned; nothing is deleted."""
+    return keep_aside(path, os.path.splitext(path)[1])
 
 
 def convergence(records: List[dict]) -> Optional[dict]:

@@ -25,7 +25,7 @@ from mmengine.dist import barrier, get_rank, is_main_process
 from mmdag.errors import MMDagError
 
 from .perturbations import image_names
-from .records import append_records, start_records
+from .records import append_records, keep_aside, start_records
 
 STATE_DIR = 'dag_state'
 SETTINGS = 'run.json'
@@ -38,15 +38,7 @@ def state_dir(work_dir: str) -> str:
 def start_state(work_dir: str) -> Optional[str]:
     """A new run: an existing state directory is kept aside under a dated
     name and its new path returned; nothing is deleted."""
-    d = state_dir(work_dir)
-    if not osp.exists(d):
-        return None
-    stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime(osp.getmtime(d)))
-    new, k = f'{d}.{stamp}', 1
-    while osp.exists(new):
-        new, k = f'{d}.{stamp}_{k}', k + 1
-    os.replace(d, new)
-    return new
+    return keep_aside(state_dir(work_dir))
 
 
 def write_settings(work_dir: str, settings: dict) -> None:
