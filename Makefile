@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.mmdag-installed
 REQS   := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt requirements/tests.txt setup.py
 
-.PHONY: setup demo test test-slow test-all clean-demo
+.PHONY: setup demo test test-slow test-all clean-demo benchmark-demo
 
 setup: $(STAMP)
 
@@ -44,3 +44,9 @@ test-all: setup
 
 demo: setup
 	$(PY) tools/demo.py $(DEMO_ARGS)
+
+# the zoo benchmark on its demo list (the demo models, trained and cached by
+# tools/demo.py, and a random-weight zoo FCN): Table 1, tables and pictures
+benchmark-demo: setup
+	$(PY) tools/demo.py --train-only
+	$(PY) tools/zoo_benchmark.py configs/benchmark/demo.py $(BENCH_ARGS)

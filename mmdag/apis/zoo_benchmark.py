@@ -1,0 +1,339 @@
+"""Model-zoo benchmark: a list of models, one DAG run each, one Table-1 row each.
+
+The pieces of ``tools/zoo_benchmark.py`` that do not run anything: reading
+the model list, deciding whether a model's run is finished, to resume or to
+start, the random-weight checkpoint of a list entry, and the rows of the
+benchmark tables (``benchmark.md``, ``.csv``, ``.json``).
+
+A model list is an mmengine config file (``.py``, ``.json`` or ``.yaml``)
+with ``models``, a list of entries, and optionally ``defaults``, merged into
+every entry::
+
+    models = [
+        dict(name='fcn_r50_voc12aug',
+             config='configs/dag/fcn_r50-d8_4xb4-20k_voc12aug-512x512_dag.py',
+             checkpoint='https://download.openmmlab.com/...pth',
+             cfg_options={'test_dataloader.dataset.data_root': 'data/VOCdevkit/VOC2012'},
+             attack_options=dict(max_iters=200)),
+    ]
+
+``checkpoint`` is a file, a URL, or ``'random'`` (random weights, made once
+per entry from ``seed``; a pipeline check, not a robustness figure).
+"""
+import csv
+import hashlib
+import io
+import json
+import os
+import os.path as osp
+import statistics
+from typing import Dict, List, Optional, Tuple
+
+from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
+from mmdag.errors import MMDagError
+from mmdag.summary import main_metric, metric_scale
+
+#: the keys a list entry may have
+ENTRY_KEYS = ('name', 'config', 'checkpoint', 'cfg_options', 'attack_options', 'seed',
+              'launcher_procs')
+#: the file in each model's work dir that says what was run and how it ended
+ENTRY_FILE = 'zoo_entry.json'
+RANDOM = 'random'
+
+
+def load_model_list(path: str) -> List[dict]:
+    """The entries of a model list, ``defaults`` merged, checked.
+
+    Raises:
+        MMDagError: a missing or unreadable file, an entry without config or
+            checkpoint, an unknown key, a repeated name.
+    """
+    from mmengine.config import Config
+    if not osp.isfile(path):
+        raise MMDagError(f'model list {path} not found: pass a list file such as '
+                         'configs/benchmark/voc_zoo.py or configs/benchmark/demo.py')
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as e:
+        raise MMDagError(f'cannot read model list {path}: {type(e).__name__}: {e}') from None
+    models = cfg.get('models', None)
+    if not models:
+        raise MMDagError(f'model list {path} has no `models = [dict(name=..., config=..., '
+                         'checkpoint=...), ...]`')
+    defaults = dict(cfg.get('defaults', None) or {})
+    entries, names = [], set()
+    for k, m in enumerate(models):
+        m = dict(m)
+        unknown = set(m) - set(ENTRY_KEYS)
+        if unknown:
+            raise MMDagError(f'model list {path}, entry {k}: unknown key(s) {sorted(unknown)}; '
+                             f'an entry has {", ".join(ENTRY_KEYS)}')
+        e = {key: _merge(defaults.get(key), m.get(key)) for key in ENTRY_KEYS}
+        if not e['config'] or not e['checkpoint']:
+            raise MMDagError(f'model list {path}, entry {k}: both config and checkpoint are '
+                             "needed (checkpoint: a file, a URL or 'random')")
+        e['name'] = str(e['name'] or osp.splitext(osp.basename(e['config']))[0])
+        if not e['name'].replace('-', '').replace('_', '').replace('.', '').isalnum():
+            raise MMDagError(f'model list {path}: name {e["name"]!r} must be letters, digits, '
+                             "'-', '_' or '.' (it names the model's work dir)")
+        if e['name'] in names:
+            raise MMDagError(f'model list {path}: the name {e["name"]!r} is used twice')
+        names.add(e['name'])
+        e['cfg_options'] = dict(e['cfg_options'] or {})
+        e['attack_options'] = dict(e['attack_options'] or {})
+        e['seed'] = int(e['seed'] or 0)
+        e['launcher_procs'] = e['launcher_procs']
+        entries.append(e)
+    return entries
+
+
+def _merge(default, value):
+    if isinstance(default, dict) and isinstance(value, dict):
+        return {**default, **value}
+    return value if value is not None else default
+
+
+def fingerprint(entry: dict, options: dict) -> dict:
+    """What a model's run depends on: the entry, the config file's content
+    and the benchmark-wide options. A finished run with the same fingerprint
+    is not run again."""
+    sha = None
+    if osp.isfile(entry['config']):
+        with open(entry['config'], 'rb') as f:
+            sha = hashlib.sha1(f.read()).hexdigest()[:16]
+    return json.loads(json.dumps(dict(
+        config=entry['config'], config_sha1=sha, checkpoint=entry['checkpoint'],
+        seed=entry['seed'] if entry['checkpoint'] == RANDOM else None,
+        cfg_options=entry['cfg_options'], attack_options=entry['attack_options'],
+        **options), sort_keys=True, default=str))
+
+
+def read_entry(work_dir: str) -> dict:
+    """The ``zoo_entry.json`` of a model's work dir ({} when none or unreadable)."""
+    try:
+        with open(osp.join(work_dir, ENTRY_FILE)) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_entry(work_dir: str, data: dict) -> None:
+    from mmdag.apis.coverage import write_atomic
+    write_atomic(osp.join(work_dir, ENTRY_FILE), json.dumps(data, indent=2, sort_keys=True))
+
+
+def plan(work_dir: str, fp: dict) -> str:
+    """``'skip'`` (finished with these settings), ``'resume'`` (started with
+    these settings, state saved), or ``'start'``."""
+    entry = read_entry(work_dir)
+    same = entry.get('fingerprint') == fp
+    if same and entry.get('status') == 'finished' and osp.isfile(
+            osp.join(work_dir, 'dag_report.json')):
+        return 'skip'
+    if same and osp.isfile(osp.join(work_dir, 'dag_state', 'run.json')):
+        return 'resume'
+    return 'start'
+
+
+def progress(work_dir: str) -> Tuple[int, Optional[int]]:
+    """(images finished, images of the run or None before the run has said)
+    of a running model, from its records and ``dag_state/run.json``."""
+    total = None
+    try:
+        with open(osp.join(work_dir, 'dag_state', 'run.json')) as f:
+            total = len(json.load(f).get('images') or []) or None
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        with open(osp.join(work_dir, 'dag_records.jsonl'), 'rb') as f:
+            done = f.read().count(b'\n')
+    except OSError:
+        done = 0
+    return (min(done, total) if total else done), total
+
+
+def random_checkpoint(config: str, cfg_options: dict, path: str, seed: int = 0) -> str:
+    """Save the model of ``config`` with random weights (pretrained
+    initialisations dropped, ``init_weights`` run, ``seed``) to ``path``,
+    unless it is there; return ``path``."""
+    if osp.isfile(path):
+        return path
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmdag.apis.coverage import _fill_uninitialised, _local_norms, _quiet, _strip_pretrained
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    scope = cfg.get('default_scope', None) or 'mmseg'
+    init_default_scope(scope)
+    import importlib
+    torch.manual_seed(seed)
+    with _quiet():   # the packages' import warnings; init_weights logs every tensor
+        models = importlib.import_module(f'{scope}.registry').MODELS
+        model = models.build(_local_norms(_strip_pretrained(cfg.model.to_dict())))
+        model.init_weights()
+    _fill_uninitialised(model)
+    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
+    tmp = f'{path}.tmp{os.getpid()}'
+    torch.save({'state_dict': model.state_dict(),
+                'meta': dict(mmdag_random_weights=True, seed=seed, config=config)}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------
+# rows and tables
+
+COLUMNS = ('model', 'metric', 'ORIG', 'ADVR', 'PERM', 'iters_mean', 'iters_median', 'p',
+           'linf', 'success', 'images', 'sec_per_image', 'device', 'date', 'mmdag', 'mmseg',
+           'mmdet', 'torch', 'checkpoint', 'settings')
+
+
+def model_row(name: str, work_dir: str) -> Optional[dict]:
+    """The Table-1 row of a finished model run (None without a report)."""
+    rep_path = osp.join(work_dir, 'dag_report.json')
+    if not osp.isfile(rep_path):
+        return None
+    with open(rep_path) as f:
+        rep = json.load(f)
+    metrics = rep.get('metrics') or {}
+    metric = main_metric(metrics)
+    scale = metric_scale(metric) if metric else 1.0
+    records, _ = read_records(osp.join(work_dir, 'dag_records.jsonl'))
+    records = unique_records(records)
+    attacked = [r for r in records if r.get('status') not in NOT_ATTACKED]
+    attack = rep.get('attack') or {}
+    env = rep.get('environment') or {}
+    entry = read_entry(work_dir)
+    settings = dict((rep.get('settings') or {}).get('attack') or {})
+    settings = {k: settings[k] for k in ('max_iters', 'gamma', 'adv_labels', 'stop_fraction',
+                                         'quantize', 'clip_range') if k in settings}
+
+    def variant(v):
+        x = metrics.get(f'{v}/{metric}') if metric else None
+        return None if x is None else round(scale * float(x), 2)
+
+    seconds = [r['seconds'] for r in records if isinstance(r.get('seconds'), (int, float))]
+    return dict(
+        model=name, metric=metric.rsplit('/', 1)[-1] if metric else None,
+        ORIG=variant('orig'), ADVR=variant('advr'), PERM=variant('perm'),
+        iters_mean=_round(attack.get('iters'), 2),
+        iters_median=(statistics.median(r['iters'] for r in attacked) if attacked else None),
+        p=_round(attack.get('p'), 8), linf=_round(attack.get('linf'), 3),
+        success=_round(attack.get('success'), 4),
+        images=attack.get('images', len(records)),
+        sec_per_image=round(sum(seconds) / len(seconds), 3) if seconds else None,
+        device=env.get('device_name') or env.get('device'),
+        world_size=env.get('world_size'),
+        date=entry.get('finished_at'),
+        mmdag=env.get('mmdag'), mmseg=env.get('mmseg'), mmdet=env.get('mmdet'),
+        torch=env.get('torch'),
+        checkpoint=(entry.get('fingerprint') or {}).get('checkpoint') or rep.get('checkpoint'),
+        settings=settings,
+        config=rep.get('config'))
+
+
+def _round(v, n):
+    return round(float(v), n) if isinstance(v, (int, float)) else None
+
+
+def _cell(v, fmt='{}'):
+    if v is None:
+        return '-'
+    return fmt.format(v)
+
+
+def format_rows(rows: List[dict]) -> str:
+    """Table 1 as text: one line per model."""
+    head = (f"{'model':<32} {'metric':<6} {'ORIG':>6} {'ADVR':>6} {'PERM':>6} {'iters':>6} "
+            f"{'median':>6} {'p':>8} {'L-inf':>6} {'success':>7} {'imgs':>5} {'s/img':>6}")
+    lines = [head, '-' * len(head)]
+    for r in rows:
+        if r.get('failed'):
+            lines.append(f"{r['model'][:32]:<32} failed: {r['failed'][:80]}")
+            continue
+        succ = None if r['success'] is None else 100 * r['success']
+        lines.append(
+            f"{r['model'][:32]:<32} {_cell(r['metric']):<6} {_cell(r['ORIG'], '{:6.2f}'):>6} "
+            f"{_cell(r['ADVR'], '{:6.2f}'):>6} {_cell(r['PERM'], '{:6.2f}'):>6} "
+            f"{_cell(r['iters_mean'], '{:6.1f}'):>6} {_cell(r['iters_median'], '{:6.1f}'):>6} "
+            f"{_cell(r['p'], '{:8.2e}'):>8} {_cell(r['linf'], '{:6.2f}'):>6} "
+            f"{_cell(succ, '{:6.1f}%'):>7} {_cell(r['images']):>5} "
+            f"{_cell(r['sec_per_image'], '{:6.2f}'):>6}")
+    return '\n'.join(lines)
+
+
+def markdown(rows: List[dict]) -> str:
+    """``benchmark.md``: Table 1, then where each figure was measured."""
+    out = ['| model | metric | ORIG | ADVR | PERM | iters (mean) | iters (median) | p | L-inf | '
+           'success | images | s/img | device |',
+           '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|']
+    for r in rows:
+        if r.get('failed'):
+            out.append(f"| {r['model']} | failed: {r['failed']} |" + ' |' * 11)
+            continue
+        succ = None if r['success'] is None else 100 * r['success']
+        world = r.get('world_size') or 1
+        dev = _cell(r['device']) + (f' x{world}' if world > 1 else '')
+        out.append(
+            f"| {r['model']} | {_cell(r['metric'])} | {_cell(r['ORIG'], '{:.2f}')} | "
+            f"{_cell(r['ADVR'], '{:.2f}')} | {_cell(r['PERM'], '{:.2f}')} | "
+            f"{_cell(r['iters_mean'], '{:.1f}')} | {_cell(r['iters_median'], '{:.1f}')} | "
+            f"{_cell(r['p'], '{:.2e}')} | {_cell(r['linf'], '{:.2f}')} | "
+            f"{_cell(succ, '{:.1f}%')} | {_cell(r['images'])} | "
+            f"{_cell(r['sec_per_image'], '{:.2f}')} | {dev} |")
+    out += ['', 'Metric in %: mIoU (segmentation) or VOC mAP (detection) on the clean images '
+            '(ORIG), the DAG images (ADVR) and the clean images plus a pixel-permuted '
+            'perturbation (PERM). iters, p, L-inf, success: over the attacked images (those '
+            'with a target correct on the clean image). s/img: attack seconds per image '
+            '(target building and the DAG loop).', '']
+    for r in rows:
+        if r.get('failed'):
+            continue
+        out.append(f"- **{r['model']}**: {r.get('config')}, checkpoint {r['checkpoint']}; "
+                   f"settings {json.dumps(r['settings'], sort_keys=True)}; "
+                   f"finished {r['date']}; mmdag {r['mmdag']}, mmseg {r['mmseg']}, "
+                   f"mmdet {r['mmdet']}, torch {r['torch']}")
+    return '\n'.join(out) + '\n'
+
+
+def csv_text(rows: List[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=[*COLUMNS, 'failed'], extrasaction='ignore',
+                       lineterminator='\n')
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)
+                    for k, v in r.items()})
+    return buf.getvalue()
+
+
+def write_tables(out_dir: str, rows: List[dict], meta: dict) -> Dict[str, str]:
+    """Write ``benchmark.md``, ``.csv`` and ``.json`` (each atomically, and
+    only when its content changed); return their paths."""
+    paths = {}
+    texts = {'benchmark.md': markdown(rows), 'benchmark.csv': csv_text(rows),
+             'benchmark.json': json.dumps(dict(meta, rows=rows), indent=2, sort_keys=True,
+                                          default=str) + '\n'}
+    for name, text in texts.items():
+        path = osp.join(out_dir, name)
+        write_if_changed(path, text)
+        paths[name] = path
+    return paths
+
+
+def write_if_changed(path: str, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically, unless the file already holds
+    it (a rerun of a finished list changes no file); True when written."""
+    from mmdag.apis.coverage import write_atomic
+    try:
+        with open(path, encoding='utf-8') as f:
+            if f.read() == text:
+                return False
+    except OSError:
+        pass
+    write_atomic(path, text)
+    return True

@@ -1,0 +1,86 @@
+"""The zoo benchmark on its demo list, as the README runs it, at a small size:
+Table 1, tables, pictures, transfer; a rerun does nothing; a killed model resumes."""
+import json
+import os
+
+import pytest
+
+from conftest import run_tool
+
+LIST = 'configs/benchmark/demo.py'
+NAMES = ['demo_fcn', 'demo_faster-rcnn', 'zoo_fcn_r50-d8_random']
+
+
+@pytest.mark.slow
+def test_demo_list_end_to_end(tmp_path):
+    run_tool(['tools/demo.py', '--train-only', '--tasks', 'seg', 'det', '--data-root',
+              str(tmp_path / 'voc'), '--work-dir', str(tmp_path / 'demo'), '--num-train', '48',
+              '--num-val', '4', '--train-iters', '100', '100'])
+    env = dict(MMDAG_DEMO_DIR=str(tmp_path / 'demo'), MMDAG_DEMO_DATA=str(tmp_path / 'voc'))
+    bench = tmp_path / 'bench'
+    cmd = ['tools/zoo_benchmark.py', LIST, '--work-dir', str(bench), '--transfer',
+           '--attack-options', 'max_iters=5', '--cfg-options', 'test_dataloader.dataset.indices=2']
+    first = run_tool(cmd, env=env)
+    out = first.stdout + first.stderr
+    # Table 1 on the console, one summary line per model
+    for name in NAMES:
+        assert f'{name}: attacking' in out and any(
+            ln.startswith(name) for ln in first.stdout.splitlines()), name
+    assert 'ORIG' in first.stdout and '3 models: 3 with results' in first.stdout
+    rows = json.load(open(bench / 'benchmark.json'))['rows']
+    assert [r['model'] for r in rows] == NAMES
+    for r in rows:
+        assert r['images'] == 2 and r['settings']['max_iters'] == 5 and r['device'] == 'cpu'
+        assert r['ORIG'] is not None and r['ADVR'] <= r['ORIG'] + 1e-6
+        assert r['mmdag'] and r['torch'] and r['date']
+    assert [r['metric'] for r in rows] == ['mIoU', 'mAP', 'mIoU']
+    # the row is the model's own report
+    rep = json.load(open(bench / 'demo_fcn' / 'dag_report.json'))
+    assert rows[0]['ADVR'] == round(rep['variants']['advr']['mIoU'], 2)
+    assert len(open(bench / 'benchmark.csv').read().splitlines()) == 4
+    assert open(bench / 'benchmark.md').read().count('\n| ') == 3
+    pics = set(os.listdir(bench / 'pictures'))
+    assert 'variants.png' in pics
+    for name in NAMES:
+        assert f'{name}_figure1.png' in pics and f'{name}_iterations.png' in pics
+    # transfer: the two segmentors' perturbations on each other (one detector: no pair)
+    cells = json.load(open(bench / 'transfer.json'))['cells']
+    pairs = {(c['made_on'], c['applied_to']) for c in cells}
+    assert ('demo_fcn', 'zoo_fcn_r50-d8_random') in pairs
+    assert ('zoo_fcn_r50-d8_random', 'demo_fcn') in pairs
+    assert ('demo_fcn', 'demo_fcn') in pairs
+    assert not any('faster' in a and 'faster' not in b for a, b in pairs)
+
+    # a rerun of the finished list runs nothing, says so, and changes no table
+    stamps = {f: os.stat(bench / f).st_mtime_ns for f in
+              ('benchmark.md', 'benchmark.csv', 'benchmark.json', 'transfer.json')}
+    again = run_tool(cmd, env=env)
+    out = again.stdout + again.stderr
+    assert out.count('finished earlier with these settings, skipped') == 3 + 2
+    assert 'attacking' not in out and 'nothing to run' in again.stdout
+    assert {f: os.stat(bench / f).st_mtime_ns for f in stamps} == stamps
+
+    # a model whose run was killed (its entry still 'running', its state saved)
+    # is resumed, not restarted, and ends with the same row
+    entry_path = bench / 'demo_fcn' / 'zoo_entry.json'
+    entry = json.load(open(entry_path))
+    json.dump(dict(entry, status='running'), open(entry_path, 'w'))
+    os.remove(bench / 'demo_fcn' / 'dag_report.json')
+    resumed = run_tool(cmd + ['--models', 'demo_fcn'], env=env)
+    assert 'demo_fcn: resuming the killed run' in resumed.stdout + resumed.stderr
+    log = open(bench / 'demo_fcn' / 'benchmark.log').read()
+    assert '--resume' in log and '2 of 2 images done by the earlier run, 0 to go' in log
+    new_rows = json.load(open(bench / 'benchmark.json'))['rows']
+    assert [r['model'] for r in new_rows] == NAMES   # --models: the tables keep the list
+    row = new_rows[0]
+    assert {k: row[k] for k in ('ORIG', 'ADVR', 'PERM', 'iters_mean', 'p')} == \
+        {k: rows[0][k] for k in ('ORIG', 'ADVR', 'PERM', 'iters_mean', 'p')}
+
+
+def test_bad_list_is_one_line(tmp_path):
+    res = run_tool(['tools/zoo_benchmark.py', str(tmp_path / 'nope.py')], check=False)
+    assert res.returncode != 0 and 'error: model list' in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = run_tool(['tools/zoo_benchmark.py', 'configs/benchmark/demo.py', '--models', 'x'],
+                   check=False)
+    assert res.returncode != 0 and "['x'] not in configs/benchmark/demo.py" in res.stderr
