@@ -5,6 +5,8 @@ import os.path as osp
 import time
 from typing import Optional, Sequence
 
+import numpy as np
+
 from mmengine.dist import get_rank, get_world_size, is_main_process
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.model import is_model_wrapper
@@ -288,12 +290,16 @@ class DAGAttackHook(ResumableState, Hook):
         adv_out = self._predict(model, result.adv_images, samples)
         meta = runner.test_dataloader.dataset.metainfo
         palette, classes = meta.get('palette'), meta.get('classes')
+        visualizer = getattr(runner, 'visualizer', None)
         for k in range(min(self._figures_left, len(clean))):
             name = osp.splitext(osp.basename(samples[k].metainfo.get('img_path', f'{k}')))[0]
-            save_figure(osp.join(runner.work_dir, 'figures', f'{name}.png'), clean[k],
-                        result.perturbations[k], result.adv_images[k],
-                        extra.get('orig', [None] * len(clean))[k], adv_out[k], palette,
-                        result.stats[k], samples[k].metainfo.get('scale_factor'), classes)
+            row = save_figure(osp.join(runner.work_dir, 'figures', f'{name}.png'), clean[k],
+                              result.perturbations[k], result.adv_images[k],
+                              extra.get('orig', [None] * len(clean))[k], adv_out[k], palette,
+                              result.stats[k], samples[k].metainfo.get('scale_factor'), classes,
+                              visualizer)
+            if visualizer is not None:   # the config's vis_backends (TensorBoard, WandB...)
+                visualizer.add_image(f'dag_figure_{name}', np.ascontiguousarray(row[..., ::-1]))
         self._figures_left -= min(self._figures_left, len(clean))
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:

@@ -48,10 +48,47 @@ def _draw_boxes(img: np.ndarray, pred: Optional[dict], scale_factor, classes,
     return out
 
 
-def _prediction_panel(pred, image, shape, palette, scale_factor, classes):
+def _prediction_panel(pred, image, shape, palette, scale_factor, classes, visualizer=None):
+    """The prediction drawn on (detection) or over (segmentation) the image
+    it was made on: by the config's visualizer (mmseg's SegLocalVisualizer,
+    mmdet's DetLocalVisualizer) when there is one, else by hand."""
+    if visualizer is not None and pred is not None and classes:
+        drawn = _visualizer_panel(visualizer, pred, image, shape, palette, scale_factor,
+                                  classes)
+        if drawn is not None:
+            return drawn
     if pred is not None and 'pred_instances' in pred:
         return _draw_boxes(image, pred, scale_factor, classes)
     return _colour_seg(pred, shape, palette)
+
+
+def _visualizer_panel(visualizer, pred, image, shape, palette, scale_factor, classes,
+                      score_thr: float = 0.3) -> Optional[np.ndarray]:
+    """Draw with the stock visualizer's own drawing (RGB in, RGB out); None
+    when it has no drawing for this prediction or fails."""
+    from mmengine.structures import InstanceData, PixelData
+    rgb = np.ascontiguousarray(image[..., ::-1])
+    pal = [tuple(int(c) for c in p) for p in palette] if palette is not None else None
+    try:
+        if 'pred_instances' in pred and hasattr(visualizer, '_draw_instances'):
+            inst = pred['pred_instances']
+            keep = inst['scores'] >= score_thr
+            sx, sy = scale_factor if scale_factor is not None else (1.0, 1.0)
+            boxes = inst['bboxes'][keep].detach().cpu().float() * torch.tensor([sx, sy, sx, sy])
+            out = visualizer._draw_instances(
+                rgb, InstanceData(bboxes=boxes, labels=inst['labels'][keep].cpu(),
+                                  scores=inst['scores'][keep].cpu()), classes, pal)
+        elif 'pred_sem_seg' in pred and hasattr(visualizer, '_draw_sem_seg') and pal:
+            seg = pred['pred_sem_seg']['data'].detach().cpu().reshape(
+                pred['pred_sem_seg']['data'].shape[-2:]).numpy().astype(np.uint8)
+            seg = cv2.resize(seg, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+            out = visualizer._draw_sem_seg(
+                rgb, PixelData(data=torch.from_numpy(seg.astype(np.int64))[None]), classes, pal)
+        else:
+            return None
+    except Exception:   # another visualizer's drawing: fall back to mmdag's own
+        return None
+    return np.ascontiguousarray(np.asarray(out, np.uint8)[..., ::-1])
 
 
 def _title(img: np.ndarray, text: str) -> np.ndarray:
@@ -62,23 +99,25 @@ def _title(img: np.ndarray, text: str) -> np.ndarray:
 
 def save_figure(path: str, clean: torch.Tensor, r: torch.Tensor, adv: torch.Tensor,
                 orig_pred: Optional[dict], adv_pred: Optional[dict], palette=None,
-                stats: Optional[dict] = None, scale_factor=None, classes=None) -> None:
+                stats: Optional[dict] = None, scale_factor=None, classes=None,
+                visualizer=None) -> np.ndarray:
     """Write one row: clean, clean prediction, r x10 (on grey), X + r, its prediction.
 
     Segmentation predictions are coloured with the dataset palette; detections
-    (score >= 0.3) are drawn on the image they were made on.
+    (score >= 0.3) are drawn on the image they were made on; both by
+    ``visualizer`` (the runner's) when it can draw them. Returns the row (BGR).
     """
     img = _to_bgr_uint8(clean)
     adv_img = _to_bgr_uint8(adv)
     shape = img.shape[:2]
     panels = [
         _title(img, 'image'),
-        _title(_prediction_panel(orig_pred, img, shape, palette, scale_factor, classes),
-               'prediction'),
+        _title(_prediction_panel(orig_pred, img, shape, palette, scale_factor, classes,
+                                 visualizer), 'prediction'),
         _title(_to_bgr_uint8(r * 10 + 128), 'perturbation x10'),
         _title(adv_img, 'adversarial image'),
-        _title(_prediction_panel(adv_pred, adv_img, shape, palette, scale_factor, classes),
-               'adversarial prediction'),
+        _title(_prediction_panel(adv_pred, adv_img, shape, palette, scale_factor, classes,
+                                 visualizer), 'adversarial prediction'),
     ]
     sep = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     row = panels[0]
@@ -98,3 +137,4 @@ def save_figure(path: str, clean: torch.Tensor, r: torch.Tensor, adv: torch.Tens
     with open(tmp, 'wb') as f:
         f.write(png.tobytes())
     os.replace(tmp, path)
+    return row

@@ -42,6 +42,11 @@ def test_one_run_reports_orig_advr_perm_and_statistics(attacked):
     assert 'ORIG' in res.stdout and 'ADVR' in res.stdout
     figs = os.listdir(osp.join(wd, 'figures'))
     assert len(figs) == 2 and all(f.endswith('.png') for f in figs)
+    # the same pictures go to the config's vis_backends (here mmseg's LocalVisBackend)
+    import glob
+    sent = glob.glob(osp.join(wd, '*', 'vis_data', 'vis_image', 'dag_figure_*.png'))
+    assert sorted(osp.basename(f)[len('dag_figure_'):-len('_0.png')] for f in sent) == \
+        sorted(f[:-4] for f in figs)
 
 
 def test_one_record_per_image_and_the_convergence(attacked):
