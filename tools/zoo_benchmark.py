@@ -58,7 +58,8 @@ def parse_args(argv=None):
                    help='processes per model under --launcher (one per GPU)')
     p.add_argument('--port', type=int, default=29533, help='torchrun master port')
     p.add_argument('--partition', help='slurm partition (--launcher slurm)')
-    p.add_argument('--srun-args', default='', help='more srun arguments (--launcher slurm)')
+    p.add_argument('--srun-args', default='',
+                   help='more srun arguments (--launcher slurm), e.g. --srun-args="--qos=high"')
     p.add_argument('--verbose', action='store_true',
                    help='show the runs\' output (default: in DIR/<name>/benchmark.log)')
     return p.parse_args(argv)

@@ -175,12 +175,17 @@ class DAGAttackHook(ResumableState, Hook):
         self._preflight(runner)
         self._interval = self.log_interval or next(
             (h.interval for h in getattr(runner, 'hooks', ()) if isinstance(h, LoggerHook)), 1)
+        wanted = self.num_figures
+        if self.resume and wanted > 0:   # the killed run's pictures count (read before
+            d = osp.join(runner.work_dir, 'figures')   # the barriers of the resume)
+            wanted = max(0, wanted - (len([f for f in os.listdir(d) if f.endswith('.png')])
+                                      if osp.isdir(d) else 0))
         self._start_or_resume(runner)
         # every rank draws its share of the pictures from its own images
         world = get_world_size()
-        self._figures_left = -(-self.num_figures // world)
+        self._figures_left = -(-wanted // world)
         if get_rank() == world - 1:   # the total stays num_figures
-            self._figures_left = max(0, self.num_figures - (world - 1) * self._figures_left)
+            self._figures_left = max(0, wanted - (world - 1) * self._figures_left)
 
     def before_test_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None) -> None:
         if data_batch is None:

@@ -19,7 +19,8 @@ def test_demo_list_end_to_end(tmp_path):
     env = dict(MMDAG_DEMO_DIR=str(tmp_path / 'demo'), MMDAG_DEMO_DATA=str(tmp_path / 'voc'))
     bench = tmp_path / 'bench'
     cmd = ['tools/zoo_benchmark.py', LIST, '--work-dir', str(bench), '--transfer',
-           '--attack-options', 'max_iters=5', '--cfg-options', 'test_dataloader.dataset.indices=2']
+           '--attack-options', 'max_iters=5', '--cfg-options', 'test_dataloader.dataset.indices=2',
+           'test_dataloader.batch_size=1']
     first = run_tool(cmd, env=env)
     out = first.stdout + first.stderr
     # Table 1 on the console, one summary line per model
@@ -66,10 +67,18 @@ def test_demo_list_end_to_end(tmp_path):
     entry = json.load(open(entry_path))
     json.dump(dict(entry, status='running'), open(entry_path, 'w'))
     os.remove(bench / 'demo_fcn' / 'dag_report.json')
+    # ... killed before its last image was saved
+    state = sorted((bench / 'demo_fcn' / 'dag_state').glob('*-batch*.pkl'),
+                   key=lambda p: int(p.stem.rsplit('batch', 1)[1]))
+    assert len(state) == 2
+    state[-1].unlink()
+    figures = os.listdir(bench / 'demo_fcn' / 'figures')
     resumed = run_tool(cmd + ['--models', 'demo_fcn'], env=env)
     assert 'demo_fcn: resuming the killed run' in resumed.stdout + resumed.stderr
     log = open(bench / 'demo_fcn' / 'benchmark.log').read()
-    assert '--resume' in log and '2 of 2 images done by the earlier run, 0 to go' in log
+    assert '--resume' in log and '1 of 2 images done by the earlier run, 1 to go' in log
+    # the killed run's picture counts towards --num-figures 1
+    assert os.listdir(bench / 'demo_fcn' / 'figures') == figures == [figures[0]]
     new_rows = json.load(open(bench / 'benchmark.json'))['rows']
     assert [r['model'] for r in new_rows] == NAMES   # --models: the tables keep the list
     row = new_rows[0]

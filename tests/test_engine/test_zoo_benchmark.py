@@ -166,3 +166,22 @@ def test_cli_values_read_back():
     opts = {'a.b': (160, 120), 'c': [1, 2], 'd': True, 'e': 0.5, 'f': 'x/y', 'g': None}
     back = p.parse_args(zoo_benchmark.options('--o', opts)).o
     assert back == opts
+
+
+def test_launchers_command_lines():
+    import zoo_benchmark
+    args = zoo_benchmark.parse_args(['configs/benchmark/demo.py', '--launcher', 'pytorch',
+                                     '--gpus', '4', '--port', '29600'])
+    cmd = zoo_benchmark.launch(args, 'm', ['CFG', 'CKPT', '--work-dir', 'W'])
+    assert cmd[1:5] == ['-m', 'torch.distributed.run', '--nproc_per_node=4',
+                        '--master_port=29600']
+    assert cmd[5:] == ['tools/test.py', 'CFG', 'CKPT', '--work-dir', 'W', '--launcher', 'pytorch']
+    args = zoo_benchmark.parse_args(['l.py', '--launcher', 'slurm', '--gpus', '16',
+                                     '--partition', 'p1', '--srun-args=--quotatype=auto'])
+    cmd = zoo_benchmark.launch(args, 'm', ['CFG', 'CKPT'])
+    # what tools/slurm_test.sh runs: 8 GPUs per node, one task per GPU
+    assert cmd[:3] == ['srun', '-p', 'p1'] and '--gres=gpu:8' in cmd
+    assert '--ntasks=16' in cmd and '--ntasks-per-node=8' in cmd and '--quotatype=auto' in cmd
+    assert cmd[-5:] == ['tools/test.py', 'CFG', 'CKPT', '--launcher', 'slurm']
+    args = zoo_benchmark.parse_args(['l.py'])
+    assert zoo_benchmark.launch(args, 'm', ['CFG'])[1:] == ['tools/test.py', 'CFG']
