@@ -19,6 +19,7 @@ is resumed (``tools/test.py --resume``). At the end, in DIR:
 """
 import argparse
 import glob
+import hashlib
 import json
 import os
 import os.path as osp
@@ -182,18 +183,23 @@ def summary_line(k: int, n: int, row: dict, wall: float) -> str:
 
 def pictures(name: str, work_dir: str, out_dir: str) -> list:
     """Convergence plot, iteration histogram and one Figure-1 picture of a
-    finished model (each made once)."""
+    finished model, each made again only when the model's report is newer."""
     from mmdag.apis.plots import convergence_plot, iterations_histogram
     from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
     made = []
-    with open(osp.join(work_dir, 'dag_report.json')) as f:
+    report = osp.join(work_dir, 'dag_report.json')
+    with open(report) as f:
         rep = json.load(f)
+
+    def stale(path):
+        return not osp.isfile(path) or osp.getmtime(path) < osp.getmtime(report)
+
     conv = rep.get('convergence')
     path = osp.join(out_dir, f'{name}_convergence.png')
-    if conv and not osp.isfile(path):
+    if conv and stale(path):
         made.append(convergence_plot(conv, path, name))
     path = osp.join(out_dir, f'{name}_iterations.png')
-    if not osp.isfile(path):
+    if stale(path):
         recs = unique_records(read_records(osp.join(work_dir, 'dag_records.jsonl'))[0])
         iters = [r['iters'] for r in recs if r.get('status') not in NOT_ATTACKED]
         if iters:
@@ -201,7 +207,7 @@ def pictures(name: str, work_dir: str, out_dir: str) -> list:
             made.append(iterations_histogram(iters, path, max_iters, name))
     figs = sorted(glob.glob(osp.join(work_dir, 'figures', '*.png')))
     path = osp.join(out_dir, f'{name}_figure1.png')
-    if figs and not osp.isfile(path):
+    if figs and stale(path):
         shutil.copyfile(figs[0], path + '.tmp')
         os.replace(path + '.tmp', path)
         made.append(path)
@@ -240,9 +246,19 @@ def run_list(args, entries, bench_dir, prog, transfer_pairs=None):
             prog.line(f'[zoo] {k}/{n} {name}: settings changed since the run in {wd}: '
                       'attacking again' + (f' (earlier report kept as {kept})' if kept else ''))
         ckpt = e['checkpoint']
-        if ckpt == RANDOM:
-            ckpt = random_checkpoint(e['config'], e['cfg_options'],
-                                     osp.join(wd, f'random_weights_seed{e["seed"]}.pth'), e['seed'])
+        if ckpt == RANDOM:   # one file per config content, cfg_options and seed
+            key = hashlib.sha1(json.dumps([fp['config_sha1'], fp['cfg_options'], e['seed']],
+                                          sort_keys=True).encode()).hexdigest()[:8]
+            try:
+                ckpt = random_checkpoint(e['config'], e['cfg_options'],
+                                         osp.join(wd, f'random_weights_{key}.pth'), e['seed'])
+            except Exception as err:   # a broken config: this model fails, the list goes on
+                reason = f'cannot build {e["config"]} with random weights: ' \
+                         f'{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""}'
+                prog.line(f'[zoo] {k}/{n} {name}: FAILED: {reason}')
+                results[name] = dict(row=dict(model=name, failed=reason), ran=True)
+                prog.end_model()
+                continue
         test_args = [e['config'], ckpt, '--work-dir', wd, '--attack', 'dag', '--num-figures',
                      '0' if e.get('transfer_from') else str(args.num_figures)]
         if e.get('transfer_from'):
@@ -257,7 +273,7 @@ def run_list(args, entries, bench_dir, prog, transfer_pairs=None):
                                                else 'attacking') + f' (log: {wd}/benchmark.log)')
         started = time.time()
         write_entry(wd, dict(fingerprint=fp, status='running',
-                             started_at=time.strftime('%Y-%m-%d %H:%M:%S')))
+                             started_at=time.strftime('%Y-%m-%d %H:%M:%S %Z')))
         rc = run_model(args, launch(args, name, test_args), wd, prog)
         wall = time.time() - started
         if rc != 0:
@@ -269,7 +285,7 @@ def run_list(args, entries, bench_dir, prog, transfer_pairs=None):
             results[name] = dict(row=dict(model=name, failed=reason), ran=True)
         else:
             write_entry(wd, dict(fingerprint=fp, status='finished', wall_seconds=round(wall, 1),
-                                 finished_at=time.strftime('%Y-%m-%d %H:%M:%S'),
+                                 finished_at=time.strftime('%Y-%m-%d %H:%M:%S %Z'),
                                  command=' '.join(test_args)))
             row = model_row(name, wd)
             prog.line(summary_line(k, n, row, wall))
@@ -362,11 +378,12 @@ def main(argv=None):
                 cfg_options=args.cfg_options, launcher=args.launcher,
                 processes=args.gpus if args.launcher != 'none' else 1)
     pic_dir = osp.join(bench_dir, 'pictures')
-    for e in entries:
-        if not rows[entries.index(e)].get('failed'):
+    for e, row in zip(entries, rows):
+        if not row.get('failed'):
             pictures(e['name'], osp.join(bench_dir, e['name']), pic_dir)
-    variants_chart(rows, osp.join(pic_dir, 'variants.png'))
     paths = write_tables(bench_dir, rows, meta)
+    if paths['changed'] or not osp.isfile(osp.join(pic_dir, 'variants.png')):
+        variants_chart(rows, osp.join(pic_dir, 'variants.png'))
     print('\n' + format_rows(rows))
     if args.transfer:
         good = {r['model']: r for r in rows if not r.get('failed')}

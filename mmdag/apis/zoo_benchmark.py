@@ -313,14 +313,15 @@ def csv_text(rows: List[dict]) -> str:
 
 def write_tables(out_dir: str, rows: List[dict], meta: dict) -> Dict[str, str]:
     """Write ``benchmark.md``, ``.csv`` and ``.json`` (each atomically, and
-    only when its content changed); return their paths."""
-    paths = {}
+    only when its content changed); return their paths, and whether any
+    was written under the key ``'changed'``."""
+    paths = {'changed': False}
     texts = {'benchmark.md': markdown(rows), 'benchmark.csv': csv_text(rows),
              'benchmark.json': json.dumps(dict(meta, rows=rows), indent=2, sort_keys=True,
                                           default=str) + '\n'}
     for name, text in texts.items():
         path = osp.join(out_dir, name)
-        write_if_changed(path, text)
+        paths['changed'] |= write_if_changed(path, text)
         paths[name] = path
     return paths
 

@@ -2,6 +2,7 @@
 Table 1, tables, pictures, transfer; a rerun does nothing; a killed model resumes."""
 import json
 import os
+import os.path as osp
 
 import pytest
 
@@ -54,7 +55,8 @@ def test_demo_list_end_to_end(tmp_path):
 
     # a rerun of the finished list runs nothing, says so, and changes no table
     stamps = {f: os.stat(bench / f).st_mtime_ns for f in
-              ('benchmark.md', 'benchmark.csv', 'benchmark.json', 'transfer.json')}
+              ('benchmark.md', 'benchmark.csv', 'benchmark.json', 'transfer.json',
+               *(osp.join('pictures', p) for p in pics))}
     again = run_tool(cmd, env=env)
     out = again.stdout + again.stderr
     assert out.count('finished earlier with these settings, skipped') == 3 + 2
@@ -93,3 +95,22 @@ def test_bad_list_is_one_line(tmp_path):
     res = run_tool(['tools/zoo_benchmark.py', 'configs/benchmark/demo.py', '--models', 'x'],
                    check=False)
     assert res.returncode != 0 and "['x'] not in configs/benchmark/demo.py" in res.stderr
+
+
+def test_a_failing_model_does_not_stop_the_list(tmp_path):
+    lst = tmp_path / 'list.py'
+    lst.write_text(
+        "models = [dict(name='broken', config='configs/demo/fcn_tiny_synthetic-voc.py',\n"
+        "               checkpoint='random', cfg_options={'model.backbone.type': 'NoSuchNet'}),\n"
+        "          dict(name='missing', config='configs/demo/fcn_tiny_synthetic-voc_dag.py',\n"
+        f"               checkpoint='{tmp_path}/none.pth')]\n")
+    res = run_tool(['tools/zoo_benchmark.py', str(lst), '--work-dir', str(tmp_path / 'b')],
+                   check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1 and 'Traceback' not in out
+    assert 'broken: FAILED: cannot build configs/demo/fcn_tiny_synthetic-voc.py with random ' \
+        'weights: KeyError' in out
+    assert 'missing: FAILED (exit 2): error: checkpoint' in out
+    assert '2 models: 0 with results, 2 failed (broken, missing)' in res.stdout
+    rows = json.load(open(tmp_path / 'b' / 'benchmark.json'))['rows']
+    assert [r['failed'][:6] for r in rows] == ['cannot', 'error:']
