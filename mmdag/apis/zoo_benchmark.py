@@ -34,8 +34,7 @@ from mmdag.errors import MMDagError
 from mmdag.summary import main_metric, metric_scale
 
 #: the keys a list entry may have
-ENTRY_KEYS = ('name', 'config', 'checkpoint', 'cfg_options', 'attack_options', 'seed',
-              'launcher_procs')
+ENTRY_KEYS = ('name', 'config', 'checkpoint', 'cfg_options', 'attack_options', 'seed')
 #: the file in each model's work dir that says what was run and how it ended
 ENTRY_FILE = 'zoo_entry.json'
 RANDOM = 'random'
@@ -82,7 +81,6 @@ def load_model_list(path: str) -> List[dict]:
         e['cfg_options'] = dict(e['cfg_options'] or {})
         e['attack_options'] = dict(e['attack_options'] or {})
         e['seed'] = int(e['seed'] or 0)
-        e['launcher_procs'] = e['launcher_procs']
         entries.append(e)
     return entries
 
