@@ -171,9 +171,15 @@ def failure_reason(work_dir: str) -> str:
     return (errors or lines or ['no output'])[-1][:300]
 
 
-def summary_line(k: int, n: int, row: dict, wall: float) -> str:
+def summary_line(k: int, n: int, row: dict, wall: float, source: str = None) -> str:
     if row is None:
         return f'[zoo] {k}/{n}: no report'
+    if source:   # a transfer run: no attack, the drop is the figure
+        drop = (row['ORIG'] - row['ADVR']) if None not in (row['ORIG'], row['ADVR']) else None
+        return (f"[zoo] {k}/{n} {row['model']}: {row['metric']} ORIG {row['ORIG']} under the "
+                f"perturbations of {source} {row['ADVR']} (drop "
+                f"{'-' if drop is None else round(drop, 2)}) | {row['images']} images, "
+                f"{wall:.0f} s wall")
     succ = '-' if row['success'] is None else f"{100 * row['success']:.1f}%"
     return (f"[zoo] {k}/{n} {row['model']}: {row['metric']} ORIG {row['ORIG']} ADVR "
             f"{row['ADVR']} PERM {row['PERM']} | iters {row['iters_mean']} (median "
@@ -288,7 +294,7 @@ def run_list(args, entries, bench_dir, prog, transfer_pairs=None):
                                  finished_at=time.strftime('%Y-%m-%d %H:%M:%S %Z'),
                                  command=' '.join(test_args)))
             row = model_row(name, wd)
-            prog.line(summary_line(k, n, row, wall))
+            prog.line(summary_line(k, n, row, wall, e.get('source')))
             results[name] = dict(row=row or dict(model=name, failed='no report'), ran=True)
         prog.end_model()
     return results
