@@ -88,7 +88,10 @@ def _visualizer_panel(visualizer, pred, image, shape, palette, scale_factor, cla
             return None
     except Exception:   # another visualizer's drawing: fall back to mmdag's own
         return None
-    return np.ascontiguousarray(np.asarray(out, np.uint8)[..., ::-1])
+    # the stock drawing is master_only: on the other ranks it returns None
+    if not isinstance(out, np.ndarray) or out.shape != image.shape:
+        return None
+    return np.ascontiguousarray(out.astype(np.uint8)[..., ::-1])
 
 
 def _title(img: np.ndarray, text: str) -> np.ndarray:

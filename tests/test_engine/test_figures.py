@@ -46,3 +46,21 @@ def test_other_visualizers_fall_back_to_mmdag_drawing(tmp_path):
     row = save_figure(str(tmp_path / 'f.png'), x, torch.zeros_like(x), x, seg_pred(),
                       seg_pred(), PALETTE, None, None, CLASSES, vis)
     assert row.shape[1] == 5 * 16 + 4 * 4 and (tmp_path / 'f.png').is_file()
+
+
+def test_other_ranks_draw_by_hand(monkeypatch):
+    """mmengine's drawing is master_only: on rank 1 mmdet's returns None (mmseg's
+    blends with numpy and still returns its picture)."""
+    import mmengine.dist.utils
+    from mmdet.visualization import DetLocalVisualizer
+    from mmseg.visualization import SegLocalVisualizer
+    seg_vis = SegLocalVisualizer(name='seg_rank1_test')
+    det_vis = DetLocalVisualizer(name='det_rank1_test')
+    img = np.full((12, 16, 3), 100, np.uint8)
+    seg_main = _prediction_panel(seg_pred(), img, (12, 16), PALETTE, None, CLASSES, seg_vis)
+    monkeypatch.setattr(mmengine.dist.utils, 'is_main_process', lambda *a, **k: False)
+    seg = _prediction_panel(seg_pred(), img, (12, 16), PALETTE, None, CLASSES, seg_vis)
+    assert (seg == seg_main).all()
+    det = _prediction_panel(det_pred(), img, (12, 16), PALETTE, (1.0, 1.0), CLASSES, det_vis)
+    hand = _prediction_panel(det_pred(), img, (12, 16), PALETTE, (1.0, 1.0), CLASSES, None)
+    assert (det == hand).all()
