@@ -138,7 +138,7 @@ class Progress:
 def run_model(args, cmd: list, work_dir: str, prog: Progress) -> int:
     """Run one tools/test.py command; its output goes to work_dir/benchmark.log
     (and to the console with --verbose) while the bar follows its records."""
-    from mmdag.apis.zoo_benchmark import progress
+    from mmdag.apis.zoo_benchmark import RunProgress
     os.makedirs(work_dir, exist_ok=True)
     log_path = osp.join(work_dir, 'benchmark.log')
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
@@ -148,15 +148,16 @@ def run_model(args, cmd: list, work_dir: str, prog: Progress) -> int:
         out = None if args.verbose else log
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT if out else None)
+        images = RunProgress(work_dir)
         try:
             while proc.poll() is None:
-                prog.update_images(*progress(work_dir))
+                prog.update_images(*images.poll())
                 time.sleep(0.5)
         except KeyboardInterrupt:
             proc.terminate()
             proc.wait()
             raise
-        prog.update_images(*progress(work_dir))
+        prog.update_images(*images.poll())
     return proc.returncode
 
 
@@ -228,7 +229,7 @@ def run_options(args, entry) -> dict:
                 source_finished=entry.get('source_finished'))
 
 
-def run_list(args, entries, bench_dir, prog, transfer_pairs=None):
+def run_list(args, entries, bench_dir, prog):
     """Attack every entry (skip, resume or start); return {name: dict(row, ran)}."""
     from mmdag.apis.zoo_benchmark import (RANDOM, fingerprint, model_row, plan,
                                           random_checkpoint, read_entry, write_entry)
@@ -237,7 +238,7 @@ def run_list(args, entries, bench_dir, prog, transfer_pairs=None):
     n = len(entries)
     for k, e in enumerate(entries, 1):
         name = e['name']
-        wd = osp.join(bench_dir, name) if transfer_pairs is None else e['work_dir']
+        wd = e.get('work_dir') or osp.join(bench_dir, name)   # transfer runs name theirs
         fp = fingerprint(e, run_options(args, e))
         what = plan(wd, fp)
         prog.start_model(name)
@@ -396,7 +397,7 @@ def main(argv=None):
         pairs = transfer_entries([e for e in entries if e['name'] in good], good, bench_dir)
         if pairs:
             with Progress(len(pairs)) as prog:
-                tres = run_list(args, pairs, bench_dir, prog, transfer_pairs=True)
+                tres = run_list(args, pairs, bench_dir, prog)
             ran = ran or any(r['ran'] for r in tres.values())
             text, data = transfer_table([e for e in entries if e['name'] in good],
                                         [p for p in pairs

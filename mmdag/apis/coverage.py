@@ -34,13 +34,14 @@ import logging
 import os
 import os.path as osp
 import re
-import tempfile
 import time
 import traceback
 import warnings
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
+
+from mmdag.fileio import write_atomic  # noqa: F401  (also tools/analysis/zoo_coverage.py's)
 
 PACKAGES = ('mmseg', 'mmdet')
 OUTCOMES = ('attacked', 'refused', 'crashed', 'no_stock_forward')
@@ -259,16 +260,19 @@ def load_config(package: str, rel: str):
     return Config.fromfile(osp.join(config_root(package), rel))
 
 
-def build_model(package: str, cfg):
-    """The model of ``cfg`` with random weights, on the CPU, in eval mode:
-    pretrained weights dropped, no ``init_weights`` call, SyncBN reverted."""
+def build_model(package: str, cfg, seed: int = 0, init_weights: bool = False):
+    """The model of ``cfg`` with random weights from ``seed``, on the CPU, in
+    eval mode: pretrained weights dropped, SyncBN reverted, and
+    ``init_weights`` called only when asked (the survey does not)."""
     from mmengine.model.utils import revert_sync_batchnorm
     from mmengine.registry import init_default_scope
     init_default_scope(package)
     models = importlib.import_module(f'{package}.registry').MODELS
     model_cfg = _local_norms(_strip_pretrained(copy.deepcopy(cfg.model)))
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = models.build(model_cfg)
+    if init_weights:
+        model.init_weights()
     _fill_uninitialised(model)
     from mmdag.compat import repair_stock_model
     repair_stock_model(model)   # what the DAG hook does before a test run
@@ -624,26 +628,6 @@ def readme_section(records: Sequence[dict], max_iters: int = 2) -> str:
              f'`python tools/analysis/zoo_coverage.py --update-readme`; checked by '
              f'`tests/test_zoo/test_zoo_coverage.py`.')
     return intro + '\n\n' + markdown_table(records)
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same
-    folder and ``os.replace`` (readers never see a partial file)."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', dir=folder)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            f.write(text)
-        if osp.exists(path):
-            os.chmod(tmp, os.stat(path).st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def update_readme(readme_path: str, table: str) -> None:

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Tuple
 
 from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
 from mmdag.errors import MMDagError
+from mmdag.fileio import write_atomic
 from mmdag.summary import main_metric, metric_scale
 
 #: the keys a list entry may have
@@ -117,7 +118,6 @@ def read_entry(work_dir: str) -> dict:
 
 
 def write_entry(work_dir: str, data: dict) -> None:
-    from mmdag.apis.coverage import write_atomic
     write_atomic(osp.join(work_dir, ENTRY_FILE), json.dumps(data, indent=2, sort_keys=True))
 
 
@@ -134,21 +134,44 @@ def plan(work_dir: str, fp: dict) -> str:
     return 'start'
 
 
-def progress(work_dir: str) -> Tuple[int, Optional[int]]:
+class RunProgress:
     """(images finished, images of the run or None before the run has said)
-    of a running model, from its records and ``dag_state/run.json``."""
-    total = None
-    try:
-        with open(osp.join(work_dir, 'dag_state', 'run.json')) as f:
-            total = len(json.load(f).get('images') or []) or None
-    except (OSError, ValueError, AttributeError):
-        pass
-    try:
-        with open(osp.join(work_dir, 'dag_records.jsonl'), 'rb') as f:
-            done = f.read().count(b'\n')
-    except OSError:
-        done = 0
-    return (min(done, total) if total else done), total
+    of a running model, from its records and ``dag_state/run.json``. Polled
+    every half second for hours, it reads only what the records file gained
+    since the last poll (anew when the file was replaced), and ``run.json``
+    only when it changed."""
+
+    def __init__(self, work_dir: str):
+        self.records = osp.join(work_dir, 'dag_records.jsonl')
+        self.settings = osp.join(work_dir, 'dag_state', 'run.json')
+        self.total = None
+        self._settings_mtime = None
+        self._file = None   # (inode, bytes read)
+        self._lines = 0
+
+    def poll(self) -> Tuple[int, Optional[int]]:
+        try:
+            mtime = os.stat(self.settings).st_mtime_ns
+            if mtime != self._settings_mtime:
+                with open(self.settings) as f:
+                    self.total = len(json.load(f).get('images') or []) or None
+                self._settings_mtime = mtime
+        except (OSError, ValueError, AttributeError):
+            pass
+        try:
+            st = os.stat(self.records)
+            inode, offset = self._file or (None, 0)
+            if inode != st.st_ino or st.st_size < offset:   # a new file (a new or resumed run)
+                offset, self._lines = 0, 0
+            with open(self.records, 'rb') as f:
+                f.seek(offset)
+                data = f.read()
+            self._lines += data.count(b'\n')
+            self._file = (st.st_ino, offset + len(data))
+        except OSError:
+            self._file, self._lines = None, 0
+        done = self._lines
+        return (min(done, self.total) if self.total else done), self.total
 
 
 def random_checkpoint(config: str, cfg_options: dict, path: str, seed: int = 0) -> str:
@@ -159,21 +182,14 @@ def random_checkpoint(config: str, cfg_options: dict, path: str, seed: int = 0) 
         return path
     import torch
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
 
-    from mmdag.apis.coverage import _fill_uninitialised, _local_norms, _quiet, _strip_pretrained
+    from mmdag.apis.coverage import _quiet, build_model
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    scope = cfg.get('default_scope', None) or 'mmseg'
-    init_default_scope(scope)
-    import importlib
-    torch.manual_seed(seed)
     with _quiet():   # the packages' import warnings; init_weights logs every tensor
-        models = importlib.import_module(f'{scope}.registry').MODELS
-        model = models.build(_local_norms(_strip_pretrained(cfg.model.to_dict())))
-        model.init_weights()
-    _fill_uninitialised(model)
+        model = build_model(cfg.get('default_scope', None) or 'mmseg', cfg, seed=seed,
+                            init_weights=True)
     os.makedirs(osp.dirname(path) or '.', exist_ok=True)
     tmp = f'{path}.tmp{os.getpid()}'
     torch.save({'state_dict': model.state_dict(),
@@ -327,7 +343,6 @@ def write_tables(out_dir: str, rows: List[dict], meta: dict) -> Dict[str, str]:
 def write_if_changed(path: str, text: str) -> bool:
     """Write ``text`` to ``path`` atomically, unless the file already holds
     it (a rerun of a finished list changes no file); True when written."""
-    from mmdag.apis.coverage import write_atomic
     try:
         with open(path, encoding='utf-8') as f:
             if f.read() == text:

@@ -19,6 +19,7 @@ from mmdag.registry import HOOKS
 from mmdag.targets import find_adapter
 from mmdag.compat import repair_stock_model
 from mmdag.errors import MMDagError
+from mmdag.fileio import write_atomic
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
 
 from .figures import save_figure
@@ -230,7 +231,7 @@ class DAGAttackHook(ResumableState, Hook):
             s.set_field({v: extra[v][k] for v in extra}, 'dag_variants')
         total = len(runner.test_dataloader) if hasattr(runner.test_dataloader, '__len__') else None
         if (batch_idx + 1) % self._interval == 0 or batch_idx + 1 == total:
-            self._log_progress(runner, batch_idx, result.stats)
+            self._log_progress(runner, batch_idx, result.stats, total)
         adv = [x.to(c.device) for x, c in zip(result.adv_images, clean)]
         data_batch['inputs'] = adv
         if self._figures_left > 0:
@@ -274,11 +275,10 @@ class DAGAttackHook(ResumableState, Hook):
                     '(--save-perturbations), or check the directory')
 
     @staticmethod
-    def _log_progress(runner, batch_idx: int, stats: list) -> None:
+    def _log_progress(runner, batch_idx: int, stats: list, total: Optional[int]) -> None:
         n = len(stats)
-        total = len(runner.test_dataloader) if hasattr(runner.test_dataloader, '__len__') else '?'
         runner.logger.info(
-            f'DAG batch {batch_idx + 1}/{total}: {n} images, '
+            f"DAG batch {batch_idx + 1}/{'?' if total is None else total}: {n} images, "
             f"iters {sum(s['iters'] for s in stats) / n:.1f}, "
             f"L-inf {sum(s['linf'] for s in stats) / n:.2f}, "
             f"targets still correct {100 * sum(s['correct_frac'] for s in stats) / n:.1f}%")
@@ -359,10 +359,7 @@ class DAGAttackHook(ResumableState, Hook):
             report['records'] = dict(file=self.records, images=len(records),
                                      skipped_lines=skipped)
         path = osp.join(runner.work_dir, self.report)
-        tmp = path + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(report, f, indent=2, default=_jsonable)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(report, indent=2, default=_jsonable))
         runner.logger.info(f'DAG report written to {path}')
 
 

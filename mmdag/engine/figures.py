@@ -1,5 +1,4 @@
 """Figure-1-style pictures: clean image and prediction, perturbation, adversarial ones."""
-import os
 import os.path as osp
 from typing import Optional
 
@@ -7,19 +6,36 @@ import cv2
 import numpy as np
 import torch
 
+from mmdag.fileio import write_atomic
+
 
 def _to_bgr_uint8(x: torch.Tensor) -> np.ndarray:
     # images come in the loader's channel order (BGR for mmcv's loaders)
     return x.detach().cpu().clamp(0, 255).round().byte().permute(1, 2, 0).numpy().copy()
 
 
+def _seg_map(pred: dict, shape) -> np.ndarray:
+    """The predicted class map (uint8) resized to the frame ``shape`` it is drawn on."""
+    seg = pred['pred_sem_seg']['data']
+    seg = seg.detach().cpu().numpy().reshape(seg.shape[-2:]).astype(np.uint8)
+    return cv2.resize(seg, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def _kept_boxes(inst: dict, scale_factor, score_thr: float):
+    """Boxes (scaled from original-image coordinates to the frame, float64),
+    labels and scores of the detections scoring at least ``score_thr``."""
+    keep = inst['scores'] >= score_thr
+    sx, sy = scale_factor if scale_factor is not None else (1.0, 1.0)
+    boxes = inst['bboxes'][keep].detach().cpu().double() * torch.tensor(
+        [sx, sy, sx, sy], dtype=torch.float64)
+    return boxes, inst['labels'][keep].cpu(), inst['scores'][keep].cpu()
+
+
 def _colour_seg(pred: Optional[dict], shape, palette) -> np.ndarray:
     canvas = np.zeros((*shape, 3), np.uint8)
     if pred is None or 'pred_sem_seg' not in pred:
         return canvas
-    seg = pred['pred_sem_seg']['data']
-    seg = seg.detach().cpu().numpy().reshape(seg.shape[-2:]).astype(np.int64)
-    seg = cv2.resize(seg.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    seg = _seg_map(pred, shape)
     pal = np.array(palette if palette is not None else
                    [[(37 * i) % 256, (97 * i) % 256, (151 * i) % 256] for i in range(256)],
                    np.uint8)
@@ -33,13 +49,9 @@ def _draw_boxes(img: np.ndarray, pred: Optional[dict], scale_factor, classes,
     out = img.copy()
     if pred is None or 'pred_instances' not in pred:
         return out
-    inst = pred['pred_instances']
-    sx, sy = scale_factor if scale_factor is not None else (1.0, 1.0)
-    for box, score, label in zip(inst['bboxes'].tolist(), inst['scores'].tolist(),
-                                 inst['labels'].tolist()):
-        if score < score_thr:
-            continue
-        x1, y1, x2, y2 = (int(round(v)) for v in (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
+    boxes, labels, scores = _kept_boxes(pred['pred_instances'], scale_factor, score_thr)
+    for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
         colour = tuple(int(c) for c in np.random.default_rng(label).integers(64, 256, 3))
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, 1)
         name = classes[label] if classes and label < len(classes) else str(label)
@@ -71,19 +83,14 @@ def _visualizer_panel(visualizer, pred, image, shape, palette, scale_factor, cla
     pal = [tuple(int(c) for c in p) for p in palette] if palette is not None else None
     try:
         if 'pred_instances' in pred and hasattr(visualizer, '_draw_instances'):
-            inst = pred['pred_instances']
-            keep = inst['scores'] >= score_thr
-            sx, sy = scale_factor if scale_factor is not None else (1.0, 1.0)
-            boxes = inst['bboxes'][keep].detach().cpu().float() * torch.tensor([sx, sy, sx, sy])
+            boxes, labels, scores = _kept_boxes(pred['pred_instances'], scale_factor, score_thr)
             out = visualizer._draw_instances(
-                rgb, InstanceData(bboxes=boxes, labels=inst['labels'][keep].cpu(),
-                                  scores=inst['scores'][keep].cpu()), classes, pal)
+                rgb, InstanceData(bboxes=boxes.float(), labels=labels, scores=scores), classes,
+                pal)
         elif 'pred_sem_seg' in pred and hasattr(visualizer, '_draw_sem_seg') and pal:
-            seg = pred['pred_sem_seg']['data'].detach().cpu().reshape(
-                pred['pred_sem_seg']['data'].shape[-2:]).numpy().astype(np.uint8)
-            seg = cv2.resize(seg, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
-            out = visualizer._draw_sem_seg(
-                rgb, PixelData(data=torch.from_numpy(seg.astype(np.int64))[None]), classes, pal)
+            seg = _seg_map(pred, shape).astype(np.int64)
+            out = visualizer._draw_sem_seg(rgb, PixelData(data=torch.from_numpy(seg)[None]),
+                                           classes, pal)
         else:
             return None
     except Exception:   # another visualizer's drawing: fall back to mmdag's own
@@ -132,12 +139,8 @@ def save_figure(path: str, clean: torch.Tensor, r: torch.Tensor, adv: torch.Tens
                 f"still correct {100 * stats['correct_frac']:.1f}%  ({stats['status']})")
         cv2.putText(foot, text, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         row = np.concatenate([row, foot], 0)
-    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
     ok, png = cv2.imencode(osp.splitext(path)[1] or '.png', row)
     if not ok:
         raise OSError(f'could not encode figure {path}')
-    tmp = f'{path}.tmp{os.getpid()}'   # atomic: a killed run leaves no half picture
-    with open(tmp, 'wb') as f:
-        f.write(png.tobytes())
-    os.replace(tmp, path)
+    write_atomic(path, png.tobytes())   # a killed run leaves no half picture
     return row

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Subset
 from mmengine.dist import barrier, get_rank, is_main_process
 
 from mmdag.errors import MMDagError
+from mmdag.fileio import write_atomic
 
 from .perturbations import image_names
 from .records import append_records, keep_aside, start_records
@@ -44,8 +45,8 @@ def start_state(work_dir: str) -> Optional[str]:
 def write_settings(work_dir: str, settings: dict) -> None:
     d = state_dir(work_dir)
     os.makedirs(d, exist_ok=True)
-    _atomic_write(osp.join(d, SETTINGS), json.dumps(settings, indent=1, sort_keys=True,
-                                                    default=str).encode())
+    write_atomic(osp.join(d, SETTINGS), json.dumps(settings, indent=1, sort_keys=True,
+                                                   default=str))
 
 
 def check_settings(work_dir: str, settings: dict) -> None:
@@ -69,7 +70,7 @@ def write_batch(work_dir: str, rank: int, batch_idx: int, run_id: str, entries: 
     d = state_dir(work_dir)
     os.makedirs(d, exist_ok=True)
     name = f'{run_id}-rank{rank}-batch{batch_idx:06d}.pkl'
-    _atomic_write(osp.join(d, name), pickle.dumps(entries, protocol=4))
+    write_atomic(osp.join(d, name), pickle.dumps(entries, protocol=4))
 
 
 def read_state(work_dir: str) -> Tuple[Dict[str, dict], int]:
@@ -113,15 +114,6 @@ def remaining_loader(loader: DataLoader, indices: List[int]) -> DataLoader:
                       num_workers=loader.num_workers, collate_fn=loader.collate_fn,
                       pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn,
                       persistent_workers=False)
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = f'{path}.{os.getpid()}.tmp'
-    with open(tmp, 'wb') as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class ResumableState:

@@ -11,7 +11,7 @@ from conftest import ROOT
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 from mmdag.apis.zoo_benchmark import (ENTRY_FILE, csv_text, fingerprint, format_rows,  # noqa: E402
-                                      load_model_list, markdown, model_row, plan, progress,
+                                      load_model_list, markdown, model_row, plan, RunProgress,
                                       write_entry, write_if_changed, write_tables)
 from mmdag.errors import MMDagError  # noqa: E402
 
@@ -93,7 +93,7 @@ def test_plan_skip_resume_start(tmp_path):
     assert plan(wd, fingerprint(e, dict(num_figures=1))) == 'start'
     # progress: records against the run's images; a cut last line is not an image
     write(osp.join(wd, 'dag_records.jsonl'), '{"image": "a"}\n{"image": "b"}\n{"ima')
-    assert progress(wd) == (2, 3)
+    assert RunProgress(wd).poll() == (2, 3)
     assert osp.isfile(osp.join(wd, ENTRY_FILE))
 
 
