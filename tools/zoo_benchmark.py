@@ -368,6 +368,17 @@ def main(argv=None):
     except OSError as e:
         sys.exit(f'error: cannot create {bench_dir} ({e.strerror}): pass --work-dir DIR '
                  'somewhere you can write')
+    # the temporary files of a benchmark killed inside a write (its tables,
+    # pictures, entry files); each model's run clears its own work dir likewise
+    from mmdag.fileio import remove_temporaries
+    transfer_dir = osp.join(bench_dir, 'transfer')
+    removed = remove_temporaries(
+        [bench_dir, osp.join(bench_dir, 'pictures')]
+        + [osp.join(bench_dir, e['name']) for e in entries]
+        + ([osp.join(transfer_dir, d) for d in os.listdir(transfer_dir)]
+           if osp.isdir(transfer_dir) else []))
+    if removed:
+        print(f'[zoo] removed {removed} temporary files left by a killed benchmark')
     t0 = time.time()
     with Progress(len(selected)) as prog:
         results = run_list(args, selected, bench_dir, prog)

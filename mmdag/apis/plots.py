@@ -8,9 +8,10 @@
 
 Each writes its PNG atomically (a killed run leaves no half picture).
 """
-import os
-import os.path as osp
+import io
 from typing import List, Optional, Sequence
+
+from mmdag.fileio import write_atomic
 
 
 def _pyplot():
@@ -21,11 +22,10 @@ def _pyplot():
 
 
 def _save(fig, path: str) -> str:
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}.png'
-    fig.savefig(tmp, dpi=100, bbox_inches='tight')
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format='png', dpi=100, bbox_inches='tight')
     _pyplot().close(fig)
-    os.replace(tmp, path)
+    write_atomic(path, buffer.getvalue())
     return path
 
 

@@ -190,11 +190,10 @@ def random_checkpoint(config: str, cfg_options: dict, path: str, seed: int = 0) 
     with _quiet():   # the packages' import warnings; init_weights logs every tensor
         model = build_model(cfg.get('default_scope', None) or 'mmseg', cfg, seed=seed,
                             init_weights=True)
-    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
+    buffer = io.BytesIO()
     torch.save({'state_dict': model.state_dict(),
-                'meta': dict(mmdag_random_weights=True, seed=seed, config=config)}, tmp)
-    os.replace(tmp, path)
+                'meta': dict(mmdag_random_weights=True, seed=seed, config=config)}, buffer)
+    write_atomic(path, buffer.getvalue())
     return path
 
 

@@ -8,8 +8,8 @@ channel order of the loader. It is stored as ``<dir>/<image name>.npz``:
 ``input_shape`` (``r``'s ``[C, H, W]``), ``img_shape`` (the resized image
 inside the padded input), ``ori_shape``, ``channel_order`` of the loaded
 image and the source pipeline's ``scale`` (its ``Resize``). Files are written
-atomically (temporary file, then rename), so an interrupted run leaves no
-half-written file.
+atomically (:func:`mmdag.fileio.write_atomic`), so an interrupted run leaves
+no half-written file under an image's name.
 
 Loading checks the frame against the image it is added to. A different
 original size means another image under the same name: always refused. A
@@ -17,6 +17,7 @@ different input frame (another pipeline scale or padding) is refused unless
 resizing is asked for (bilinear). A different channel order is converted
 (reversing the channels is exact).
 """
+import io
 import os
 import os.path as osp
 from typing import Optional
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmdag.errors import MMDagError
+from mmdag.fileio import write_atomic
 
 
 def perturbation_name(sample, index: int = 0) -> str:
@@ -47,16 +49,16 @@ def save_perturbation(directory: str, sample, r: Tensor, index: int = 0,
     meta = sample.metainfo if hasattr(sample, 'metainfo') else {}
     frame = dict(frame or {})
     path = osp.join(directory, perturbation_name(sample, index) + '.npz')
-    tmp = path[:-4] + f'.tmp{os.getpid()}.npz'
+    buffer = io.BytesIO()
     np.savez_compressed(
-        tmp, r=r.detach().cpu().to(torch.float16).numpy(),
+        buffer, r=r.detach().cpu().to(torch.float16).numpy(),
         img_path=str(meta.get('img_path', '')),
         input_shape=np.asarray(tuple(r.shape)),
         img_shape=np.asarray(meta.get('img_shape', r.shape[-2:])),
         ori_shape=np.asarray(meta.get('ori_shape', r.shape[-2:])),
         channel_order=str(frame.get('channel_order', 'bgr')),
         scale=str(frame.get('scale', '')))
-    os.replace(tmp, path)
+    write_atomic(path, buffer.getvalue())
     return path
 
 

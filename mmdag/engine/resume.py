@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Subset
 from mmengine.dist import barrier, get_rank, is_main_process
 
 from mmdag.errors import MMDagError
-from mmdag.fileio import write_atomic
+from mmdag.fileio import remove_temporaries, write_atomic
 
 from .perturbations import image_names
 from .records import append_records, keep_aside, start_records
@@ -148,6 +148,7 @@ class ResumableState:
         records_path = self._records_path(runner)
         if not self.resume:
             if is_main_process():
+                _remove_temporaries(runner)
                 for kept in (start_records(records_path) if records_path else None,
                              start_state(work_dir)):
                     if kept:
@@ -165,6 +166,7 @@ class ResumableState:
         remaining = [i for i, n in enumerate(names) if n not in done]
         barrier()   # every rank has read the state before it changes
         if is_main_process():
+            _remove_temporaries(runner)
             write_settings(work_dir, settings)
             if records_path:
                 _rewrite_records(records_path, done)
@@ -176,8 +178,7 @@ class ResumableState:
             restored = {key: [(e['index'], e['results'][j][key]) for e in done.values()]
                         for key in m.result_lists()}
             m.restore(restored, remaining)
-        runner.test_loop.dataloader = remaining_loader(runner.test_loop.dataloader,
-                                                             remaining)
+        runner.test_loop.dataloader = remaining_loader(runner.test_loop.dataloader, remaining)
         barrier()
 
     def _save_state(self, runner, batch_idx: int) -> None:
@@ -196,6 +197,17 @@ class ResumableState:
                         results=[{k: v[k_] for k, v in pm.items()} for pm in per_metric])
                    for k_, (name, rec) in enumerate(zip(self._names, self._pending))]
         write_batch(runner.work_dir, get_rank(), batch_idx, self._run_id, entries)
+
+
+def _remove_temporaries(runner) -> None:
+    """The temporary files of writers killed in an earlier run (a SIGKILL
+    runs no cleanup): called on rank 0 before the barrier that every rank
+    passes before it writes."""
+    work_dir = runner.work_dir
+    n = remove_temporaries([work_dir, state_dir(work_dir), osp.join(work_dir, 'perturbations'),
+                            osp.join(work_dir, 'figures')])
+    if n:
+        runner.logger.info(f'DAG: removed {n} temporary files left by a killed run')
 
 
 def _all_metrics(runner) -> list:

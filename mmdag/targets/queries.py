@@ -40,7 +40,6 @@ import torch
 from torch import Tensor
 
 from mmdag.attacks import TargetSet
-from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
 from .batching import map_canvas_groups
 from .one_stage import above_threshold, score_logit

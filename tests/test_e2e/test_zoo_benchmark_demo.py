@@ -104,10 +104,19 @@ def test_a_failing_model_does_not_stop_the_list(tmp_path):
         "               checkpoint='random', cfg_options={'model.backbone.type': 'NoSuchNet'}),\n"
         "          dict(name='missing', config='configs/demo/fcn_tiny_synthetic-voc_dag.py',\n"
         f"               checkpoint='{tmp_path}/none.pth')]\n")
+    # temporaries of a benchmark killed inside a write: cleared at the start
+    leftovers = [tmp_path / 'b' / '.benchmark.md.x1y2z3.tmp',
+                 tmp_path / 'b' / 'pictures' / '.variants.png.a1b2c3.tmp',
+                 tmp_path / 'b' / 'broken' / '.zoo_entry.json.q1w2e3.tmp']
+    for f in leftovers:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text('partial')
     res = run_tool(['tools/zoo_benchmark.py', str(lst), '--work-dir', str(tmp_path / 'b')],
                    check=False)
     out = res.stdout + res.stderr
     assert res.returncode == 1 and 'Traceback' not in out
+    assert '[zoo] removed 3 temporary files left by a killed benchmark' in res.stdout
+    assert not any(f.exists() for f in leftovers)
     assert 'broken: FAILED: cannot build configs/demo/fcn_tiny_synthetic-voc.py with random ' \
         'weights: KeyError' in out
     assert 'missing: FAILED (exit 2): error: checkpoint' in out

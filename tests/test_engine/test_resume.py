@@ -83,8 +83,17 @@ def test_killed_run_resumes_to_the_report_of_an_uninterrupted_run(procs, tiny_vo
     done_before = {r['image'] for r in read_records(records)[0]}
     assert 2 <= len(done_before) < 6
 
+    # a writer killed inside a write leaves a hidden temporary (one is planted
+    # here, the kill may have left more): the resumed run removes them
+    planted = osp.join(cut, 'dag_state', '.x-rank0-batch000009.pkl.k2j4_x.tmp')
+    with open(planted, 'wb') as f:
+        f.write(b'partial')
     res = run_tool(command(procs, random_seg_checkpoint, cut, tiny_voc, '--resume'))
     log = res.stdout + res.stderr
+    assert not osp.exists(planted)
+    assert re.search(r'removed \d+ temporary files left by a killed run', log), log[-3000:]
+    from mmdag.fileio import is_temporary
+    assert not [n for _, _, names in os.walk(cut) for n in names if is_temporary(n)]
     m = re.search(r'resuming: (\d+) of 6 images done by the earlier run, (\d+) to go', log)
     assert m, log[-3000:]
     assert int(m.group(1)) >= len(done_before) and int(m.group(1)) + int(m.group(2)) == 6

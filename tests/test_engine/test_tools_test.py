@@ -12,6 +12,11 @@ from conftest import ROOT, TINY, data_root_opts, run_tool
 ATTACK = ['--attack', 'dag', '--attack-options', 'max_iters=4', 'gamma=2.0']
 
 
+LEFTOVERS = [('', '.dag_report.json.k2j4_x.tmp'), ('figures', '.2008_000001.png.abc123.tmp'),
+             ('perturbations', '.2008_000001.npz.q9z8w7.tmp')]
+KEPT = [('', '.keep'), ('', 'notes.tmp')]
+
+
 def report(work_dir):
     with open(osp.join(work_dir, 'dag_report.json')) as f:
         return json.load(f)
@@ -20,6 +25,12 @@ def report(work_dir):
 @pytest.fixture(scope='module')
 def attacked(tiny_voc, random_seg_checkpoint, tmp_path_factory):
     wd = str(tmp_path_factory.mktemp('attacked'))
+    # what writers killed in an earlier run leave (hidden temporaries), and two
+    # files of the user's that only look alike: the run removes the first only
+    for sub, name in LEFTOVERS + KEPT:
+        os.makedirs(osp.join(wd, sub), exist_ok=True)
+        with open(osp.join(wd, sub, name), 'w') as f:
+            f.write('partial')
     res = run_tool(['tools/test.py', TINY, random_seg_checkpoint, *ATTACK, '--num-figures', '2',
                     '--work-dir', wd, '--cfg-options', *data_root_opts(tiny_voc),
                     'custom_hooks.0.targets.use_gt=False'])
@@ -47,6 +58,16 @@ def test_one_run_reports_orig_advr_perm_and_statistics(attacked):
     sent = glob.glob(osp.join(wd, '*', 'vis_data', 'vis_image', 'dag_figure_*.png'))
     assert sorted(osp.basename(f)[len('dag_figure_'):-len('_0.png')] for f in sent) == \
         sorted(f[:-4] for f in figs)
+
+
+def test_temporaries_of_a_killed_run_are_removed(attacked):
+    wd, res = attacked
+    for sub, name in LEFTOVERS:
+        assert not osp.exists(osp.join(wd, sub, name)), name
+    for sub, name in KEPT:
+        assert osp.exists(osp.join(wd, sub, name)), name
+    assert f'removed {len(LEFTOVERS)} temporary files left by a killed run' in \
+        res.stdout + res.stderr
 
 
 def test_one_record_per_image_and_the_convergence(attacked):
