@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import os.path as osp
-import shutil
 import subprocess
 import sys
 import time
@@ -193,6 +192,7 @@ def pictures(name: str, work_dir: str, out_dir: str) -> list:
     finished model, each made again only when the model's report is newer."""
     from mmdag.apis.plots import convergence_plot, iterations_histogram
     from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
+    from mmdag.fileio import write_atomic
     made = []
     report = osp.join(work_dir, 'dag_report.json')
     with open(report) as f:
@@ -215,8 +215,8 @@ def pictures(name: str, work_dir: str, out_dir: str) -> list:
     figs = sorted(glob.glob(osp.join(work_dir, 'figures', '*.png')))
     path = osp.join(out_dir, f'{name}_figure1.png')
     if figs and stale(path):
-        shutil.copyfile(figs[0], path + '.tmp')
-        os.replace(path + '.tmp', path)
+        with open(figs[0], 'rb') as f:
+            write_atomic(path, f.read())
         made.append(path)
     return made
 

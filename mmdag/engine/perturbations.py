@@ -18,7 +18,6 @@ resizing is asked for (bilinear). A different channel order is converted
 (reversing the channels is exact).
 """
 import io
-import os
 import os.path as osp
 from typing import Optional
 
@@ -45,7 +44,6 @@ def save_perturbation(directory: str, sample, r: Tensor, index: int = 0,
     """Write ``r`` of ``sample`` to ``<directory>/<name>.npz``; return the path.
 
     ``frame`` adds ``channel_order`` and ``scale`` (see the module)."""
-    os.makedirs(directory, exist_ok=True)
     meta = sample.metainfo if hasattr(sample, 'metainfo') else {}
     frame = dict(frame or {})
     path = osp.join(directory, perturbation_name(sample, index) + '.npz')

@@ -41,12 +41,17 @@ def make_records(names: List[str], paths: List[Optional[str]], stats: List[dict]
     return out
 
 
+def records_bytes(records: List[dict]) -> bytes:
+    """``records`` as the file's lines."""
+    return ''.join(json.dumps(r, separators=(',', ':'), allow_nan=True) + '\n'
+                   for r in records).encode()
+
+
 def append_records(path: str, records: List[dict]) -> None:
     """Append ``records`` as lines, in a single write (see the module)."""
     if not records:
         return
-    data = ''.join(json.dumps(r, separators=(',', ':'), allow_nan=True) + '\n'
-                   for r in records).encode()
+    data = records_bytes(records)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         written = os.write(fd, data)

@@ -26,7 +26,7 @@ from mmdag.errors import MMDagError
 from mmdag.fileio import remove_temporaries, write_atomic
 
 from .perturbations import image_names
-from .records import append_records, keep_aside, start_records
+from .records import keep_aside, records_bytes, start_records
 
 STATE_DIR = 'dag_state'
 SETTINGS = 'run.json'
@@ -43,9 +43,7 @@ def start_state(work_dir: str) -> Optional[str]:
 
 
 def write_settings(work_dir: str, settings: dict) -> None:
-    d = state_dir(work_dir)
-    os.makedirs(d, exist_ok=True)
-    write_atomic(osp.join(d, SETTINGS), json.dumps(settings, indent=1, sort_keys=True,
+    write_atomic(osp.join(state_dir(work_dir), SETTINGS), json.dumps(settings, indent=1, sort_keys=True,
                                                    default=str))
 
 
@@ -67,10 +65,8 @@ def check_settings(work_dir: str, settings: dict) -> None:
 
 
 def write_batch(work_dir: str, rank: int, batch_idx: int, run_id: str, entries: List[dict]):
-    d = state_dir(work_dir)
-    os.makedirs(d, exist_ok=True)
     name = f'{run_id}-rank{rank}-batch{batch_idx:06d}.pkl'
-    write_atomic(osp.join(d, name), pickle.dumps(entries, protocol=4))
+    write_atomic(osp.join(state_dir(work_dir), name), pickle.dumps(entries, protocol=4))
 
 
 def read_state(work_dir: str) -> Tuple[Dict[str, dict], int]:
@@ -223,12 +219,9 @@ def _dag_metrics(runner) -> list:
 def _rewrite_records(path: str, done: dict) -> None:
     """The records file of a resumed run: exactly the finished images'
     records, in test-set order (a cut line of the killed run is dropped)."""
-    tmp = path + '.tmp'
-    if osp.exists(tmp):
-        os.remove(tmp)
-    append_records(tmp, [e['record'] for e in sorted(done.values(), key=lambda e: e['index'])
-                         if e.get('record')])
-    if osp.exists(tmp):
-        os.replace(tmp, path)
+    records = [e['record'] for e in sorted(done.values(), key=lambda e: e['index'])
+               if e.get('record')]
+    if records:
+        write_atomic(path, records_bytes(records))
     elif osp.exists(path):
         os.remove(path)
