@@ -36,6 +36,15 @@ def run(cmd, what):
     print(f'[demo] done in {time.time() - t:.0f} s', flush=True)
 
 
+def free_port() -> int:
+    """A TCP port free on this host now, for the launcher's rendezvous (a
+    fixed port makes two demo runs on one host collide)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
 def digest(*paths, extra=''):
     h = hashlib.sha1(extra.encode())
     for p in paths:
@@ -138,7 +147,7 @@ def main(argv=None):
             test += ['--attack-options', *a.attack_options]
         if procs > 1:
             cmd = [py, '-m', 'torch.distributed.run', f'--nproc_per_node={procs}',
-                   '--master_port=29533', *test, '--launcher', 'pytorch']
+                   f'--master_port={free_port()}', *test, '--launcher', 'pytorch']
         else:
             cmd = [py, *test]
         n = min(limit or a.num_val, a.num_val)

@@ -50,6 +50,32 @@ def image_seeds(data_samples: list, base: int = 0) -> List[int]:
     return seeds
 
 
+def content_region(sample, image: Tensor) -> Optional[Tuple[int, int]]:
+    """``(h, w)`` of the image inside padding that the test pipeline added,
+    or None when the loader's image is all image.
+
+    A ``Pad`` in the test pipeline (RTMDet and YOLOX pad to 640x640 with grey)
+    sets ``pad_shape`` and overwrites ``img_shape`` with the padded size; the
+    image's own part is the original size times the ``Resize`` scale factor
+    (mmdet/mmcv: ``scale_factor = (w_scale, h_scale)``), at the top left.
+    """
+    meta = sample.metainfo if hasattr(sample, 'metainfo') else {}
+    h, w = image.shape[-2:]
+    ori = meta.get('ori_shape')
+    if meta.get('pad_shape') is None or ori is None:
+        return None
+    sf = meta.get('scale_factor') or (1.0, 1.0)
+    if not isinstance(sf, (tuple, list)):
+        sf = (float(sf), float(sf))
+    rh, rw = int(round(ori[0] * sf[1])), int(round(ori[1] * sf[0]))
+    region = (min(h, rh), min(w, rw))
+    return None if region == (h, w) or min(region) <= 0 else region
+
+
+def content_regions(samples: list, images: Sequence[Tensor]) -> List[Optional[Tuple[int, int]]]:
+    return [content_region(s, x) for s, x in zip(samples, images)]
+
+
 def _batch_images(model, data_batch: dict) -> List[Tensor]:
     """The batch's images as float tensors on the model's device, checked."""
     inputs = data_batch['inputs']
@@ -93,18 +119,22 @@ def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
     images = _batch_images(model, data_batch)
     with attack_mode(model, autocast):
         targets = build_targets(model, images, samples, **(targets_cfg or {}))
-        result = attack(images, targets, seeds=image_seeds(samples, attack.seed))
+        regions = content_regions(samples, images)
+        kwargs = dict(regions=regions) if any(r is not None for r in regions) else {}
+        result = attack(images, targets, seeds=image_seeds(samples, attack.seed), **kwargs)
     return result, targets
 
 
 def perm_images(images: Sequence[Tensor], perturbations: Sequence[Tensor], data_samples: list,
                 seed: int = 0, clip_range=(0.0, 255.0)) -> List[Tensor]:
     """PERM images: each clean image plus its perturbation with pixel
-    positions permuted (seeded per image), clipped to the valid range; on the
+    positions permuted (seeded per image) inside the image's own region (not
+    into padding, :func:`content_region`), clipped to the valid range; on the
     perturbation's device."""
     out = []
-    for x, r, s in zip(images, perturbations, image_seeds(data_samples, seed + 7919)):
-        q = permute_perturbation(r, torch.Generator().manual_seed(s))
+    for x, r, s, sample in zip(images, perturbations, image_seeds(data_samples, seed + 7919),
+                               data_samples):
+        q = permute_perturbation(r, torch.Generator().manual_seed(s), content_region(sample, r))
         out.append((x.to(q.device).float() + q).clamp(*clip_range))
     return out
 
@@ -121,11 +151,17 @@ def transfer_batch(model, data_batch: dict, perturbations: Sequence[Tensor],
     ``converged`` when none is still correct).
     """
     from mmdag.attacks import perturbation_stats
+    from mmdag.attacks.stats import crop, region_mask
     samples = data_batch['data_samples']
     images = _batch_images(model, data_batch)
     device = images[0].device
     lo, hi = clip_range
-    adv = [(x + r.to(device).float()).clamp(lo, hi) for x, r in zip(images, perturbations)]
+    regions = content_regions(samples, images)
+    # the padding around an image stays as the pipeline made it
+    perturbations = [r.to(device).float() * (1 if m is None else m)
+                     for r, m in ((r, region_mask(x, reg)) for r, x, reg
+                                  in zip(perturbations, images, regions))]
+    adv = [(x + r).clamp(lo, hi) for x, r in zip(images, perturbations)]
     rs = [a - x for a, x in zip(adv, images)]
     with attack_mode(model, autocast):
         targets = build_targets(model, images, samples, **(targets_cfg or {}))
@@ -144,7 +180,7 @@ def transfer_batch(model, data_batch: dict, perturbations: Sequence[Tensor],
                 else float('nan') if n_ok else 0.0)
         status = ('no_targets' if not n else 'none_correct' if not n_ok
                   else 'non_finite' if not finite else 'transfer')
-        s = perturbation_stats(rs[i])
+        s = perturbation_stats(crop(rs[i], regions[i]))
         s.update(iters=0, num_targets=n, num_correct=n_ok, correct_frac=frac,
                  converged=status == 'transfer' and frac == 0.0, status=status)
         stats.append(s)

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from mmdag.errors import SettingError
-from .labels import STRATEGIES, derangement
-from .stats import perturbation_stats
+from .labels import STRATEGIES, class_derangement
+from .stats import crop, perturbation_stats, region_mask
 from .targets import TargetSet
 
 #: Why an image stopped being updated.
@@ -130,7 +130,8 @@ class DAG:
         kwargs = dict(clean_logits=clean_logits, exclude=exclude)
         if self.adv_labels == 'permute':
             # one permutation for the whole run: it depends on the base seed only
-            kwargs['perm'] = derangement(num_classes, torch.Generator().manual_seed(self.seed))
+            kwargs['perm'] = class_derangement(num_classes, exclude,
+                                               torch.Generator().manual_seed(self.seed))
         elif self.adv_labels == 'target':
             if not 0 <= self.target_class < num_classes:
                 raise SettingError(
@@ -140,9 +141,22 @@ class DAG:
             kwargs['target'] = self.target_class
         return STRATEGIES[self.adv_labels](labels, num_classes, gen, **kwargs)
 
+    def _round(self, x0: Tensor, r: Tensor) -> Tensor:
+        """``X + r`` rounded to integers inside the valid range and, with an
+        epsilon, inside the epsilon ball: rounding alone may step up to 0.5
+        outside it (epsilon 2.7 on an integer pixel rounds ``X + 2.7`` to
+        ``X + 3``), so the rounded image is clamped to the integers of the ball."""
+        lo, hi = self.clip_range
+        x = (x0 + r).round().clamp(lo, hi)
+        if self.epsilon is not None:
+            x = torch.minimum(torch.maximum(x, (x0 - self.epsilon).ceil()),
+                              (x0 + self.epsilon).floor())
+        return x
+
     # ------------------------------------------------------------------- core
     def __call__(self, images: Sequence[Tensor], targets: TargetSet,
-                 seeds: Optional[Sequence[int]] = None) -> DAGResult:
+                 seeds: Optional[Sequence[int]] = None,
+                 regions: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> DAGResult:
         """Attack a batch.
 
         Args:
@@ -151,11 +165,19 @@ class DAG:
             seeds (Sequence[int], optional): one integer per image that makes
                 its random choices independent of its place in the batch (e.g.
                 a hash of its file name). Defaults to the batch position.
+            regions (Sequence, optional): per image, ``(h, w)`` of the image
+                inside padding that the test pipeline added (RTMDet, YOLOX
+                pad to 640x640), or None for the whole image. The
+                perturbation is zero outside the region (each step is masked
+                before it is normalised) and the statistics measure the
+                region only. Defaults to whole images.
         """
         num = len(images)
         if len(targets) != num:
             raise ValueError(f'{num} images but targets for {len(targets)}')
         seeds = list(range(num)) if seeds is None else list(seeds)
+        regions = [None] * num if regions is None else list(regions)
+        masks = [region_mask(x, reg) for x, reg in zip(images, regions)]
         lo, hi = self.clip_range
         x0 = [img.detach().float() for img in images]
         r = [torch.zeros_like(x) for x in x0]
@@ -236,6 +258,9 @@ class DAG:
                 continue
             grads = torch.autograd.grad(loss, [xs[j] for j in stepping])
             r_ms = [-g.detach() for g in grads]          # = sum grad f_l' - grad f_l
+            # nothing moves in the padding around an image
+            r_ms = [r_m if masks[run[j]] is None else r_m * masks[run[j]]
+                    for j, r_m in zip(stepping, r_ms)]
             norms = torch.stack([r_m.abs().max() for r_m in r_ms])
             for k, (j, norm) in enumerate(zip(stepping, norms.tolist())):
                 i = run[j]
@@ -254,7 +279,7 @@ class DAG:
                 iters[i] = m + 1
 
         if self.quantize:
-            r = [(x0[i] + r[i]).round().clamp(lo, hi) - x0[i] for i in range(num)]
+            r = [self._round(x0[i], r[i]) - x0[i] for i in range(num)]
             recheck = [i for i in range(num) if status[i] not in ('no_targets', 'none_correct')]
             if recheck:
                 with torch.no_grad():
@@ -277,7 +302,7 @@ class DAG:
 
         stats = []
         for i in range(num):
-            s = perturbation_stats(r[i])
+            s = perturbation_stats(crop(r[i], regions[i]))
             s.update(iters=iters[i], num_targets=int(labels[i].numel()),
                      num_correct=num_correct[i],
                      correct_frac=correct_frac[i], converged=status[i] == 'converged',

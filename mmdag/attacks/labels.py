@@ -44,16 +44,19 @@ def random_labels(labels: Tensor, num_classes: int, generator: torch.Generator,
 def permute_labels(labels: Tensor, num_classes: int, generator: torch.Generator,
                    clean_logits: Optional[Tensor] = None,
                    exclude: Sequence[int] = (), perm: Optional[Tensor] = None) -> Tensor:
-    """One fixed random permutation of the classes without fixed points.
+    """One fixed random permutation of the admissible classes without fixed points.
 
-    ``perm`` is drawn once per attack (see :func:`derangement`) and passed in;
-    targets whose mapped class is excluded are dropped.
+    ``perm`` is drawn once per attack (see :func:`class_derangement`) and
+    passed in. The permutation moves the classes that are not excluded among
+    themselves, so every class keeps an adversarial label (a detector's
+    background is never one, and no class is mapped onto it); targets of an
+    excluded class are dropped.
     """
     if perm is None:
-        perm = derangement(num_classes, generator)
+        perm = class_derangement(num_classes, exclude, generator)
     adv = perm.to(labels.device)[labels]
     allowed = _allowed(num_classes, exclude, labels.device)
-    adv[~allowed[adv]] = -1
+    adv[(adv < 0) | ~allowed[adv.clamp_min(0)]] = -1
     return adv
 
 
@@ -93,6 +96,18 @@ def derangement(n: int, generator: torch.Generator) -> Tensor:
         perm = torch.randperm(n, generator=generator)
         if not (perm == torch.arange(n)).any():
             return perm
+
+
+def class_derangement(num_classes: int, exclude: Sequence[int],
+                      generator: torch.Generator) -> Tensor:
+    """``perm[c]``: the image of class ``c`` under a random derangement of the
+    classes not in ``exclude``; -1 for an excluded class. With nothing
+    excluded this is :func:`derangement` itself (the same draw)."""
+    allowed = _allowed(num_classes, exclude, 'cpu')
+    kept = torch.nonzero(allowed)[:, 0]
+    perm = torch.full((num_classes, ), -1, dtype=torch.long)
+    perm[kept] = kept[derangement(len(kept), generator)]
+    return perm
 
 
 STRATEGIES: Dict[str, LabelStrategy] = {

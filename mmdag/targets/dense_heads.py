@@ -320,16 +320,50 @@ def _assign_corner(head, ctx):
 
 
 # --------------------------------------------------- instance segmentation
+SOLO_SUPPRESSED = -50.0    # the logit of a cell that SOLO's local-maximum filter zeroes
+
+
+def _solo_local_max(logits: Tensor) -> Tensor:
+    """SOLO's category maps as its ``predict`` scores them, in logit space.
+
+    Every SOLO head keeps a cell's score only where it is the local maximum
+    of its 2x2 neighbourhood (``max_pool2d(sigmoid(z), 2, 1, 1)[..., :-1, :-1]
+    == sigmoid(z)``, computed on the scores exactly as mmdet does) and zeroes
+    it elsewhere. Kept cells return their raw logit (pre-activation, with
+    its gradient); zeroed cells return :data:`SOLO_SUPPRESSED`, whose score
+    (about 2e-22) no threshold keeps, as mmdet's zero score."""
+    scores = logits.sigmoid()
+    keep = F.max_pool2d(scores, 2, stride=1, padding=1)[:, :, :-1, :-1] == scores
+    return torch.where(keep, logits, torch.full_like(logits, SOLO_SUPPRESSED))
+
+
 def _solo_maps(head, x):
-    outs = head(x)
-    name = type(head).__name__
-    if 'Decoupled' in name:
-        return outs[2]
-    return outs[1]      # SOLO: (mask_preds, cls_preds); SOLOv2: (kernel_preds, cls_preds, feats)
+    """The category logits of SOLO, DecoupledSOLO(-Light) and SOLOv2.
+
+    In eval mode ``SOLOHead.forward`` and ``DecoupledSOLOHead.forward`` return
+    ``sigmoid(cls) * local_max`` (probabilities), so their category branch is
+    run here as their forward runs it, up to ``conv_cls``. SOLOv2's forward
+    returns the raw logits (its ``predict_by_feat`` applies the sigmoid and
+    the local maximum)."""
+    from mmdet.models.dense_heads import SOLOV2Head
+    if isinstance(head, SOLOV2Head):
+        return [_solo_local_max(z) for z in head(x)[1]]
+    feats = head.resize_feats(x)
+    maps = []
+    for i in range(head.num_levels):
+        cls_feat = feats[i]
+        for j, cls_layer in enumerate(head.cls_convs):
+            if j == head.cls_down_index:
+                cls_feat = F.interpolate(cls_feat, size=head.num_grids[i], mode='bilinear')
+            cls_feat = cls_layer(cls_feat)
+        maps.append(_solo_local_max(head.conv_cls(cls_feat)))
+    return maps
 
 
 @register('SOLOHead', 'SOLOV2Head', cls_maps=_solo_maps, sigmoid=True,
-          attacked='the grid cells of each instance\'s centre region in the category branch')
+          attacked='the grid cells of each instance\'s centre region in the category branch '
+          '(raw logits; a cell that is not the local maximum of its 2x2 neighbourhood, which '
+          'SOLO\'s predict zeroes, counts as not correct)')
 def _assign_solo(head, ctx):
     if type(head).__name__ == 'SOLOV2Head':
         sizes = ctx.outs[2].shape[-2:]             # SOLOv2 targets live on the mask features

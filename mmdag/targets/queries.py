@@ -15,8 +15,10 @@ without NMS (Deformable DETR, DINO, DDQ) output several queries per object:
 flipping only the matched one leaves its duplicates, and one of them then
 becomes the detection that mAP counts. No ``train_cfg`` is needed.
 
-**Still correct:** DETR's softmax head (C classes + no-object): the paper's
-``argmax == label``; the no-object logit is never an adversarial label.
+**Still correct:** DETR's softmax head (C classes + no-object): the argmax
+over the C classes is the label, which is what its ``predict`` outputs for
+every query (no-object winning only lowers the query's score); the no-object
+logit is never an adversarial label.
 Sigmoid heads (all the others): the true class's score above ``score_thr``
 (the head's test ``score_thr`` when it has one, else 0.05, the one-stage
 adapter's rule); mmdet keeps the top ``max_per_img`` query-class scores with
@@ -263,8 +265,18 @@ class QueryTargets(TargetSet):
 
     def correct(self, logits: Tensor, labels: Tensor) -> Tensor:
         if not self.sigmoid:
-            return super().correct(logits, labels)
+            return foreground_argmax_correct(logits, labels)
         return above_threshold(logits, labels, self.threshold)
+
+
+def foreground_argmax_correct(logits: Tensor, labels: Tensor) -> Tensor:
+    """DETR's softmax head outputs every query with the argmax of its C class
+    scores (``softmax(cls)[..., :-1].max(-1)``: no-object only lowers the
+    score), so a query is still correct while its true class wins among the
+    C classes, whatever the no-object logit does."""
+    if logits.numel() == 0:
+        return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+    return logits[:, :-1].argmax(dim=1) == labels
 
 
 @TARGETS.register_module()
@@ -303,6 +315,12 @@ class MaskQueryTargets(QueryTargets):
                              attacked='last decoder layer class logits of the queries whose clean '
                                       'mask overlaps a ground-truth instance and that predict '
                                       'its class')
+
+    def correct(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The argmax over the C classes + no-object: the panoptic fusion
+        drops a query whose argmax is no-object (``labels.ne(num_classes)``),
+        so here no-object winning does flip it (unlike DETR's box output)."""
+        return TargetSet.correct(self, logits, labels)
 
     @staticmethod
     def _overlaps(mask: Tensor, meta: dict, gt) -> Tensor:

@@ -199,15 +199,51 @@ def row_sparse_roi_align(model):
             del m.forward
 
 
+@contextmanager
+def _stage_test_cfg(stage, cfg):
+    """The stage's ``test_cfg`` replaced by ``cfg`` while the block runs."""
+    saved = stage.test_cfg
+    stage.test_cfg = cfg
+    try:
+        yield
+    finally:
+        stage.test_cfg = saved
+
+
+def assign_proposals(iou: Tensor, gt_labels: Tensor, probs: Tensor, iou_thr: float,
+                     score_thr: float):
+    """Which proposals are targets, and their labels (the authors' rule).
+
+    A proposal is matched to the ground-truth box of largest IoU among the
+    boxes that pass both tests: IoU above ``iou_thr``, and the proposal's
+    clean softmax score of that box's class above ``score_thr``. It is a
+    target when some box passes; its label is that box's class.
+
+    Args:
+        iou (Tensor): ``[P, G]`` IoU of the proposals with the boxes.
+        gt_labels (Tensor): ``[G]`` classes of the boxes.
+        probs (Tensor): ``[P, C + 1]`` clean softmax scores of the proposals.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``keep [P]`` (bool) and ``labels [P]``.
+    """
+    score = probs[:, gt_labels]                              # [P, G]
+    ok = (iou > iou_thr) & (score > score_thr)
+    best = torch.where(ok, iou, torch.full_like(iou, -1.0)).argmax(1)
+    return ok.any(1), gt_labels[best]
+
+
 @TARGETS.register_module()
 class TwoStageTargets(TargetSet):
     """Dense RPN proposals that overlap a ground-truth box (Xie et al., Sec. 3.2).
 
     On the clean image the detector's own RPN proposes boxes with NMS at
     ``rpn_nms_iou`` (0.9 instead of the usual 0.7, so the set is dense) keeping
-    ``rpn_max_per_img``; a proposal is a target when its IoU with its
-    best-matching ground-truth box exceeds ``iou_thr`` and the clean score of
-    that box's class exceeds ``score_thr``; its label is that class. The
+    ``rpn_max_per_img`` (Cascade RPN: its last stage, under the same
+    settings); a proposal is a target when some ground-truth box has IoU
+    above ``iou_thr`` with it and a clean score of the box's class above
+    ``score_thr``; its label is the class of the largest-IoU such box (the
+    authors' rule, :func:`assign_proposals`). The
     proposals stay fixed during the attack: each iteration runs backbone, neck
     and RoI head only. The background logit is never an adversarial label.
     Every forward is made per canvas group (:mod:`mmdag.targets.batching`), so
@@ -275,10 +311,12 @@ class TwoStageTargets(TargetSet):
                                  [self.samples[k] for k in group])
             if type(model.rpn_head).__name__ == 'CascadeRPNHead':
                 # its stages refine anchors with adaptive convolutions and it has no
-                # plain forward: its own proposals, under its own test settings
+                # plain forward: its own predict, whose last stage proposes under
+                # the dense settings (the ones the report prints)
                 from mmdet.structures import DetDataSample
-                proposals = model.rpn_head.predict(x, [DetDataSample(metainfo=m) for m in metas],
-                                                   rescale=False)
+                with _stage_test_cfg(model.rpn_head.stages[-1], rpn_cfg):
+                    proposals = model.rpn_head.predict(
+                        x, [DetDataSample(metainfo=m) for m in metas], rescale=False)
             else:
                 outs = model.rpn_head(x)
                 proposals = model.rpn_head.predict_by_feat(*outs, batch_img_metas=metas, cfg=rpn_cfg,
@@ -296,11 +334,8 @@ class TwoStageTargets(TargetSet):
                 keep = torch.zeros(len(boxes[i]), dtype=torch.bool, device=boxes[i].device)
                 lab = torch.zeros(len(boxes[i]), dtype=torch.long, device=boxes[i].device)
             else:
-                iou = bbox_overlaps(boxes[i], gt_boxes)
-                best_iou, best = iou.max(1)
-                lab = gt.labels[best]
-                score = clean[i].softmax(1).gather(1, lab[:, None])[:, 0]
-                keep = (best_iou > iou_thr) & (score > score_thr)
+                keep, lab = assign_proposals(bbox_overlaps(boxes[i], gt_boxes), gt.labels,
+                                             clean[i].softmax(1), iou_thr, score_thr)
             self.boxes.append(boxes[i][keep].detach())
             labels.append(lab[keep])
         super().__init__(labels, num_classes + 1)

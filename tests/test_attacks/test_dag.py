@@ -155,6 +155,20 @@ def test_quantize_returns_integer_images_and_rechecks():
     assert res.stats[0]['correct_frac'] == pytest.approx((z.argmax(1) == labels[0]).float().mean().item())
 
 
+@pytest.mark.parametrize('epsilon', [2.7, 0.6, 3.5])
+def test_quantize_keeps_the_epsilon_ball(epsilon):
+    # an epsilon with a fraction >= .5: rounding X + r alone may leave the ball
+    w, b, imgs, labels = make_problem(num_images=2, size=8)
+    imgs = [x.round() for x in imgs]
+    res = DAG(gamma=1.0, max_iters=30, epsilon=epsilon, quantize=True)(
+        imgs, LinearPixels(w, b, labels))
+    for x0, x, r, s in zip(imgs, res.adv_images, res.perturbations, res.stats):
+        assert torch.equal(x, x.round()) and torch.equal(x, x0 + r)
+        assert r.abs().max().item() <= epsilon and s['linf'] <= epsilon
+        assert s['linf'] == int(epsilon)      # the attack used the whole (integer) ball
+        assert x.min() >= 0 and x.max() <= 255
+
+
 def test_zero_gradient_and_no_target_images_stop_cleanly():
     w = torch.ones(3, 3)
     b = torch.tensor([1.0, 0.0, 0.0])
@@ -286,3 +300,30 @@ def test_only_targets_correct_on_the_clean_image_are_attacked_and_counted():
     from mmdag.evaluation import DAGMetric
     out = DAGMetric.compute_metrics(DAGMetric.__new__(DAGMetric), [dict(s0), dict(s1)])
     assert out['none_correct'] == 1 and out['success'] == float(s0['converged'])
+
+
+def test_padding_around_an_image_is_never_perturbed_nor_measured():
+    # RTMDet / YOLOX pipelines pad the image to 640x640: only the image's
+    # region (h, w) at the top left may move, and p counts its pixels only
+    w, b, imgs, labels = make_problem(num_images=2, size=8)
+    region = (5, 6)
+    res = DAG(gamma=1.0, max_iters=6)(imgs, LinearPixels(w, b, labels), regions=[region, None])
+    r = res.perturbations[0]
+    assert r[:, 5:].abs().max() == 0 and r[:, :, 6:].abs().max() == 0
+    assert r[:, :5, :6].abs().max() > 0 and res.stats[0]['iters'] > 0
+    assert res.stats[0]['p'] == pytest.approx(perturbation_stats(r[:, :5, :6])['p'])
+    assert res.stats[0]['p'] > perturbation_stats(r)['p']     # K = 30 pixels, not 64
+    # the other image is attacked as without regions
+    alone = DAG(gamma=1.0, max_iters=6)(imgs[1:], LinearPixels(w, b, labels[1:]), seeds=[1])
+    assert torch.allclose(alone.perturbations[0], res.perturbations[1], atol=1e-5)
+
+
+def test_perm_stays_inside_the_region_and_is_the_same_draw_for_a_whole_image():
+    g = torch.Generator().manual_seed(0)
+    r = torch.zeros(3, 6, 8)
+    r[:, :4, :5] = torch.randn(3, 4, 5, generator=g)
+    q = permute_perturbation(r, torch.Generator().manual_seed(1), (4, 5))
+    assert q[:, 4:].abs().max() == 0 and q[:, :, 5:].abs().max() == 0
+    assert sorted(q.flatten().tolist()) == sorted(r.flatten().tolist())
+    full = permute_perturbation(r, torch.Generator().manual_seed(1))
+    assert torch.equal(full, permute_perturbation(r, torch.Generator().manual_seed(1), (6, 8)))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mmdag.attacks.labels import (derangement, least_likely_labels, permute_labels,
+from mmdag.attacks.labels import (class_derangement, derangement, least_likely_labels, permute_labels,
                                   random_labels, target_labels)
 
 
@@ -43,3 +43,42 @@ def test_target_and_least_likely():
     logits = torch.tensor([[5.0, -3.0, 0.0], [-9.0, 1.0, 2.0], [-1.0, 2.0, -5.0]])
     assert least_likely_labels(labels, 3, gen(), clean_logits=logits).tolist() == [1, 0, 2]
     assert least_likely_labels(labels, 3, gen(), clean_logits=logits, exclude=(0,)).tolist() == [1, 1, 2]
+
+
+@pytest.mark.parametrize('seed', range(20))
+def test_permute_with_background_excluded_attacks_every_class(seed):
+    # a detector's C + 1 logits, background (index C) excluded: the
+    # permutation moves the C object classes among themselves, so no class is
+    # mapped onto background and left unattacked (the former derangement over
+    # C + 1 logits left one class without an adversarial label about every time)
+    C = 5
+    perm = class_derangement(C + 1, (C, ), gen(seed))
+    assert perm[C] == -1
+    assert sorted(perm[:C].tolist()) == list(range(C))
+    assert not (perm[:C] == torch.arange(C)).any()
+    labels = torch.arange(C).repeat(3)
+    adv = permute_labels(labels, C + 1, gen(), exclude=(C, ), perm=perm)
+    assert (adv >= 0).all() and (adv != labels).all() and (adv < C).all()
+    # with nothing excluded it is the plain derangement, the same draw
+    assert torch.equal(class_derangement(C, (), gen(seed)), derangement(C, gen(seed)))
+
+
+def test_dag_permute_on_a_background_head_leaves_no_class_unattacked():
+    from mmdag.attacks import DAG, TargetSet
+
+    class Softmax(TargetSet):      # C object classes + background (the last logit)
+        exclude_adv = (4, )
+
+        def __init__(self, w):
+            super().__init__([torch.arange(4)], 5)
+            self.w = w
+
+        def logits(self, images, indices):
+            # target k is class k, correct with a margin of 10
+            return [torch.eye(5)[:4] * 10 + images[0].mean() * self.w]
+
+    for seed in range(10):
+        res = DAG(max_iters=0, adv_labels='permute', seed=seed)(
+            [torch.full((3, 4, 4), 100.)], Softmax(torch.linspace(-1e-3, 1e-3, 5)))
+        adv = res.adv_labels[0]
+        assert (adv >= 0).all() and (adv < 4).all() and (adv != torch.arange(4)).all(), (seed, adv)

@@ -39,5 +39,14 @@ def test_demo_chain_detection_small(tmp_path):
     assert set(v) == {'orig', 'advr', 'perm'} and all('mAP' in x for x in v.values())
     assert rep['settings']['targets']['adapter'] == 'TwoStageTargets'
     assert rep['settings']['targets']['rpn_nms_iou'] == 0.9
-    assert v['advr']['mAP'] <= v['orig']['mAP']
+    # no comparison of ADVR with ORIG here: after 10 steps on a detector trained
+    # 150 iterations it is a coin toss (0.7254 > 0.7237 on one machine). What
+    # DAG guarantees: images were attacked, each step has L-inf gamma, and
+    # proposals correct on the clean image were flipped
+    a = rep['attack']
+    assert a['images'] == 4 and a['images'] - a['no_targets'] - a['none_correct'] >= 1
+    assert 0 < a['iters'] <= 10 and 0 < a['linf'] <= 0.5 * a['iters'] + 1e-6
+    assert a['target_success'] > 0
+    records = [json.loads(ln) for ln in open(tmp_path / 'wd' / 'det' / 'dag_records.jsonl')]
+    assert any(r['trace'] and r['trace'][-1] < r['trace'][0] == 1.0 for r in records)
     assert len(os.listdir(tmp_path / 'wd' / 'det' / 'figures')) == 4

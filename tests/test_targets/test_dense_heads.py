@@ -124,3 +124,35 @@ def test_targets_sit_on_the_box(head):
     inside = ((pos[:, 0] >= x1 - tol) & (pos[:, 0] <= x2 + tol)
               & (pos[:, 1] >= y1 - tol) & (pos[:, 1] <= y2 + tol))
     assert inside.all(), f'{int((~inside).sum())} of {len(pos)} targets away from the box: {pos[~inside][:5]}'
+
+
+@pytest.mark.parametrize('head', ['SOLOHead', 'DecoupledSOLOHead', 'SOLOV2Head'])
+def test_solo_targets_are_logits_of_the_scores_predict_reads(head):
+    """In eval mode SOLO's and DecoupledSOLO's forward return probabilities
+    (``sigmoid(cls)`` times the local-maximum mask); DAG must attack the
+    logits, and "correct" must be the score ``predict`` thresholds."""
+    import torch.nn.functional as F
+
+    from mmdag.targets.dense_heads import flat_logits
+    model = build(CONFIGS[head])
+    batch = one_box_batch()
+    image = batch['inputs'][0].float()
+    with attack_mode(model):
+        targets = build_targets(model, [image], batch['data_samples'], score_thr=0.005)
+        with torch.no_grad():
+            z = targets.logits([image], [0])[0]
+            x, _ = _features(model, [image], targets.samples[:1])
+            outs = targets.head(x)           # the stock eval-mode forward
+    cls = {'SOLOHead': 1, 'DecoupledSOLOHead': 2}.get(head)
+    cls = outs[cls] if cls else None
+    if cls is None:                          # SOLOv2: predict_by_feat's own steps
+        cls = []
+        for c in outs[1]:
+            c = c.sigmoid()
+            cls.append(c * (F.max_pool2d(c, 2, stride=1, padding=1)[:, :, :-1, :-1] == c))
+    stock = flat_logits(cls, 0, targets.num_logits)[targets.index[0]]
+    assert len(z) > 0
+    assert (z < 0).any() and not ((z >= 0) & (z <= 1)).all()     # logits, not probabilities
+    torch.testing.assert_close(z.sigmoid(), stock, atol=1e-6, rtol=1e-5)
+    labels = targets.labels[0]
+    assert torch.equal(targets.correct(z, labels), stock.gather(1, labels[:, None])[:, 0] > 0.005)

@@ -119,3 +119,27 @@ def test_model_without_train_cfg_gets_one_clear_error():
     batch = make_batch(96, 128, num=1)
     with pytest.raises(UnsupportedModelError, match='train_cfg'):
         OneStageTargets(model, [x.float() for x in batch['inputs']], batch['data_samples'])
+
+
+def test_a_pipeline_pad_is_neither_perturbed_nor_counted():
+    """RTMDet and YOLOX pad to 640x640 in the test pipeline (``Pad`` sets
+    ``pad_shape`` and overwrites ``img_shape``): the attack, PERM and the
+    statistics cover the image's own region, original size x scale factor."""
+    from mmdag.apis import attack_batch, perm_images
+    from mmdag.apis.attack import content_region
+    from mmdag.attacks import perturbation_stats
+    model = build('retinanet')
+    batch = make_batch(96, 128, num=1)
+    s = batch['data_samples'][0]
+    # the image is 72x128 (ori 36x64, scale 2) padded to 96x128 with grey 114
+    s.set_metainfo(dict(ori_shape=(36, 64), img_shape=(96, 128), pad_shape=(96, 128, 3)))
+    batch['inputs'][0][:, 72:] = 114
+    s.gt_instances.bboxes = torch.tensor([[3.0, 2.0, 30.0, 30.0], [30.0, 5.0, 60.0, 34.0]])
+    assert content_region(s, batch['inputs'][0]) == (72, 128)
+    res, targets = attack_batch(model, batch, dict(max_iters=3, gamma=1.0), dict(score_thr=1e-6))
+    st, r = res.stats[0], res.perturbations[0]
+    assert st['iters'] == 3 and r[:, :72].abs().max() > 0
+    assert r[:, 72:].abs().max() == 0
+    assert st['p'] == pytest.approx(perturbation_stats(r[:, :72])['p'])
+    perm = perm_images(batch['inputs'], res.perturbations, batch['data_samples'])[0]
+    assert torch.equal(perm[:, 72:], batch['inputs'][0][:, 72:].float())

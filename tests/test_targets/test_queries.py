@@ -117,6 +117,28 @@ def test_softmax_detr_targets_are_the_predictions_on_the_box():
     assert t.num_classes == model.bbox_head.num_classes + 1
 
 
+def test_softmax_detr_no_object_winning_does_not_flip_a_query():
+    """mmdet's DETRHead outputs every query with its best of the C classes
+    (``softmax[..., :-1]``): a query whose no-object logit wins is still
+    output with its true label, so it is still correct (it was counted as
+    flipped before)."""
+    model = build('detr')
+    data = batch()
+    with torch.no_grad():
+        model.bbox_head.fc_cls.bias[-1] += 40.    # no-object wins on every query
+    try:
+        scores, preds = stock_scores(model, data)
+        assert (scores[0].argmax(-1) == model.bbox_head.num_classes).all()
+        p = preds[0].pred_instances
+        assert (p.labels == 1).all()      # ... and the stock output is class 1 everywhere
+        t = targets_of(model, data, iou_thr=0.1)
+        on_box = bbox_overlaps(p.bboxes, torch.tensor(BOX))[:, 0] >= 0.1
+        assert 0 < len(t.index[0]) == int(on_box.sum())
+    finally:
+        with torch.no_grad():
+            model.bbox_head.fc_cls.bias[-1] -= 40.
+
+
 @pytest.mark.parametrize('name', ['dino', 'deformable-2stage', 'ddq'])
 def test_fixed_query_selection_is_replayed(name):
     model = build(name)

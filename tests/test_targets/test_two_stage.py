@@ -140,3 +140,37 @@ def test_building_targets_leaves_the_models_predictions_unchanged():
     with torch.no_grad():
         after = model.test_step(copy.deepcopy(batch))[0].pred_instances
     assert torch.equal(before.bboxes, after.bboxes) and torch.equal(before.scores, after.scores)
+
+
+def test_a_proposal_takes_the_largest_iou_box_among_those_that_pass_both_tests():
+    from mmdag.targets.two_stage import assign_proposals
+    # proposal 0 overlaps box A (class 3) most, but its clean score of class 3
+    # is under 0.1; box B (class 17) passes both tests: the authors' code
+    # keeps the proposal with label 17 (the former rule dropped it)
+    iou = torch.tensor([[0.6, 0.3], [0.6, 0.05], [0.5, 0.4], [0.05, 0.08]])
+    probs = torch.full((4, 21), 0.01)
+    probs[:, 17] = 0.5
+    probs[2, 3] = 0.3
+    keep, labels = assign_proposals(iou, torch.tensor([3, 17]), probs, 0.1, 0.1)
+    assert keep.tolist() == [True, False, True, False]
+    assert labels[keep].tolist() == [17, 3]
+
+
+def test_cascade_rpn_proposes_under_the_settings_the_report_prints():
+    from mmdet.registry import MODELS
+    init_default_scope('mmdet')
+    cfg = zoo_config('mmdet::cascade_rpn/cascade-rpn_faster-rcnn_r50-caffe_fpn_1x_coco.py').model
+    cfg.backbone.pop('init_cfg', None)
+    cfg.backbone.depth = 18
+    cfg.neck.in_channels = [64, 128, 256, 512]
+    torch.manual_seed(0)
+    model = revert_sync_batchnorm(MODELS.build(cfg)).eval()
+    batch = make_batch(num=1)
+    images = [x.float() for x in batch['inputs']]
+    stock = model.rpn_head.stages[-1].test_cfg
+    # IoU 0 keeps every proposal of an image: at most rpn_max_per_img of them
+    with attack_mode(model):
+        t = TwoStageTargets(model, images, batch['data_samples'], rpn_max_per_img=7,
+                            iou_thr=0.0, score_thr=0.0)
+    assert 0 < len(t.boxes[0]) <= 7 and t.settings['rpn_max_per_img'] == 7
+    assert model.rpn_head.stages[-1].test_cfg is stock
