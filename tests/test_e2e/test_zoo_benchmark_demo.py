@@ -74,7 +74,7 @@ def test_demo_list_end_to_end(tmp_path):
     json.dump(dict(entry, status='running'), open(entry_path, 'w'))
     os.remove(bench / 'demo_fcn' / 'dag_report.json')
     # ... killed before its last image was saved
-    state = sorted((bench / 'demo_fcn' / 'dag_state').glob('*-batch*.pkl'),
+    state = sorted((bench / 'demo_fcn' / 'dag_state').glob('*-batch*.npz'),
                    key=lambda p: int(p.stem.rsplit('batch', 1)[1]))
     assert len(state) == 2
     state[-1].unlink()
