@@ -24,7 +24,8 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='mmdag: test (and DAG-attack) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file (local path or http(s) URL)')
+    parser.add_argument('checkpoint', help='checkpoint: a local path, an http(s) URL or a zoo name '
+                        '(open-mmlab://, openmmlab://, mmcls://, torchvision://, modelzoo://)')
     parser.add_argument('--attack', choices=['dag', 'none'], default=None,
                         help="'dag' adds the DAG hook and metric wrapper; 'none' tests clean. "
                         'Default: whatever the config says')
@@ -49,8 +50,11 @@ def parse_args(argv=None):
                         help='save the ADVR (clean with --attack none) predictions: mmseg, a '
                         'directory of result images; mmdet, a .pkl file of the results')
     parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='load CHECKPOINT with weights_only=False: needed only for a file '
-                        'holding more than weights; it may run code stored in the file')
+                        help='load CHECKPOINT (the path, URL or zoo name given) with '
+                        'weights_only=False: needed only for a file holding more than weights; '
+                        'it may run code stored in the file. A URL or zoo name is trusted as '
+                        'downloaded from its URL, not as a cached copy holding more than weights '
+                        '(that copy is moved aside and downloaded again)')
     parser.add_argument('--allow-partial-checkpoint', action='store_true',
                         help='run even when the checkpoint leaves much of the model unset '
                         '(missing keys or other shapes); refused by default')
@@ -75,9 +79,19 @@ def check_inputs(args) -> None:
     if not osp.isfile(args.config):
         fail(f'config {args.config} not found: pass the path of a config file '
              '(e.g. configs/dag/fcn_r50-d8_4xb4-20k_voc12aug-512x512_dag.py)')
+    from mmdag import checkpoint as ckpt
     ck = args.checkpoint
-    if not ck.startswith(('http://', 'https://', 'open-mmlab://', 'openmmlab://',
-                          'torchvision://', 'modelzoo://')) and not osp.isfile(osp.expanduser(ck)):
+    if '://' in ck and not ck.startswith(ckpt.URL_SCHEMES) and not osp.isfile(ck):
+        fail(ckpt.unsupported_scheme_message(ck))
+    if ck.startswith(ckpt.ZOO_SCHEMES):   # a name the tables lack, a file not under mmengine's home
+        try:
+            target, is_url = ckpt.resolve_zoo_name(ck, warn=False)
+        except ckpt.CheckpointError as e:
+            fail(str(e))
+        if not is_url and not osp.isfile(target):
+            fail(f"checkpoint {ck}: {target} not found: put the file there (mmengine's home), "
+                 'or pass a local path or URL')
+    elif not ck.startswith(ckpt.URL_SCHEMES) and not osp.isfile(osp.expanduser(ck)):
         fail(f'checkpoint {ck} not found: pass an existing checkpoint file or a zoo URL')
     if osp.isfile(osp.expanduser(ck)) and not looks_like_checkpoint(osp.expanduser(ck)):
         fail(f'checkpoint {ck} is not a PyTorch checkpoint (neither a complete zip archive '
@@ -221,22 +235,28 @@ def main(argv=None):
 
     from mmengine.runner import Runner
 
+    from mmdag.checkpoint import safe_loading, trust
     from mmdag.errors import MMDagError
     from mmdag.summary import format_table
-    try:
-        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else _build_runner(cfg)
-    except Exception as e:  # unknown types, bad arguments: one line, the cause named
-        if os.environ.get('MMDAG_DEBUG'):
-            raise
-        fail(f'cannot build the runner from {args.config}: {type(e).__name__}: {e} '
-             '(set MMDAG_DEBUG=1 for the traceback)')
-    if args.out is not None and is_detection(cfg):
-        from mmdet.evaluation import DumpDetResults
-        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    try:
-        metrics = runner.test()
-    except MMDagError as e:
-        fail(str(e))
+    if args.trust_checkpoint:
+        trust(args.checkpoint)
+    # every checkpoint the run loads (one a model loads while it is built, too) goes
+    # through mmdag's weights-only loaders; CheckpointCheckHook does it for load_from
+    with safe_loading():
+        try:
+            runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else _build_runner(cfg)
+        except Exception as e:  # unknown types, bad arguments: one line, the cause named
+            if os.environ.get('MMDAG_DEBUG'):
+                raise
+            fail(f'cannot build the runner from {args.config}: {type(e).__name__}: {e} '
+                 '(set MMDAG_DEBUG=1 for the traceback)')
+        if args.out is not None and is_detection(cfg):
+            from mmdet.evaluation import DumpDetResults
+            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        try:
+            metrics = runner.test()
+        except MMDagError as e:
+            fail(str(e))
     from mmengine.dist import is_main_process
     if is_main_process() and any(k.startswith('advr/') for k in metrics):
         print(format_table({osp.splitext(osp.basename(args.config))[0]: metrics}))

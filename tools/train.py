@@ -18,6 +18,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     from mmdag.checkpoint import safe_loading
+    from mmdag.errors import MMDagError
 
     p = argparse.ArgumentParser(description='train a model with mmengine')
     p.add_argument('config')
@@ -31,9 +32,15 @@ def main(argv=None):
         cfg.merge_from_dict(a.cfg_options)
     cfg.work_dir = a.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(a.config))[0])
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    with safe_loading():  # resume / load_from: weights-only loading
-        runner.train()
+    # weights-only loading for every checkpoint the run reads: one a model loads
+    # while it is built, init_weights' pretrained / Pretrained init_cfg (local,
+    # http(s) or open-mmlab://... names), load_from and resume
+    with safe_loading():
+        try:
+            runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+            runner.train()
+        except MMDagError as e:   # a refused checkpoint: one line
+            sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -176,18 +176,22 @@ class RunProgress:
 
 def random_checkpoint(config: str, cfg_options: dict, path: str, seed: int = 0) -> str:
     """Save the model of ``config`` with random weights (pretrained
-    initialisations dropped, ``init_weights`` run, ``seed``) to ``path``,
-    unless it is there; return ``path``."""
+    initialisations dropped, ``init_weights`` run with mmdag's weights-only
+    loaders, ``seed``) to ``path``, unless it is there; return ``path``."""
     if osp.isfile(path):
         return path
     import torch
     from mmengine.config import Config
 
     from mmdag.apis.coverage import _quiet, build_model
+    from mmdag.checkpoint import safe_loading
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    with _quiet():   # the packages' import warnings; init_weights logs every tensor
+    # _quiet: the packages' import warnings; init_weights logs every tensor.
+    # safe_loading: a checkpoint an init_cfg other than Pretrained still names
+    # (e.g. Pretrained_Part) loads weights-only
+    with _quiet(), safe_loading():
         model = build_model(cfg.get('default_scope', None) or 'mmseg', cfg, seed=seed,
                             init_weights=True)
     buffer = io.BytesIO()

@@ -14,10 +14,14 @@ from mmdag.registry import HOOKS
 class CheckpointCheckHook(Hook):
     """Safe checkpoint loading and a fit check, for the run it belongs to.
 
-    While the run lasts, mmengine loads local and http(s) checkpoints with
-    :func:`mmdag.checkpoint.load_checkpoint_file` (``weights_only=True`` and
-    the allow-list that Runner-written checkpoints need; a file holding
-    anything else is refused in one line unless ``trust_checkpoint``).
+    While the run lasts, every scheme of mmengine's ``CheckpointLoader`` goes
+    through :mod:`mmdag.checkpoint` (:func:`~mmdag.checkpoint.install`): local
+    files, http(s) URLs and ``open-mmlab://``, ``openmmlab://``, ``mmcls://``,
+    ``torchvision://``, ``modelzoo://`` names load with ``weights_only=True``
+    and the allow-list that Runner-written checkpoints need (a file holding
+    anything else is refused in one line unless ``trust_checkpoint``; a
+    refused download never stays in torch's hub cache); other schemes
+    (``pavi://``, ``s3://``...) are refused.
 
     After the checkpoint is loaded and before the first batch, the hook
     counts the model's parameters that it did not set: those missing from
@@ -31,8 +35,10 @@ class CheckpointCheckHook(Hook):
     checked.
 
     Args:
-        trust_checkpoint (bool): load ``load_from`` with ``weights_only=False``
-            (it may run code stored in the file). Defaults to False.
+        trust_checkpoint (bool): load ``load_from`` (a path, a URL or a zoo
+            name, as given) with ``weights_only=False`` (it may run code stored
+            in the file; a URL's file only as downloaded from it). Defaults to
+            False.
         allow_partial (bool): only warn about a checkpoint that does not fit.
             Defaults to False.
         max_unloaded (float): fraction of the parameters' elements that may
