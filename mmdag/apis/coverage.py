@@ -289,19 +289,30 @@ def _fill_uninitialised(model) -> None:
                 m.weight.fill_(float(m.scale))
 
 
-def make_batch(package: str, size: Tuple[int, int] = SIZE, seed: int = 0, label: int = 1) -> dict:
+#: rows of grey padding under each detection family's survey image
+PAD_ROWS = 16
+
+
+def make_batch(package: str, size: Tuple[int, int] = SIZE, seed: int = 0, label: int = 1,
+               pad: int = 0) -> dict:
     """A one-image data batch as a test dataloader yields it: a seeded random
     uint8 image ``[3, H, W]`` and a data sample with one ground-truth object
     (mmdet: one box of class ``label``; mmseg: ``label`` in a centred
-    rectangle on class 0)."""
+    rectangle on class 0). ``pad`` (mmdet) makes the bottom ``pad`` rows a
+    grey padding that a test pipeline's ``Pad`` added (as RTMDet's and
+    YOLOX's do): ``pad_shape`` set, the image ``H - pad`` rows high."""
     from mmengine.structures import InstanceData, PixelData
     h, w = size
     g = torch.Generator().manual_seed(seed)
     img = (torch.rand(3, h, w, generator=g) * 255).round().to(torch.uint8)
     if package == 'mmdet':
         from mmdet.structures import DetDataSample
-        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
-                                        img_path='coverage.jpg', img_id=0))
+        meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
+                    img_path='coverage.jpg', img_id=0)
+        if pad:
+            img[:, h - pad:] = 114
+            meta.update(ori_shape=(h - pad, w), pad_shape=(h, w, 3))
+        s = DetDataSample(metainfo=meta)
         sy, sx = h / SIZE[0], w / SIZE[1]
         x1, y1, x2, y2 = DET_BOX
         s.gt_instances = InstanceData(bboxes=torch.tensor([[x1 * sx, y1 * sy, x2 * sx, y2 * sy]]),
@@ -485,13 +496,22 @@ def _attack(model, package: str, size, max_iters: int, label: int = 1,
     """``attack_batch`` on a fresh batch, classified: outcome, reason,
     adapter, num_targets, iters and status of the image."""
     from mmdag.apis import attack_batch
+    from mmdag.apis.attack import attack_mode, content_region
     from mmdag.errors import MMDagError
-    out = dict(outcome=None, reason='', adapter=None, num_targets=None, iters=None, status=None)
+    out = dict(outcome=None, reason='', adapter=None, num_targets=None, iters=None, status=None,
+               logit_range=None, padding_linf=None)
+    # detectors get a padded image (the box stays inside the image part)
+    pad = PAD_ROWS if package == 'mmdet' and size[0] >= 8 * PAD_ROWS else 0
+    batch = make_batch(package, size, label=label, pad=pad)
     try:
         with _quiet():
-            result, targets = attack_batch(model, make_batch(package, size, label=label),
-                                           attack=dict(max_iters=max_iters),
+            result, targets = attack_batch(model, batch, attack=dict(max_iters=max_iters),
                                            targets_cfg=targets_cfg)
+            image = batch['inputs'][0].float()
+            if result.adv_images:
+                image = image.to(result.adv_images[0].device)
+            with attack_mode(model), torch.no_grad():
+                clean = targets.logits([image], [0])[0]
     except MMDagError as e:
         msg = str(e).strip()
         if '\n' in msg:
@@ -509,6 +529,16 @@ def _attack(model, package: str, size, max_iters: int, label: int = 1,
         out.update(outcome='attacked', adapter=type(targets).__name__,
                    num_targets=int(len(targets.labels[0])),
                    iters=int(iters) if iters is not None else None, status=stats.get('status'))
+        # invariants: the attacked quantity is pre-activation (scores or
+        # probabilities would all lie in [0, 1]), and nothing moves in padding
+        if clean.numel():
+            out['logit_range'] = [round(float(clean.min()), 4), round(float(clean.max()), 4)]
+        region = content_region(batch['data_samples'][0], batch['inputs'][0])
+        if region is not None:
+            r = result.perturbations[0]
+            out['padding_linf'] = float(max(r[:, region[0]:].abs().max(),
+                                            r[:, :, region[1]:].abs().max() if region[1] < r.shape[-1]
+                                            else r.new_zeros(())))
         if out['num_targets'] == 0:
             out['reason'] = 'zero targets'
     return out
@@ -646,11 +676,28 @@ def update_readme(readme_path: str, table: str) -> None:
     write_atomic(readme_path, new)
 
 
+def updated(rec: dict) -> bool:
+    """Whether the attack changed the image: targets and at least one update,
+    with the adapter's defaults or the relaxed second attack."""
+    again = rec.get('relaxed') or {}
+    return bool((rec.get('num_targets') and rec.get('iters'))
+                or (again.get('num_targets') and again.get('iters')))
+
+
+def expected_entry(rec: dict) -> dict:
+    """A family's line of ``tests/test_zoo/families.json``: the outcome and
+    config, and for an attacked family its adapter and whether it updated."""
+    entry = dict(outcome=rec['outcome'], config=rec['config'])
+    if rec['outcome'] == 'attacked':
+        entry.update(adapter=rec['adapter'], updated=updated(rec))
+    return entry
+
+
 def expected_entries(records: Sequence[dict], previous: Optional[dict] = None) -> Dict[str, dict]:
     """What ``tests/test_zoo/families.json`` commits: family -> outcome and
     config, sorted by package then family; ``previous`` entries of families
     not in ``records`` are kept (a partial survey)."""
     entries = dict(previous or {})
-    entries.update({r['family']: dict(outcome=r['outcome'], config=r['config']) for r in records})
+    entries.update({r['family']: expected_entry(r) for r in records})
     return dict(sorted(entries.items(),
                        key=lambda kv: (_package_order(kv[0].split('::')[0]), kv[0])))

@@ -107,11 +107,11 @@ def _roi_logits(model, x, boxes: List[Tensor], metas: list) -> List[Tensor]:
     rois = bbox2roi(boxes)
     head = model.roi_head
     sizes = [len(b) for b in boxes]
+    if not sum(sizes):   # no box at all: the cascade's refinement and SABL's head cannot take it
+        last = head.bbox_head[-1] if isinstance(head.bbox_head, torch.nn.ModuleList) else head.bbox_head
+        return [x[0].new_zeros((0, last.num_classes + 1)) for _ in sizes]
     kwargs = _roi_context(head, x)
     if hasattr(head, '_refine_roi'):
-        if not sum(sizes):   # the cascade's refinement cannot take zero boxes
-            last = head.bbox_head[-1]
-            return [x[0].new_zeros((0, last.num_classes + 1)) for _ in sizes]
         _, scores, _ = head._refine_roi(x, rois, metas, sizes, **kwargs)
         return list(scores)
     score = head._bbox_forward(x, rois, **kwargs)['cls_score']

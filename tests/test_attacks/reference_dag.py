@@ -112,7 +112,9 @@ class ReferenceDAG(DAG):
                 iters[i] = m + 1
 
         if self.quantize:
-            r = [(x0[i] + r[i]).round().clamp(lo, hi) - x0[i] for i in range(num)]
+            # the rounding is DAG's own (kept inside the epsilon ball since the
+            # review; the former line rounded and clamped to the range only)
+            r = [self._round(x0[i], r[i]) - x0[i] for i in range(num)]
             recheck = [i for i in range(num) if status[i] not in ('no_targets', 'none_correct')]
             if recheck:
                 with torch.no_grad():

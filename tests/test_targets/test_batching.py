@@ -157,7 +157,19 @@ def test_segmentation_batch_may_mix_sizes():
     assert torch.allclose(alone, together[1], atol=1e-5)
     res, _ = attack_batch(model, batch, dict(max_iters=2))
     assert [tuple(x.shape) for x in res.adv_images] == [(3, 40, 56), (3, 56, 40)]
+    # values, not only shapes: each image's attack and prediction are those
+    # of a batch of one
+    for k, one in enumerate((a, b)):
+        alone, _ = attack_batch(model, one, dict(max_iters=2))
+        assert alone.stats[0]['iters'] == res.stats[k]['iters'] == 2
+        assert torch.allclose(alone.perturbations[0], res.perturbations[k], atol=1e-4)
     with torch.no_grad():
         preds = grouped_test_step(model, dict(inputs=batch['inputs'],
                                               data_samples=[s.clone() for s in batch['data_samples']]))
+        singles = [model.test_step(dict(inputs=one['inputs'],
+                                        data_samples=[s.clone() for s in one['data_samples']]))[0]
+                   for one in (a, b)]
     assert [tuple(p.pred_sem_seg.data.shape[-2:]) for p in preds] == [(40, 56), (56, 40)]
+    for p, q in zip(preds, singles):
+        assert torch.equal(p.pred_sem_seg.data, q.pred_sem_seg.data)
+        assert torch.allclose(p.seg_logits.data, q.seg_logits.data, atol=1e-5)

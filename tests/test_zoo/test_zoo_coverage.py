@@ -59,6 +59,32 @@ def test_every_zoo_family_is_attacked_or_refused_cleanly(tmp_path):
     if regressed:
         problems.append('families that families.json marks attacked are no longer attacked:\n'
                         + '\n'.join(regressed))
+    # "attacked" must mean attacked: the same adapter, targets and updates
+    # where families.json records them (a family that lost every target, or
+    # fell to another adapter, fails here; entries written before the file
+    # held adapters are checked once it is regenerated with --write-expected)
+    lost = [f'  {f}: adapter {records[f]["adapter"]} (expected {e.get("adapter")}), '
+            f'{records[f]["num_targets"]} targets, {records[f]["iters"]} updates'
+            for f, e in sorted(expected.items())
+            if e['outcome'] == 'attacked' and records.get(f, {}).get('outcome') == 'attacked'
+            and ((e.get('adapter') and records[f]['adapter'] != e['adapter'])
+                 or (e.get('updated') and not cov.updated(records[f])))]
+    if lost:
+        problems.append('attacked families that changed adapter or no longer update:\n'
+                        + '\n'.join(lost))
+    # invariants of every attacked family: the attacked quantity is
+    # pre-activation (the SOLO heads once handed over probabilities, all in
+    # [0, 1]), and a detector's padding is never perturbed
+    probs = [f'  {f}: clean target logits in {r["logit_range"]}' for f, r in sorted(records.items())
+             if r['outcome'] == 'attacked' and r['logit_range']
+             and 0 <= r['logit_range'][0] and r['logit_range'][1] <= 1]
+    if probs:
+        problems.append('families attacked on scores in [0, 1] instead of logits:\n'
+                        + '\n'.join(probs))
+    padded = [f'  {f}: L-inf {r["padding_linf"]} in the padding' for f, r in sorted(records.items())
+              if r['outcome'] == 'attacked' and r.get('padding_linf')]
+    if padded:
+        problems.append('families whose padding was perturbed:\n' + '\n'.join(padded))
     assert not problems, '\n'.join(problems)
 
 
@@ -122,6 +148,24 @@ def test_survey_family_attacks_a_segmentor():
     assert rec['adapter'] == 'SegmentationTargets' and rec['num_targets'] == 64 * 64
     assert rec['iters'] == 2 or rec['status'] != 'max_iters'
     assert rec['seconds'] > 0
+    assert rec['logit_range'][0] < 0 or rec['logit_range'][1] > 1   # logits, not scores
+    assert rec['padding_linf'] is None                                 # no padding: none checked
+    entry = cov.expected_entry(rec)
+    assert entry == dict(outcome='attacked', config=rec['config'], adapter='SegmentationTargets',
+                         updated=cov.updated(rec))
+
+
+def test_survey_attack_of_a_detector_checks_its_padding():
+    # RetinaNet R18 at 128x128: the survey's detection image has 16 grey rows
+    # of pipeline padding, which the attack must leave untouched
+    from mmdag.apis.attack import content_region
+    model = cov.build_model('mmdet', cov.load_config('mmdet', 'retinanet/retinanet_r18_fpn_1x_coco.py'))
+    batch = cov.make_batch('mmdet', (128, 128), pad=cov.PAD_ROWS)
+    assert content_region(batch['data_samples'][0], batch['inputs'][0]) == (112, 128)
+    out = cov._attack(model, 'mmdet', (128, 128), 2, targets_cfg=dict(score_thr=1e-6))
+    assert out['outcome'] == 'attacked' and out['num_targets'] > 0 and out['iters'] == 2, out
+    assert out['padding_linf'] == 0.0 and out['logit_range'][0] < 0
+    assert cov.updated(dict(out, relaxed=None))
 
 
 class _Fake(torch.nn.Module):
@@ -181,6 +225,9 @@ def test_no_update_with_defaults_attacks_again_relaxed(monkeypatch, fake_family)
     class TwoStageTargets:   # what the adapter's name decides
         def __init__(self, n):
             self.labels = [torch.zeros(n, dtype=torch.long)]
+
+        def logits(self, images, indices):
+            return [torch.full((len(self.labels[0]), 3), -1.0)]
 
     calls = []
 
