@@ -158,9 +158,9 @@ def transfer_batch(model, data_batch: dict, perturbations: Sequence[Tensor],
     lo, hi = clip_range
     regions = content_regions(samples, images)
     # the padding around an image stays as the pipeline made it
-    perturbations = [r.to(device).float() * (1 if m is None else m)
-                     for r, m in ((r, region_mask(x, reg)) for r, x, reg
-                                  in zip(perturbations, images, regions))]
+    perturbations = [r.to(device).float() for r in perturbations]
+    masks = [region_mask(x, reg) for x, reg in zip(images, regions)]
+    perturbations = [r if m is None else r * m for r, m in zip(perturbations, masks)]
     adv = [(x + r).clamp(lo, hi) for x, r in zip(images, perturbations)]
     rs = [a - x for a, x in zip(adv, images)]
     with attack_mode(model, autocast):

@@ -497,6 +497,7 @@ def _attack(model, package: str, size, max_iters: int, label: int = 1,
     adapter, num_targets, iters and status of the image."""
     from mmdag.apis import attack_batch
     from mmdag.apis.attack import attack_mode, content_region
+    from mmdag.attacks.stats import region_mask
     from mmdag.errors import MMDagError
     out = dict(outcome=None, reason='', adapter=None, num_targets=None, iters=None, status=None,
                logit_range=None, padding_linf=None)
@@ -533,12 +534,10 @@ def _attack(model, package: str, size, max_iters: int, label: int = 1,
         # probabilities would all lie in [0, 1]), and nothing moves in padding
         if clean.numel():
             out['logit_range'] = [round(float(clean.min()), 4), round(float(clean.max()), 4)]
-        region = content_region(batch['data_samples'][0], batch['inputs'][0])
-        if region is not None:
-            r = result.perturbations[0]
-            out['padding_linf'] = float(max(r[:, region[0]:].abs().max(),
-                                            r[:, :, region[1]:].abs().max() if region[1] < r.shape[-1]
-                                            else r.new_zeros(())))
+        r = result.perturbations[0] if result.perturbations else None
+        mask = region_mask(r, content_region(batch['data_samples'][0], r)) if r is not None else None
+        if mask is not None:
+            out['padding_linf'] = float((r * (1 - mask)).abs().max())
         if out['num_targets'] == 0:
             out['reason'] = 'zero targets'
     return out
