@@ -188,8 +188,8 @@ def _load_trusted(path: str, shown: str, map_location=None):
 def _refusal(shown: str, what: str, note: str = '') -> CheckpointError:
     return CheckpointError(
         f'checkpoint {shown} holds objects other than weights ({what}), which could run code '
-        f'when loaded{note}: if you trust the file, pass --trust-checkpoint (tools/test.py) or '
-        'trust_checkpoint=True (CheckpointCheckHook)')
+        f'when loaded{note}: if you trust the file, pass --trust-checkpoint (tools/test.py), '
+        '--trust-checkpoint NAME (tools/train.py) or trust_checkpoint=True (CheckpointCheckHook)')
 
 
 def _first_line(e: BaseException) -> str:

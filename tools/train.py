@@ -1,6 +1,13 @@
 """Train a model with the stock mmengine runner (used for the demo models).
 
     python tools/train.py CONFIG [--work-dir DIR] [--cfg-options k=v ...]
+                              [--trust-checkpoint NAME ...]
+
+Every checkpoint the run reads (``load_from``, ``resume``, a backbone's
+``pretrained`` / ``Pretrained`` init) is loaded weights only; one that needs
+more (code stored in the pickle) is refused in one line, unless its name (a
+path, URL or ``open-mmlab://`` zoo name, as written in the config) is passed
+to ``--trust-checkpoint``.
 """
 import argparse
 import os.path as osp
@@ -17,13 +24,17 @@ def main(argv=None):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    from mmdag.checkpoint import safe_loading
+    from mmdag.checkpoint import safe_loading, trust
     from mmdag.errors import MMDagError
 
     p = argparse.ArgumentParser(description='train a model with mmengine')
     p.add_argument('config')
     p.add_argument('--work-dir')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--trust-checkpoint', nargs='+', default=[], metavar='NAME',
+                   help='checkpoints (paths, URLs or zoo names, as the config names them) to '
+                        'load fully with pickle when weights-only loading refuses them: only '
+                        'for files you trust, since unpickling may run code stored in them')
     a = p.parse_args(argv)
     if not osp.isfile(a.config):
         sys.exit(f'error: config {a.config} not found')
@@ -35,6 +46,8 @@ def main(argv=None):
     # weights-only loading for every checkpoint the run reads: one a model loads
     # while it is built, init_weights' pretrained / Pretrained init_cfg (local,
     # http(s) or open-mmlab://... names), load_from and resume
+    for name in a.trust_checkpoint:
+        trust(name)
     with safe_loading():
         try:
             runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)

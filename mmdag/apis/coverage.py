@@ -392,7 +392,7 @@ def _record(family: str) -> dict:
     return dict(family=family, package=package, config=None, outcome=None, reason='', adapter=None,
                 num_targets=None, iters=None, status=None, seconds=0.0, tried=[], failures={},
                 size=list(SIZE_OVERRIDES.get(family, SIZE)), gt_label=None, relaxed=None,
-                timing={})
+                timing={}, violations=[], bias_note=None, figures={})
 
 
 def survey_family(family: str, max_iters: int = 2) -> dict:
@@ -457,6 +457,11 @@ def survey_family(family: str, max_iters: int = 2) -> dict:
                 timing['relaxed'] = round(time.perf_counter() - t, 2)
                 rec['relaxed'] = dict(targets_cfg=relaxed, **{k: again[k] for k in (
                     'outcome', 'reason', 'num_targets', 'iters', 'status')})
+                # the invariants of the run that had targets
+                rec['violations'] = (rec['violations']
+                                     + [f'relaxed: {v}' for v in again['violations']])
+                rec['bias_note'] = rec['bias_note'] or again['bias_note']
+                rec['figures'] = rec['figures'] or again['figures']
                 opts = ', '.join(f'{k}={v}' for k, v in relaxed.items())
                 if again['outcome'] == 'attacked':
                     rec['reason'] = (f'{rec["num_targets"]} targets, {rec["iters"]} updates with '
@@ -500,7 +505,7 @@ def _attack(model, package: str, size, max_iters: int, label: int = 1,
     from mmdag.attacks.stats import region_mask
     from mmdag.errors import MMDagError
     out = dict(outcome=None, reason='', adapter=None, num_targets=None, iters=None, status=None,
-               logit_range=None, padding_linf=None)
+               logit_range=None, padding_linf=None, violations=[], bias_note=None, figures={})
     # detectors get a padded image (the box stays inside the image part)
     pad = PAD_ROWS if package == 'mmdet' and size[0] >= 8 * PAD_ROWS else 0
     batch = make_batch(package, size, label=label, pad=pad)
@@ -540,6 +545,32 @@ def _attack(model, package: str, size, max_iters: int, label: int = 1,
             out['padding_linf'] = float((r * (1 - mask)).abs().max())
         if out['num_targets'] == 0:
             out['reason'] = 'zero targets'
+        else:
+            out.update(_invariants(model, targets, image, batch))
+    return out
+
+
+def _invariants(model, targets, image, batch) -> dict:
+    """The survey's invariants of an attacked family (:mod:`mmdag.apis.invariants`):
+    ``violations`` (lines; a check that breaks is one too), the
+    pre-activation check's ``bias_note`` and the clean ``figures``."""
+    from mmdag.apis import invariants as inv
+    out = dict(violations=[], bias_note=None, figures={})
+    sample = batch['data_samples'][0]
+    checks = (('pre-activation', lambda: inv.pre_activation(model, targets, image)),
+              ('settings', lambda: (inv.settings_used(targets, image, sample), None)),
+              ('stock predict', lambda: inv.agrees_with_predict(model, targets, image, batch)))
+    for name, check in checks:
+        try:
+            with _quiet():
+                problems, extra = check()
+        except Exception as e:   # noqa: B902 - a check that breaks is a finding
+            problems, extra = [f'the check broke: {describe_exception(e, frames=True)}'], None
+        out['violations'] += [f'{name}: {p}' for p in problems]
+        if name == 'pre-activation':
+            out['bias_note'] = extra
+        elif extra:
+            out['figures'] = extra
     return out
 
 
@@ -564,7 +595,10 @@ def progress_line(k: int, n: int, rec: dict) -> str:
     """``[12/134] mmdet::rtmdet attacked (OneStageTargets, 40 targets) 6.1 s``"""
     o = rec['outcome']
     detail = attacked_detail(rec) if o == 'attacked' else _short_reason(rec['reason'])
-    return f'[{k}/{n}] {rec["family"]} {o} ({detail}) {rec["seconds"]:.1f} s'
+    line = f'[{k}/{n}] {rec["family"]} {o} ({detail}) {rec["seconds"]:.1f} s'
+    for v in rec.get('violations', []):
+        line += f'\n    invariant violated: {v}'
+    return line
 
 
 def survey(families: Optional[Iterable[str]] = None, max_iters: int = 2,

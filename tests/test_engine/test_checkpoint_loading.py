@@ -402,3 +402,27 @@ def test_tools_test_refuses_a_zoo_payload_in_one_line(case, tiny_voc, random_seg
         assert '--trust-checkpoint' in err[0] and f'{cached}.refused' in err[0]
         assert not os.path.exists(cached)
     assert not marker.exists()
+
+
+def test_tools_train_refuses_a_payload_load_from_and_trusts_it_by_name(
+        tiny_voc, random_seg_checkpoint, tmp_path):
+    marker = tmp_path / 'payload_ran'
+    ck = torch.load(random_seg_checkpoint, weights_only=True)
+    ck['meta'] = {'payload': _Payload(marker)}
+    path = str(tmp_path / 'init.pth')
+    torch.save(ck, path)
+    opts = ['--cfg-options', f'load_from={path}', 'train_cfg.max_iters=1',
+            'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=1',
+            *(f'{k}.dataset.data_root={tiny_voc}' for k in ('train_dataloader', 'val_dataloader',
+                                                            'test_dataloader'))]
+    res = run_tool(['tools/train.py', TINY, '--work-dir', str(tmp_path / 'a'), *opts], check=False)
+    err = [ln for ln in res.stderr.strip().splitlines() if ln.startswith('error: ')]
+    assert res.returncode == 1 and len(err) == 1, res.stdout[-1500:] + res.stderr[-3000:]
+    assert path in err[0] and '--trust-checkpoint NAME (tools/train.py)' in err[0]
+    assert not marker.exists() and 'Traceback' not in res.stderr
+    # trusted by the name the config gives: loaded fully (the payload runs, as
+    # the user accepted), with a line saying so, and the run trains
+    res = run_tool(['tools/train.py', TINY, '--work-dir', str(tmp_path / 'b'),
+                    '--trust-checkpoint', path, *opts])
+    assert marker.exists() and 'weights_only=False (--trust-checkpoint)' in res.stdout + res.stderr
+    assert (tmp_path / 'b' / 'iter_1.pth').is_file()

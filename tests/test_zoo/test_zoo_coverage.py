@@ -85,6 +85,17 @@ def test_every_zoo_family_is_attacked_or_refused_cleanly(tmp_path):
               if r['outcome'] == 'attacked' and r.get('padding_linf')]
     if padded:
         problems.append('families whose padding was perturbed:\n' + '\n'.join(padded))
+    # the invariants of mmdag.apis.invariants: pre-activation under a class
+    # bias shift, printed settings applied, segmentation "correct" = stock predict
+    broken = [f'  {f}: {v}' for f, r in sorted(records.items()) for v in r.get('violations', [])]
+    if broken:
+        problems.append('invariants violated:\n' + '\n'.join(broken))
+    checked = [f for f, r in records.items()
+               if r.get('bias_note') and 'not checked' not in r['bias_note']]
+    attacked = [f for f, r in records.items() if r['outcome'] == 'attacked' and r['num_targets']]
+    if len(checked) < 0.9 * len(attacked):
+        problems.append(f'the class-bias check found a classifier in {len(checked)} of '
+                        f'{len(attacked)} families with targets')
     assert not problems, '\n'.join(problems)
 
 
