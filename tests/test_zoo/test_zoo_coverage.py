@@ -249,7 +249,13 @@ def test_no_update_with_defaults_attacks_again_relaxed(monkeypatch, fake_family)
         return DAGResult([], [], [], stats), TwoStageTargets(n)
 
     monkeypatch.setattr(mmdag.apis, 'attack_batch', attack_batch)
+    # the invariants of the relaxed run are merged into the record
+    monkeypatch.setattr(cov, '_invariants', lambda *a: dict(violations=['x: y'], bias_note='b',
+                                                            figures=dict(correct=1)))
     rec = cov.survey_family('mmseg::fcn')
+    assert rec['violations'] == ['relaxed: x: y'] and rec['bias_note'] == 'b'
+    assert rec['figures'] == dict(correct=1)
+    rec['violations'] = []
     assert calls == [(None, 2), (cov.RELAXED_TARGETS['TwoStageTargets'], cov.RELAXED_ITERS)]
     assert rec['outcome'] == 'attacked' and rec['num_targets'] == 0 and rec['iters'] == 0
     assert rec['relaxed']['num_targets'] == 5 and rec['relaxed']['iters'] == 2
