@@ -29,6 +29,8 @@
 # RoIAlign need mmcv's CUDA ops), and says so. Everything it prints is
 # also in LOG_DIR (default gpu_check_logs/): gpu_check.log, mmcv_build.log,
 # pytest_cuda.log. PYTEST_ARGS go to pytest (e.g. -k segmentation).
+# GPU_CHECK_MORE names more pytest node ids to run after them, on the GPU
+# where the code puts its models there (pytest_more.log).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -167,6 +169,18 @@ tests() {
         "${select[@]}" "$@" 2>&1 | tee "$logs/pytest_cuda.log"
     rc=${PIPESTATUS[0]}
     echo "[gpu_check] CUDA tests: exit $rc after $(( $(date +%s) - t_tests )) s; mmcv ops: $mmcv_ops"
+    if [ -n "${GPU_CHECK_MORE:-}" ]; then
+        # more tests that run on the GPU where one is present (e.g. the slow
+        # resume test, whose tools/test.py runs put the model on CUDA)
+        local more; t_tests=$(date +%s)
+        echo "[gpu_check] running $GPU_CHECK_MORE"
+        # shellcheck disable=SC2086
+        "$PY" -m pytest $GPU_CHECK_MORE -v -rs -p no:cacheprovider --durations=5 2>&1 \
+            | tee "$logs/pytest_more.log"
+        more=${PIPESTATUS[0]}
+        echo "[gpu_check] more tests: exit $more after $(( $(date +%s) - t_tests )) s"
+        [ "$more" -eq 0 ] || rc=$more
+    fi
     return "$rc"
 }
 

@@ -2,7 +2,8 @@
 
 Marked ``cuda`` (``MMDAG_TEST_DEVICE=cpu`` runs it on the CPU): for a few
 heads whose targets read the clean predictions or build their own tensors
-(RTMDet, TOOD, YOLOX, CenterNet, SOLOv2, AutoAssign), the targets built on the
+(RTMDet, TOOD, YOLOX, CenterNet, SOLOv2, AutoAssign; SOLO and DecoupledSOLO,
+whose category branch the adapter runs itself for raw logits), the targets built on the
 device equal those built on the CPU, and two DAG iterations run there.
 """
 import os
@@ -21,7 +22,8 @@ pytestmark = [
     pytest.mark.skipif(DEVICE == 'cuda' and not torch.cuda.is_available(),
                        reason='needs CUDA (MMDAG_TEST_DEVICE=cpu runs these on the CPU)'),
 ]
-HEADS = ['RTMDetSepBNHead', 'TOODHead', 'YOLOXHead', 'CenterNetHead', 'SOLOV2Head', 'AutoAssignHead']
+HEADS = ['RTMDetSepBNHead', 'TOODHead', 'YOLOXHead', 'CenterNetHead', 'SOLOV2Head', 'AutoAssignHead',
+         'SOLOHead', 'DecoupledSOLOHead']
 
 
 @pytest.mark.parametrize('head', HEADS)
