@@ -29,8 +29,10 @@
 # RoIAlign need mmcv's CUDA ops), and says so. Everything it prints is
 # also in LOG_DIR (default gpu_check_logs/): gpu_check.log, mmcv_build.log,
 # pytest_cuda.log. PYTEST_ARGS go to pytest (e.g. -k segmentation).
-# GPU_CHECK_MORE names more pytest node ids to run after them, on the GPU
-# where the code puts its models there (pytest_more.log).
+# GPU_CHECK_TESTS replaces the CUDA tests' paths (default tests/test_cuda; e.g.
+# one file, to finish a run that was cut off). GPU_CHECK_MORE names more
+# pytest node ids to run after them, on the GPU where the code puts its
+# models there (pytest_more.log).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -165,8 +167,9 @@ tests() {
     fi
     echo "[gpu_check] running the CUDA tests"
     local t_tests; t_tests=$(date +%s)
-    "$PY" -m pytest tests/test_cuda -m cuda -v -rs -p no:cacheprovider --durations=5 \
-        "${select[@]}" "$@" 2>&1 | tee "$logs/pytest_cuda.log"
+    # shellcheck disable=SC2086
+    "$PY" -m pytest ${GPU_CHECK_TESTS:-tests/test_cuda} -m cuda -v -rs -p no:cacheprovider \
+        --durations=5 "${select[@]}" "$@" 2>&1 | tee "$logs/pytest_cuda.log"
     rc=${PIPESTATUS[0]}
     echo "[gpu_check] CUDA tests: exit $rc after $(( $(date +%s) - t_tests )) s; mmcv ops: $mmcv_ops"
     if [ -n "${GPU_CHECK_MORE:-}" ]; then

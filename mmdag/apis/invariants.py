@@ -171,18 +171,35 @@ def settings_used(targets, image: Tensor, sample) -> List[str]:
 def agrees_with_predict(model, targets, image: Tensor, batch: dict) -> Tuple[List[str], dict]:
     """(d): "correct" against the stock prediction on the clean image.
 
-    Returns the violations (segmentation only) and the clean figures:
-    ``correct`` targets, and for detectors ``stock_tp`` (stock detections
-    of a true label with IoU >= 0.5 with its box, at the model's own test
-    score threshold)."""
+    Both forwards run with the same seed (a model may draw random numbers at
+    every forward, in eval mode too). Returns the violations (segmentation
+    only) and the clean figures: ``correct`` targets, ``stochastic`` (whether
+    two forwards of the same image differ), and ``stock_correct`` (pixels
+    the stock prediction gets right) or, for detectors, ``stock_tp`` (stock
+    detections of a true label with IoU >= 0.5 with its box, at the model's
+    own test score threshold)."""
     from mmdag.apis.attack import attack_mode
-    with attack_mode(model), torch.no_grad():
-        values = targets.logits([image], [0])[0]
+
+    def seeded(fn, seed=0):
+        # the same random draws for both sides: some heads draw at every
+        # forward, in eval mode too (SegNeXt's Hamburger draws its bases)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return fn()
+
+    def adapter_values(seed=0):
+        with attack_mode(model), torch.no_grad():
+            return seeded(lambda: targets.logits([image], [0])[0], seed)
+
+    values = adapter_values()
     labels = targets.labels[0].to(values.device)
     correct = targets.correct(values, labels)
     figures = dict(correct=int(correct.sum()))
+    # a model whose forward is random: every forward of the attack (and the
+    # prediction it is scored on) sees other draws
+    figures['stochastic'] = not torch.allclose(values, adapter_values(1), rtol=1e-4, atol=1e-4)
     with torch.no_grad():
-        pred = model.test_step(batch)[0]
+        pred = seeded(lambda: model.test_step(batch)[0])
     problems = []
     if 'pred_sem_seg' in pred:
         # pixel targets, indexed in the frame of the prediction (the metric's)
