@@ -50,6 +50,7 @@ does it for the run it belongs to; ``tools/test.py`` and ``tools/train.py``
 for the whole run (model building, ``init_weights``' ``pretrained`` /
 ``Pretrained`` init_cfg, ``load_from`` and ``resume``).
 """
+import _compat_pickle
 import contextlib
 import os
 import os.path as osp
@@ -168,9 +169,70 @@ def _allowed_names() -> set:
     return names
 
 
+#: torch >= 2.5 takes extra allowed globals for one load
+#: (``torch.serialization.safe_globals``); older torch (2.1 ...) gets the same
+#: allow-list through :class:`_RestrictedUnpickler`
+TORCH_SAFE_GLOBALS = hasattr(torch.serialization, 'safe_globals')
+
+
+def _restricted_globals() -> dict:
+    """``'module.name' -> object``: torch's own weights-only allow-list
+    (tensors, storages, dtypes, ``OrderedDict``...) and mmdag's."""
+    from torch import _weights_only_unpickler
+    allowed = dict(_weights_only_unpickler._get_allowed_globals())
+    for g in _safe_globals():
+        obj, name = g if isinstance(g, tuple) else (g, f'{g.__module__}.{g.__qualname__}')
+        allowed[name] = obj
+    return allowed
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the allowed globals (the Python docs'
+    restricted unpickler): every callable a pickle can call or instantiate
+    comes through ``find_class``, so a file that names anything else is
+    refused before any of it runs. ``torch.load`` subclasses it to serve its
+    storages and its persistent ids."""
+
+    _allowed: Optional[dict] = None
+
+    def find_class(self, module, name):
+        allowed = type(self)._allowed
+        if allowed is None:
+            allowed = type(self)._allowed = _restricted_globals()
+        # protocol 2 (torch.save's default) writes Python 2 names (``__builtin__``)
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        full = f'{module}.{name}'
+        if full in allowed:
+            return allowed[full]
+        raise pickle.UnpicklingError(f'{_NOT_ALLOWED}{full}')
+
+
+_NOT_ALLOWED = 'weights-only load refused the global '
+
+
+class _RestrictedPickle:
+    """The ``pickle_module`` of a restricted ``torch.load``."""
+    Unpickler = _RestrictedUnpickler
+    UnpicklingError = pickle.UnpicklingError
+    __name__ = 'mmdag.checkpoint._RestrictedPickle'
+
+    @staticmethod
+    def load(file, **kwargs):
+        return _RestrictedUnpickler(file, **kwargs).load()
+
+
 def _load_weights_only(path: str, map_location=None):
     """``torch.load`` weights-only with the allow-list; :class:`_NotWeights`
     for a file that holds more."""
+    if not TORCH_SAFE_GLOBALS:
+        try:
+            return torch.load(path, map_location=map_location, pickle_module=_RestrictedPickle,
+                              weights_only=False)
+        except pickle.UnpicklingError as e:
+            text = str(e)
+            what = text[len(_NOT_ALLOWED):] if text.startswith(_NOT_ALLOWED) else text
+            raise _NotWeights(what.splitlines()[0][:200] if what else 'UnpicklingError') from None
     try:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)

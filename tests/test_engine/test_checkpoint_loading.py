@@ -426,3 +426,51 @@ def test_tools_train_refuses_a_payload_load_from_and_trusts_it_by_name(
                     '--trust-checkpoint', path, *opts])
     assert marker.exists() and 'weights_only=False (--trust-checkpoint)' in res.stdout + res.stderr
     assert (tmp_path / 'b' / 'iter_1.pth').is_file()
+
+
+def test_the_restricted_unpickler_of_older_torch_loads_and_refuses_the_same(
+        trained_seg_checkpoint, tmp_path, monkeypatch):
+    """torch < 2.5 has no ``safe_globals``: mmdag's restricted unpickler
+    (forced here on today's torch) must load what the weights-only path loads
+    and refuse what it refuses, with the same line, running nothing."""
+    from mmdag import checkpoint as ckpt
+
+    class Sneaky:
+        def __reduce__(self):
+            return (getattr, (np.ndarray, 'tofile'))
+
+    marker = tmp_path / 'payload_ran'
+    bad = {'payload': _payload_checkpoint(tmp_path / 'payload.pth', marker),
+           'getattr': str(tmp_path / 'sneaky.pth')}
+    torch.save({'x': Sneaky()}, bad['getattr'])
+
+    def outcomes():
+        ck = ckpt.load_checkpoint_file(trained_seg_checkpoint)
+        errors = {}
+        for name, path in bad.items():
+            with pytest.raises(ckpt.CheckpointError) as e:
+                ckpt.load_checkpoint_file(path)
+            errors[name] = str(e.value)
+        return ck, errors
+
+    assert ckpt.TORCH_SAFE_GLOBALS   # the torch this suite runs on
+    want, want_errors = outcomes()
+    monkeypatch.setattr(ckpt, 'TORCH_SAFE_GLOBALS', False)
+    monkeypatch.setattr(torch, 'load', _no_weights_only(torch.load))
+    got, got_errors = outcomes()
+    assert not marker.exists()
+    assert got_errors['payload'] == want_errors['payload'] and '(io.open)' in got_errors['payload']
+    assert 'tofile' in got_errors['getattr']
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got['state_dict'][k], v) for k, v in want['state_dict'].items())
+    buf, ref = (next(iter(c['message_hub']['log_scalars'].values())) for c in (got, want))
+    assert buf.data[0].tolist() == ref.data[0].tolist()
+    assert str(got['meta']) == str(want['meta'])
+
+
+def _no_weights_only(load):
+    """torch.load as on an old torch: weights_only=True must not be asked for."""
+    def wrapped(*args, **kwargs):
+        assert kwargs.get('weights_only') is False and kwargs.get('pickle_module') is not None
+        return load(*args, **kwargs)
+    return wrapped
