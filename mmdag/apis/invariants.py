@@ -198,8 +198,14 @@ def agrees_with_predict(model, targets, image: Tensor, batch: dict) -> Tuple[Lis
     # a model whose forward is random: every forward of the attack (and the
     # prediction it is scored on) sees other draws
     figures['stochastic'] = not torch.allclose(values, adapter_values(1), rtol=1e-4, atol=1e-4)
-    with torch.no_grad():
-        pred = seeded(lambda: model.test_step(batch)[0])
+    try:
+        with torch.no_grad():
+            pred = seeded(lambda: model.test_step(batch)[0])
+    except Exception as e:   # noqa: B902 - the stock code's own failure, not mmdag's
+        # (e.g. mmdet's mask pasting on the degenerate boxes of random
+        # weights): nothing to compare with
+        figures['stock_error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:160]}'
+        return [], figures
     problems = []
     if 'pred_sem_seg' in pred:
         # pixel targets, indexed in the frame of the prediction (the metric's)

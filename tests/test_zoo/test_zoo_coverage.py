@@ -92,7 +92,8 @@ def test_every_zoo_family_is_attacked_or_refused_cleanly(tmp_path):
         problems.append('invariants violated:\n' + '\n'.join(broken))
     checked = [f for f, r in records.items()
                if r.get('bias_note') and 'not checked' not in r['bias_note']]
-    attacked = [f for f, r in records.items() if r['outcome'] == 'attacked' and r['num_targets']]
+    attacked = [f for f, r in records.items() if r['outcome'] == 'attacked'
+                and (r['num_targets'] or (r.get('relaxed') or {}).get('num_targets'))]
     if len(checked) < 0.9 * len(attacked):
         problems.append(f'the class-bias check found a classifier in {len(checked)} of '
                         f'{len(attacked)} families with targets')
