@@ -297,10 +297,11 @@ def _local_rank() -> int:
     return 0
 
 
-def _download(url: str, path: str) -> str:
+def _download(url: str, path: str, shown: Optional[str] = None) -> str:
     """Fetch ``url`` to a hidden temporary next to ``path`` (the name
     :func:`mmdag.fileio.write_atomic` uses, so that the sweeper knows it);
-    return the temporary's path."""
+    return the temporary's path. A failed download is one line naming
+    ``shown`` (the name the user gave)."""
     from urllib.request import Request, urlopen
     folder = osp.dirname(path)
     os.makedirs(folder, exist_ok=True)
@@ -312,6 +313,14 @@ def _download(url: str, path: str) -> str:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
+    except (OSError, ValueError) as e:   # urllib's URLError and HTTPError are OSErrors
+        _remove(tmp)
+        reason = getattr(e, 'reason', None) if not hasattr(e, 'code') else None
+        why = _first_line(reason) if isinstance(reason, BaseException) else (
+            str(reason) if reason else _first_line(e))
+        raise CheckpointError(
+            f'checkpoint {shown or url}: the download failed ({why}): check the URL and the '
+            'network, or download the file and pass its local path') from None
     except BaseException:
         _remove(tmp)
         raise
@@ -376,7 +385,7 @@ def _load_cached(path: str, map_location, shown: str, trusted: bool, fresh: bool
 
 def _fetch_and_load(url: str, path: str, map_location, shown: str, trusted: bool):
     """Download, load, and only then give the file its cache name."""
-    tmp = _download(url, path)
+    tmp = _download(url, path, shown)
     try:
         if not _looks_like_checkpoint(tmp):
             raise CheckpointError(f'checkpoint {shown}: the download {_NOT_A_CHECKPOINT}; it was '

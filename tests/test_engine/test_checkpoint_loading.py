@@ -335,7 +335,7 @@ import mmdag.checkpoint as ckpt
 downloads = []
 real = getattr(ckpt, '_download', None)
 if real is not None:
-    ckpt._download = lambda url, path: downloads.append(url) or real(url, path)
+    ckpt._download = lambda url, path, *a: downloads.append(url) or real(url, path, *a)
 dist.init_process_group('gloo')
 ck = ckpt.load_checkpoint_url(sys.argv[1])   # file://, as the loader of https://
 dist.barrier()
@@ -474,3 +474,17 @@ def _no_weights_only(load):
         assert kwargs.get('weights_only') is False and kwargs.get('pickle_module') is not None
         return load(*args, **kwargs)
     return wrapped
+
+
+def test_a_failed_download_is_one_line_and_leaves_nothing(zoo_home):
+    from mmdag import checkpoint as ckpt
+    url = 'http://127.0.0.1:9/nothing_here.pth'   # the discard port: connection refused
+    with pytest.raises(ckpt.CheckpointError) as e:
+        ckpt.load_checkpoint_url(url)
+    msg = str(e.value)
+    assert '\n' not in msg and msg.startswith(f'checkpoint {url}: the download failed (')
+    assert msg.endswith('check the URL and the network, or download the file and pass its '
+                        'local path')
+    print(f'BAD-INPUT download_failed: error: {msg}')   # docs/bad_inputs.md quotes it
+    # the hidden temporary it downloaded into is gone
+    assert not os.path.isdir(zoo_home) or os.listdir(zoo_home) == []
