@@ -376,7 +376,13 @@ def test_expected_entries_of_a_partial_survey_keep_the_others():
 def test_committed_expected_file_names_every_outcome():
     with open(EXPECTED) as f:
         expected = json.load(f)
-    assert expected and all(set(e) == {'outcome', 'config'} for e in expected.values())
+    # an attacked family records its adapter and whether it updated (the
+    # survey test checks both), the others their outcome and config only
+    assert expected and all(
+        set(e) == ({'outcome', 'config', 'adapter', 'updated'} if e['outcome'] == 'attacked'
+                   else {'outcome', 'config'}) for e in expected.values())
+    assert all(isinstance(e['updated'], bool) and e['adapter'].endswith('Targets')
+               for e in expected.values() if e['outcome'] == 'attacked')
     assert {e['outcome'] for e in expected.values()} <= set(cov.OUTCOMES)
     assert all(f.split('::')[0] in cov.PACKAGES for f in expected)
     assert all(e['config'] is None or e['config'].startswith(f.split('::')[0] + '::')
