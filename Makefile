@@ -8,7 +8,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.mmdag-installed
-REQS   := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt requirements/tests.txt setup.py
+REQS   := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt requirements/tests.txt requirements/pinned.txt setup.py
+PINNED := -c requirements/pinned.txt
 
 .PHONY: setup demo test test-slow test-all clean-demo benchmark-demo
 
@@ -17,15 +18,15 @@ setup: $(STAMP)
 $(STAMP): $(REQS)
 	@test -x $(PY) || { echo "[setup] creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "[setup] installing torch (pinned CPU build) and build tools"
-	$(PIP) install -q -r requirements/build.txt
+	$(PIP) install -q -r requirements/build.txt $(PINNED)
 	@if $(PY) -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" 2>/dev/null; then \
 		echo "[setup] mmcv 2.1.0 with ops already installed"; \
 	else \
 		echo "[setup] building mmcv 2.1.0 with ops (about 13 min on 2 cores the first time; cached afterwards)"; \
-		MMCV_WITH_OPS=1 MAX_JOBS=$${MAX_JOBS:-2} $(PIP) install --no-build-isolation -r requirements/mminstall.txt || exit 1; \
+		MMCV_WITH_OPS=1 MAX_JOBS=$${MAX_JOBS:-2} $(PIP) install --no-build-isolation -r requirements/mminstall.txt $(PINNED) || exit 1; \
 	fi
 	@echo "[setup] installing mmengine, mmdet, mmsegmentation and test tools"
-	$(PIP) install -q -r requirements/runtime.txt -r requirements/tests.txt
+	$(PIP) install -q -r requirements/runtime.txt -r requirements/tests.txt $(PINNED)
 	@echo "[setup] installing mmdag (editable)"
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	@$(PY) -c "import mmcv.ops, mmdet, mmseg, mmdag; print('[setup] ok: mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__, 'mmdag', mmdag.__version__)"

@@ -26,7 +26,10 @@ setup(
     license='Apache License 2.0',
     packages=find_packages(exclude=('configs', 'tools', 'tests')),
     python_requires='>=3.8',
-    install_requires=requirements('runtime.txt') + requirements('mminstall.txt'),
+    # ranges only, torch never pinned: pip keeps a user's OpenMMLab stack;
+    # mmcv (mminstall.txt) is matched to torch and CUDA by its installer and
+    # checked at import (mmdag/stack.py), as OpenMMLab's own packages do
+    install_requires=requirements('runtime.txt'),
     extras_require={'tests': requirements('tests.txt'), 'bench': requirements('bench.txt')},
     zip_safe=False,
 )

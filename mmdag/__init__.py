@@ -4,8 +4,14 @@
 :class:`mmdag.evaluation.DAGMetric` and the target adapters under the
 ``mmdag`` scope, so configs use them through
 ``custom_imports=dict(imports=['mmdag'])``.
+
+It first checks the installed OpenMMLab stack (:mod:`mmdag.stack`) and stops
+with one line naming the fix when a package is outside the supported versions.
 """
 from .version import __version__
-from . import engine, evaluation, targets  # noqa: F401
+from .stack import check_stack
+
+check_stack()
+from . import engine, evaluation, targets  # noqa: F401,E402
 
 __all__ = ['__version__']

@@ -23,6 +23,7 @@ def require(*modules: str) -> None:
         except ImportError:
             missing.append(name)
     if not missing:
+        _check_stack()
         return
     # a venv's python is often a link to the system one: compare prefixes
     other = osp.isfile(VENV_PYTHON) and \
@@ -36,3 +37,16 @@ def require(*modules: str) -> None:
            if other else
            'run `make setup` (or `make test`) once, which installs them into .venv')
     sys.exit(f'error: {", ".join(missing)} not importable by {sys.executable}: {fix}')
+
+
+def _check_stack() -> None:
+    """An OpenMMLab stack outside mmdag's supported versions: one line."""
+    if 'torch' not in sys.modules and 'mmengine' not in sys.modules:
+        return   # a tool that needs no OpenMMLab package (make_synthetic_voc.py)
+    sys.path.insert(0, ROOT)
+    try:
+        import mmdag  # noqa: F401
+    except ImportError as e:
+        if type(e).__name__ != 'UnsupportedStackError':
+            raise
+        sys.exit(f'error: {e}')
