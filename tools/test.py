@@ -32,6 +32,15 @@ def parse_args(argv=None):
     parser.add_argument('--attack-options', nargs='+', action=DictAction, default={},
                         help='DAG arguments, e.g. max_iters=50 gamma=0.5 adv_labels=random '
                         'stop_fraction=0.01 quantize=True')
+    parser.add_argument('--targets-options', nargs='+', action=DictAction, default={},
+                        metavar='KEY=VALUE',
+                        help='target adapter arguments, merged into the DAG hook\'s targets '
+                             '(e.g. use_gt=False, score_thr=0.01): the hook is found by its '
+                             'type, wherever it sits among the config\'s custom_hooks')
+    parser.add_argument('--hook-options', nargs='+', action=DictAction, default={},
+                        metavar='KEY=VALUE',
+                        help='other DAGAttackHook arguments (e.g. log_interval=5), set on the '
+                             'hook found by its type')
     parser.add_argument('--num-figures', type=int, default=None,
                         help='save this many Figure-1-style pictures to <work_dir>/figures')
     parser.add_argument('--save-perturbations', action='store_true',
@@ -154,8 +163,9 @@ def build_cfg(args):
         if key not in cfg:
             fail(f'config {args.config} has no {key}: use a full mmseg/mmdet test config')
     if (args.attack == 'dag' or args.attack_options or args.num_figures is not None
-            or args.save_perturbations or args.perturbations or args.resume):
-        hook_options = {}
+            or args.save_perturbations or args.perturbations or args.resume
+            or args.targets_options or args.hook_options):
+        hook_options = dict(args.hook_options)
         if args.resume:
             hook_options['resume'] = True
         if args.num_figures is not None:
@@ -170,13 +180,15 @@ def build_cfg(args):
             hook_options['perturbations'] = [osp.abspath(d) for d in args.perturbations]
         if args.resize_perturbations:
             hook_options['resize_perturbations'] = True
-        add_dag_to_config(cfg, dict(args.attack_options), hook_options)
+        add_dag_to_config(cfg, dict(args.attack_options), hook_options,
+                          targets=dict(args.targets_options))
     elif args.attack == 'none':
         cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) or []
                             if not str(h.get('type', '')).endswith('DAGAttackHook')]
         cfg.test_evaluator = _unwrap_dag_metrics(cfg.test_evaluator)
     _add_checkpoint_check(cfg, args)
-    # after the DAG pieces are in, so that e.g. custom_hooks.0.attack.max_iters=50 works
+    # after the DAG pieces are in (the DAG hook's own settings are better set
+    # with --attack-options / --targets-options / --hook-options, which find it by type)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if args.out is not None and not is_detection(cfg):

@@ -10,11 +10,14 @@ def _is(type_name, name: str) -> bool:
 
 
 def add_dag_to_config(cfg: Config, attack: Optional[dict] = None,
-                      hook_options: Optional[dict] = None) -> Config:
+                      hook_options: Optional[dict] = None,
+                      targets: Optional[dict] = None) -> Config:
     """Add ``mmdag.DAGAttackHook`` and wrap the test evaluator in ``DAGMetric``.
 
-    What is already there is kept: an existing hook gets ``attack`` merged
-    into its settings, an evaluator that is already a ``DAGMetric`` stays.
+    What is already there is kept: an existing hook (found by its type,
+    wherever it sits among the config's custom hooks) gets ``attack`` and
+    ``targets`` merged into its settings, an evaluator that is already a
+    ``DAGMetric`` stays.
 
     Args:
         cfg (Config): a config with ``model``, ``test_dataloader``,
@@ -23,6 +26,8 @@ def add_dag_to_config(cfg: Config, attack: Optional[dict] = None,
             ``dict(max_iters=50)``).
         hook_options (dict, optional): other ``DAGAttackHook`` arguments
             (``num_figures``, ``variants``...).
+        targets (dict, optional): target adapter arguments to set (e.g.
+            ``dict(score_thr=0.1)``), merged into the hook's ``targets``.
     """
     add_mmdag_import(cfg)
 
@@ -31,10 +36,11 @@ def add_dag_to_config(cfg: Config, attack: Optional[dict] = None,
     if hook is None:
         hook = ConfigDict(type='mmdag.DAGAttackHook')
         hooks.append(hook)
-    if attack:
-        merged = dict(hook.get('attack', None) or {})
-        merged.update(attack)
-        hook['attack'] = merged
+    for key, extra in (('attack', attack), ('targets', targets)):
+        if extra:
+            merged = dict(hook.get(key, None) or {})
+            merged.update(extra)
+            hook[key] = merged
     for k, v in (hook_options or {}).items():
         hook[k] = v
     add_checkpoint_check(hooks)

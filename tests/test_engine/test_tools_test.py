@@ -174,3 +174,36 @@ def test_metric_without_hook_says_what_to_add(tiny_voc, random_seg_checkpoint, t
                     '--cfg-options', *data_root_opts(tiny_voc)], check=False)
     assert res.returncode != 0
     assert 'DAGAttackHook' in res.stderr.strip().splitlines()[-1]
+
+
+def _tools_test():
+    import importlib.util
+    import sys
+
+    from conftest import ROOT
+    if osp.join(ROOT, 'tools') not in sys.path:   # where the tool finds its _require
+        sys.path.insert(0, osp.join(ROOT, 'tools'))
+    spec = importlib.util.spec_from_file_location('tools_test', osp.join(ROOT, 'tools', 'test.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hook_options_find_the_dag_hook_by_type_among_other_hooks():
+    # the SSD config's custom_hooks: two zoo hooks, then the DAG hook; a
+    # custom_hooks.0... override would change NumClassCheckHook
+    from conftest import ROOT
+    tool = _tools_test()
+    args = tool.parse_args([osp.join(ROOT, 'configs', 'dag', 'ssd300_voc0712_dag.py'), 'x.pth',
+                            '--attack-options', 'max_iters=7', '--targets-options',
+                            'score_thr=0.01', 'gt_frame=input', '--hook-options', 'log_interval=3'])
+    cfg = tool.build_cfg(args)
+    types = [h['type'] for h in cfg.custom_hooks]
+    assert types[:2] == ['NumClassCheckHook', 'CheckInvalidLossHook'], types
+    assert dict(cfg.custom_hooks[0]) == dict(type='NumClassCheckHook')
+    dag = [h for h in cfg.custom_hooks if h['type'].endswith('DAGAttackHook')]
+    assert len(dag) == 1
+    dag = dag[0]
+    assert dag['attack'] == dict(gamma=0.5, max_iters=7, adv_labels='random', seed=0)
+    assert dag['targets'] == dict(score_thr=0.01, gt_frame='input')
+    assert dag['log_interval'] == 3 and dag['num_figures'] == 4
