@@ -1,7 +1,8 @@
 """The OpenMMLab stack mmdag supports, checked once at ``import mmdag``.
 
 Versions are read from the installed distributions' metadata, so the check
-imports none of the packages (``import mmdag`` stays cheap). A package
+imports none of the packages (``import mmdag`` stays cheap); a package used
+from a source tree without metadata is imported for its ``__version__``. A package
 outside its range stops the import with one line naming the fix, as mmdet
 does for mmcv. The window is the one the checks run on: the newest stack
 (``requirements/pinned.txt``, the demo's and CI's) and the oldest (torch 2.1
@@ -9,7 +10,7 @@ with OpenMMLab's mmcv 2.1.0, the stack most mmdet 3.x / mmseg 1.x users
 have).
 """
 import re
-from importlib import metadata
+from importlib import import_module, metadata
 from typing import Dict, Optional, Tuple
 
 #: distribution -> (oldest supported, first unsupported or None, the fix)
@@ -40,13 +41,24 @@ def version_tuple(text: str) -> Tuple[int, ...]:
     return nums + ((-1, int(m.group(3) or 0)) if m.group(2) else (0, 0))
 
 
+#: the module each distribution installs
+MODULES = {'torch': 'torch', 'mmengine': 'mmengine', 'mmcv': 'mmcv', 'mmdet': 'mmdet',
+           'mmsegmentation': 'mmseg'}
+
+
 def installed_versions() -> Dict[str, Optional[str]]:
+    """Each package's version from its distribution's metadata, or, for a
+    package used from a source tree without metadata (mmcv built in place
+    and put on ``PYTHONPATH``), from its module's ``__version__``."""
     found = {}
     for name in SUPPORTED:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            found[name] = None
+            try:
+                found[name] = str(import_module(MODULES[name]).__version__)
+            except ImportError:
+                found[name] = None
     return found
 
 

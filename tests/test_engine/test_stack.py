@@ -52,3 +52,21 @@ def test_import_mmdag_and_the_tools_refuse_an_unsupported_stack_in_one_line():
                          text=True)
     assert res.returncode == 1 and res.stderr.startswith('error: mmdag ')
     assert res.stderr.strip().count('\n') == 0 and 'mmcv 2.2.0' in res.stderr, res.stderr
+
+
+def test_a_package_without_metadata_is_read_from_its_module(tmp_path):
+    # mmcv built in place and put on PYTHONPATH (the GPU check does this) has
+    # no distribution metadata: its module's __version__ counts
+    pkg = tmp_path / 'mmcv'
+    pkg.mkdir()
+    (pkg / '__init__.py').write_text("__version__ = '2.1.0'\n")
+    code = ("import importlib.metadata as m; real = m.version\n"
+            "def version(n):\n"
+            "    if n == 'mmcv':\n"
+            "        raise m.PackageNotFoundError(n)\n"
+            "    return real(n)\n"
+            "m.version = version\n"
+            f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+            "from mmdag import stack; v = stack.installed_versions(); print(v['mmcv'])\n")
+    res = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == '2.1.0', res.stderr[-2000:]
