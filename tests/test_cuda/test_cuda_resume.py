@@ -20,8 +20,8 @@ from conftest import ROOT, run_tool
 
 sys.path.insert(0, osp.join(ROOT, 'tests', 'test_engine'))
 from test_resume import (FRACTION_TOL, METRIC_TOL, RECORD_KEYS, REL_TOL,  # noqa: E402
-                         attackable_seg_checkpoint, command, kill_after_two_images, report,
-                         resumed_counts)
+                         assert_record_close, attackable_seg_checkpoint, command,
+                         kill_after_two_images, report, resumed_counts)
 
 from mmdag.engine.records import read_records, unique_records  # noqa: E402
 from mmdag.engine.resume import read_state  # noqa: E402
@@ -68,12 +68,7 @@ def test_killed_cuda_run_resumes_within_cuda_noise(tiny_voc, attackable_seg_chec
         w = want[r['image']]
         if r['image'] in restored:   # saved before the kill: its own bits come back
             continue
-        for k in ('iters', 'forwards', 'backwards', 'num_targets', 'status'):
-            assert r[k] == w[k], (r['image'], k)
-        assert r['correct_frac'] == pytest.approx(w['correct_frac'], abs=FRACTION_TOL)
-        assert r['trace'] == pytest.approx(w['trace'], abs=FRACTION_TOL), r['image']
-        for k in ('p', 'linf'):
-            assert r[k] == pytest.approx(w[k], rel=REL_TOL), (r['image'], k)
+        assert_record_close(r, w)
     # the images the killed run finished keep the records it wrote
     for image in restored:
         got = [r for r in records if r['image'] == image]

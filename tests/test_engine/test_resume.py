@@ -190,6 +190,17 @@ REL_TOL = 1e-3
 METRIC_TOL = 0.5
 
 
+def assert_record_close(r, want):
+    """An image's record of a recomputed attack against the uninterrupted
+    run's, within the tolerances above (counts and status exactly)."""
+    for k in ('iters', 'forwards', 'backwards', 'num_targets', 'status'):
+        assert r[k] == want[k], (r['image'], k)
+    assert r['correct_frac'] == pytest.approx(want['correct_frac'], abs=FRACTION_TOL)
+    assert r['trace'] == pytest.approx(want['trace'], abs=FRACTION_TOL), r['image']
+    for k in ('p', 'linf'):
+        assert r[k] == pytest.approx(want[k], rel=REL_TOL), (r['image'], k)
+
+
 def resume_with_one_process(work_dir, checkpoint, tiny_voc, full_report, full_records):
     restored = set(read_state(work_dir)[0])
     res = run_tool(command(1, checkpoint, work_dir, tiny_voc, '--resume'),
@@ -203,12 +214,7 @@ def resume_with_one_process(work_dir, checkpoint, tiny_voc, full_report, full_re
         if r['image'] in restored:   # saved by the killed 2-process run: the same bits
             assert {k: r[k] for k in RECORD_KEYS} == {k: want[k] for k in RECORD_KEYS}
             continue
-        for k in ('iters', 'forwards', 'backwards', 'num_targets', 'status'):
-            assert r[k] == want[k], (r['image'], k)
-        assert r['correct_frac'] == pytest.approx(want['correct_frac'], abs=FRACTION_TOL)
-        assert r['trace'] == pytest.approx(want['trace'], abs=FRACTION_TOL), r['image']
-        for k in ('p', 'linf'):
-            assert r[k] == pytest.approx(want[k], rel=REL_TOL), (r['image'], k)
+        assert_record_close(r, want)
     b, a = report(work_dir), full_report
     env = ('world_size', 'threads')
     assert [a['environment'][k] for k in env] == [2, 1] and \
