@@ -23,7 +23,6 @@ adapter is covered by construction, not by a review.
   positives, correct targets) without asserting.
 """
 import itertools
-import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -134,7 +133,8 @@ def settings_used(targets, image: Tensor, sample) -> List[str]:
     if thr is not None and getattr(targets, 'sigmoid', False):
         # the sigmoid rule: a true-class score just above the printed
         # threshold is correct, just below it is not
-        logit = math.log(max(thr, 1e-6) / (1 - min(thr, 1 - 1e-6)))
+        from mmdag.targets.one_stage import score_logit
+        logit = score_logit(thr)
         labels = targets.labels[0][:1].cpu()
         if len(labels):
             rows = torch.full((2, targets.num_classes), -30.0)
