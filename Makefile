@@ -10,15 +10,19 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.mmdag-installed
 REQS   := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt requirements/tests.txt requirements/pinned.txt setup.py
 PINNED := -c requirements/pinned.txt
+# where pip takes torch from: empty = pip's default index (a CUDA build on
+# Linux x86-64 from PyPI); a CPU-only build, e.g.
+#   make setup TORCH_SOURCE="--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple"
+TORCH_SOURCE ?=
 
-.PHONY: setup demo test test-slow test-all clean-demo benchmark-demo
+.PHONY: setup demo test test-slow test-all clean-demo benchmark-demo setup-oldest test-oldest
 
 setup: $(STAMP)
 
 $(STAMP): $(REQS)
 	@test -x $(PY) || { echo "[setup] creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
-	@echo "[setup] installing torch (pinned CPU build) and build tools"
-	$(PIP) install -q -r requirements/build.txt $(PINNED)
+	@echo "[setup] installing torch (pinned: requirements/pinned.txt) and build tools"
+	$(PIP) install -q -r requirements/build.txt $(PINNED) $(TORCH_SOURCE)
 	@if $(PY) -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" 2>/dev/null; then \
 		echo "[setup] mmcv 2.1.0 with ops already installed"; \
 	else \
@@ -51,3 +55,44 @@ demo: setup
 benchmark-demo: setup
 	$(PY) tools/demo.py --train-only
 	$(PY) tools/zoo_benchmark.py configs/benchmark/demo.py $(BENCH_ARGS)
+
+# The oldest supported stack (requirements/oldest.txt: Python 3.10, torch 2.1.2,
+# mmcv 2.1.0 built from source, mmengine 0.10.4, mmdet 3.3.0, mmseg 1.2.2), in
+# its own venv, installed the way a user with that stack installs mmdag:
+# `pip install .` with its ranges, which must leave the stack as it was
+# (tools/check_stack_kept.py). The fast suite then runs there.
+OLD_PYTHON ?= python3.10
+OLD_VENV   ?= .venv-oldest
+OLD_PY     := $(OLD_VENV)/bin/python
+OLD_PIP    := $(OLD_PY) -m pip
+OLD_STAMP  := $(OLD_VENV)/.mmdag-installed
+OLDEST     := -c requirements/oldest.txt
+
+setup-oldest: $(OLD_STAMP)
+
+$(OLD_STAMP): requirements/oldest.txt requirements/runtime.txt setup.py
+	@# a pyenv-installed 3.10 is found even when another Python is pyenv's default
+	@test -x $(OLD_PY) || { echo "[oldest] creating $(OLD_VENV) with $(OLD_PYTHON)"; \
+		PYENV_VERSION=$$(pyenv versions --bare 2>/dev/null | grep '^3\.10' | tail -1) \
+		$(OLD_PYTHON) -m venv $(OLD_VENV) || { echo "[oldest] needs Python 3.10: install it (pyenv install 3.10) or pass OLD_PYTHON=/path/to/python3.10"; exit 1; }; }
+	@echo "[oldest] the user's stack: torch 2.1.2, numpy 1, setuptools < 70"
+	$(OLD_PIP) install -q torch numpy setuptools wheel ninja $(OLDEST) $(TORCH_SOURCE)
+	@if $(OLD_PY) -c "import mmcv, mmcv.ops" 2>/dev/null; then \
+		echo "[oldest] mmcv with ops already installed"; \
+	else \
+		echo "[oldest] building mmcv 2.1.0 with ops against torch 2.1.2 (about 12 min on 2 cores)"; \
+		MMCV_WITH_OPS=1 MAX_JOBS=$${MAX_JOBS:-2} $(OLD_PIP) install --no-cache-dir --no-build-isolation mmcv $(OLDEST) || exit 1; \
+	fi
+	$(OLD_PIP) install -q mmengine mmdet mmsegmentation ftfy regex pytest $(OLDEST)
+	@echo "[oldest] pip install . (mmdag's ranges) must keep that stack"
+	$(OLD_PY) tools/check_stack_kept.py save $(OLD_VENV)/stack-before.json
+	$(OLD_PIP) install -q .
+	$(OLD_PY) tools/check_stack_kept.py compare $(OLD_VENV)/stack-before.json
+	@echo "[oldest] mmdag editable for the tests"
+	$(OLD_PIP) install -q --no-deps --no-build-isolation -e .
+	@$(OLD_PY) -c "import torch, mmcv.ops, mmdet, mmseg, mmdag; print('[oldest] ok: torch', torch.__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__, 'mmdag', mmdag.__version__)"
+	@touch $(OLD_STAMP)
+
+# the fast suite on the oldest supported stack
+test-oldest: setup-oldest
+	$(OLD_PY) -m pytest tests -q -m "not slow" $(PYTEST_ARGS)

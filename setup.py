@@ -1,8 +1,19 @@
 """mmdag: Dense Adversary Generation for MMSegmentation and MMDetection."""
+import os
 import os.path as osp
 import re
+import shutil
+import sys
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = osp.dirname(osp.abspath(__file__))
+#: shipped in the package's .mim folder (OpenMMLab's layout, as mmdet and
+#: mmseg do): `mmdag test`, `mim test mmdag` and `mmdag::` configs find them
+MIM_FILES = ('configs', 'tools')
+#: mmengine reads it before a `pkg::` base config; mmdag lists no model metafiles
+MODEL_INDEX = 'Import: []\n'
 
 
 def version():
@@ -15,6 +26,42 @@ def requirements(name):
     with open(path) as f:
         return [line.strip() for line in f if line.strip() and not line.startswith('#')]
 
+
+def _ignore(directory, names):
+    return [n for n in names if n == '__pycache__' or n.endswith('.pyc')]
+
+
+def write_mim(target: str, link: bool) -> None:
+    """Fill ``target`` (a package's .mim folder) with configs/ and tools/:
+    copies for a wheel, links to the clone's for an editable install."""
+    os.makedirs(target, exist_ok=True)
+    for name in MIM_FILES:
+        src, dst = osp.join(HERE, name), osp.join(target, name)
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if link:
+            os.symlink(osp.relpath(src, target), dst)
+        else:
+            shutil.copytree(src, dst, ignore=_ignore)
+    with open(osp.join(target, 'model-index.yml'), 'w') as f:
+        f.write(MODEL_INDEX)
+
+
+class BuildWithMim(build_py):
+    """build_py that also copies configs/ and tools/ into the built package's
+    .mim (never into the source tree, which stays as git has it)."""
+
+    def run(self):
+        super().run()
+        if not getattr(self, 'editable_mode', False):
+            write_mim(osp.join(self.build_lib, 'mmdag', '.mim'), link=False)
+
+
+# an editable install (pip install -e .) links the clone's folders instead
+if any(cmd in sys.argv for cmd in ('develop', 'editable_wheel')):
+    write_mim(osp.join(HERE, 'mmdag', '.mim'), link=True)
 
 setup(
     name='mmdag',
@@ -31,5 +78,7 @@ setup(
     # checked at import (mmdag/stack.py), as OpenMMLab's own packages do
     install_requires=requirements('runtime.txt'),
     extras_require={'tests': requirements('tests.txt'), 'bench': requirements('bench.txt')},
+    entry_points={'console_scripts': ['mmdag=mmdag.cli:main']},
+    cmdclass={'build_py': BuildWithMim},
     zip_safe=False,
 )

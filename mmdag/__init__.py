@@ -6,12 +6,16 @@
 ``custom_imports=dict(imports=['mmdag'])``.
 
 It first checks the installed OpenMMLab stack (:mod:`mmdag.stack`) and stops
-with one line naming the fix when a package is outside the supported versions.
+with one line naming the fix when a package is outside the supported versions,
+and lets mmengine resolve ``mmdag::`` config paths (:mod:`mmdag.paths`).
 """
 from .version import __version__
 from .stack import check_stack
 
 check_stack()
 from . import engine, evaluation, targets  # noqa: F401,E402
+from .paths import register_config_scope  # noqa: E402
+
+register_config_scope()
 
 __all__ = ['__version__']

@@ -9,7 +9,8 @@
 4. prints Table-1-style rows and where the reports and pictures are.
 
 Every step is an ordinary command that a user can run by hand; each is
-skipped when its output is already there and up to date.
+skipped when its output is already there and up to date. Data and outputs go
+below the current directory (``mmdag demo`` runs it from anywhere).
 """
 import argparse
 import hashlib
@@ -20,7 +21,8 @@ import subprocess
 import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))   # the clone, or mmdag's .mim
+TOOLS = osp.join(ROOT, 'tools')
 sys.path.insert(0, ROOT)
 from _require import require  # noqa: E402
 
@@ -28,9 +30,11 @@ require('torch', 'mmengine', 'cv2')
 
 
 def run(cmd, what):
-    print(f'\n[demo] {what}\n[demo] $ {" ".join(cmd)}', flush=True)
+    here = os.getcwd() + os.sep
+    shown = [osp.relpath(c) if c.startswith(here) else c for c in cmd]
+    print(f'\n[demo] {what}\n[demo] $ {" ".join(shown)}', flush=True)
     t = time.time()
-    res = subprocess.run(cmd, cwd=ROOT)
+    res = subprocess.run(cmd)
     if res.returncode != 0:
         sys.exit(f'[demo] failed: {what} (exit {res.returncode}); see the output above')
     print(f'[demo] done in {time.time() - t:.0f} s', flush=True)
@@ -48,7 +52,7 @@ def free_port() -> int:
 def digest(*paths, extra=''):
     h = hashlib.sha1(extra.encode())
     for p in paths:
-        with open(osp.join(ROOT, p), 'rb') as f:
+        with open(p, 'rb') as f:
             h.update(f.read())
     return h.hexdigest()[:16]
 
@@ -79,16 +83,16 @@ def train_cached(py, cfg, train_dir, data_root, data_key, iters):
         opts += [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
                  f'default_hooks.checkpoint.interval={iters}']
     key = digest(cfg, extra=data_key + ' '.join(opts))
-    stamp = osp.join(ROOT, train_dir, 'DONE')
+    stamp = osp.join(train_dir, 'DONE')
     ckpt = osp.join(train_dir, 'model.pth')
     if (osp.isfile(stamp) and open(stamp).read().strip() == key
-            and osp.isfile(osp.join(ROOT, ckpt))):
+            and osp.isfile(ckpt)):
         print(f'[demo] trained model already at {ckpt} (delete {train_dir} to retrain)')
         return ckpt
-    run([py, 'tools/train.py', cfg, '--work-dir', train_dir, '--cfg-options', *opts],
+    run([py, osp.join(TOOLS, 'train.py'), cfg, '--work-dir', train_dir, '--cfg-options', *opts],
         f'training {osp.basename(cfg)} on the synthetic set (2 to 21 minutes on 2 cores)')
-    last = open(osp.join(ROOT, train_dir, 'last_checkpoint')).read().strip()
-    os.replace(last if osp.isabs(last) else osp.join(ROOT, last), osp.join(ROOT, ckpt))
+    last = open(osp.join(train_dir, 'last_checkpoint')).read().strip()
+    os.replace(last, ckpt)
     with open(stamp, 'w') as f:
         f.write(key + '\n')
     return ckpt
@@ -118,10 +122,10 @@ def main(argv=None):
     py = sys.executable
     t0 = time.time()
 
-    ready = osp.join(ROOT, a.data_root, 'READY')
+    ready = osp.join(a.data_root, 'READY')
     want = f'{a.num_train} {a.num_val} 160 120 0\n'
     if not (osp.isfile(ready) and open(ready).read() == want):
-        run([py, 'tools/make_synthetic_voc.py', a.data_root, '--num-train', str(a.num_train),
+        run([py, osp.join(TOOLS, 'make_synthetic_voc.py'), a.data_root, '--num-train', str(a.num_train),
              '--num-val', str(a.num_val)], 'writing the synthetic VOC2012-format dataset')
     else:
         print(f'[demo] synthetic VOC set already at {a.data_root}')
@@ -130,6 +134,7 @@ def main(argv=None):
     rows, reports = {}, []
     for k, task in enumerate(a.tasks):
         cfg, dag_cfg, sub, title, limit, procs = TASKS[task]
+        cfg, dag_cfg = osp.join(ROOT, cfg), osp.join(ROOT, dag_cfg)
         if task == 'det' and a.det_val_images is not None:
             limit = a.det_val_images or None
         procs = a.launcher_procs or procs
@@ -139,7 +144,7 @@ def main(argv=None):
         if a.train_only:
             continue
         out = osp.join(a.work_dir, task)
-        test = ['tools/test.py', dag_cfg, ckpt, '--work-dir', out,
+        test = [osp.join(TOOLS, 'test.py'), dag_cfg, ckpt, '--work-dir', out,
                 '--cfg-options', f'test_dataloader.dataset.data_root={data_root}']
         if limit and limit < a.num_val:
             test.append(f'test_dataloader.dataset.indices={limit}')
@@ -153,7 +158,7 @@ def main(argv=None):
         n = min(limit or a.num_val, a.num_val)
         run(cmd, f'attacking {n} {task} val images with DAG (ORIG / ADVR / PERM in one run, '
                  f'{procs} process{"es" if procs > 1 else ""})')
-        report_path = osp.join(ROOT, out, 'dag_report.json')
+        report_path = osp.join(out, 'dag_report.json')
         with open(report_path) as f:
             rows[title] = json.load(f)['metrics']
         reports.append((report_path, osp.join(out, 'figures')))
@@ -164,7 +169,7 @@ def main(argv=None):
         return
     print('\n' + format_table(rows))
     for report_path, figures in reports:
-        print(f'[demo] report:   {osp.relpath(report_path, ROOT)}')
+        print(f'[demo] report:   {report_path}')
         print(f'[demo] pictures: {figures}/')
     print(f'[demo] total {time.time() - t0:.0f} s')
 

@@ -23,7 +23,8 @@ require('torch', 'mmengine')
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='mmdag: test (and DAG-attack) a model')
-    parser.add_argument('config', help='test config file path')
+    parser.add_argument('config', help='test config: a path, mmdag::dag/<name>.py, or '
+                        'configs/... (mmdag\'s own, from any directory)')
     parser.add_argument('checkpoint', help='checkpoint: a local path, an http(s) URL or a zoo name '
                         '(open-mmlab://, openmmlab://, mmcls://, torchvision://, modelzoo://)')
     parser.add_argument('--attack', choices=['dag', 'none'], default=None,
@@ -85,6 +86,8 @@ def fail(msg: str) -> None:
 
 def check_inputs(args) -> None:
     """Catch the usual mistakes before anything is built or written."""
+    from mmdag.paths import resolve_config
+    args.config = resolve_config(args.config)   # mmdag::..., or configs/... from anywhere
     if not osp.isfile(args.config):
         fail(f'config {args.config} not found: pass the path of a config file '
              '(e.g. configs/dag/fcn_r50-d8_4xb4-20k_voc12aug-512x512_dag.py)')

@@ -36,6 +36,8 @@ def main(argv=None):
                         'load fully with pickle when weights-only loading refuses them: only '
                         'for files you trust, since unpickling may run code stored in them')
     a = p.parse_args(argv)
+    from mmdag.paths import resolve_config
+    a.config = resolve_config(a.config)   # mmdag::..., or configs/... from anywhere
     if not osp.isfile(a.config):
         sys.exit(f'error: config {a.config} not found')
     cfg = Config.fromfile(a.config)

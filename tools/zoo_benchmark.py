@@ -28,6 +28,7 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TEST_TOOL = osp.join(osp.dirname(osp.abspath(__file__)), 'test.py')
 sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _require import require  # noqa: E402
@@ -85,16 +86,16 @@ def launch(args, name: str, test_args: list) -> list:
     py = sys.executable
     if args.launcher == 'pytorch':
         return [py, '-m', 'torch.distributed.run', f'--nproc_per_node={args.gpus}',
-                f'--master_port={args.port}', 'tools/test.py', *test_args, '--launcher', 'pytorch']
+                f'--master_port={args.port}', TEST_TOOL, *test_args, '--launcher', 'pytorch']
     if args.launcher == 'slurm':
         if not args.partition:
             sys.exit('error: --launcher slurm needs --partition NAME')
         per_node = min(args.gpus, 8)
         return ['srun', '-p', args.partition, f'--job-name=dag_{name}', f'--gres=gpu:{per_node}',
                 f'--ntasks={args.gpus}', f'--ntasks-per-node={per_node}', '--cpus-per-task=5',
-                '--kill-on-bad-exit=1', *args.srun_args.split(), py, '-u', 'tools/test.py',
+                '--kill-on-bad-exit=1', *args.srun_args.split(), py, '-u', TEST_TOOL,
                 *test_args, '--launcher', 'slurm']
-    return [py, 'tools/test.py', *test_args]
+    return [py, TEST_TOOL, *test_args]
 
 
 class Progress:
@@ -145,7 +146,7 @@ def run_model(args, cmd: list, work_dir: str, prog: Progress) -> int:
         log.write(f'\n$ {" ".join(cmd)}\n')
         log.flush()
         out = None if args.verbose else log
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out,
+        proc = subprocess.Popen(cmd, env=env, stdout=out,
                                 stderr=subprocess.STDOUT if out else None)
         images = RunProgress(work_dir)
         try:
@@ -349,11 +350,15 @@ def main(argv=None):
     from mmdag.apis.zoo_benchmark import (fingerprint, format_rows, load_model_list,
                                           model_row, plan, write_if_changed, write_tables)
     from mmdag.errors import MMDagError
-    os.chdir(ROOT)
+    from mmdag.paths import resolve_config
+    # relative paths (lists, configs, checkpoints, work dirs) are read from the
+    # current directory; configs/... not found there are mmdag's own
     try:
-        entries = load_model_list(args.list)
+        entries = load_model_list(resolve_config(args.list))
     except MMDagError as e:
         sys.exit(f'error: {e}')
+    for e in entries:
+        e['config'] = resolve_config(e['config'])
     selected = entries
     if args.models:
         unknown = sorted(set(args.models) - {e['name'] for e in entries})

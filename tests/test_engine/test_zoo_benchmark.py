@@ -175,13 +175,16 @@ def test_launchers_command_lines():
     cmd = zoo_benchmark.launch(args, 'm', ['CFG', 'CKPT', '--work-dir', 'W'])
     assert cmd[1:5] == ['-m', 'torch.distributed.run', '--nproc_per_node=4',
                         '--master_port=29600']
-    assert cmd[5:] == ['tools/test.py', 'CFG', 'CKPT', '--work-dir', 'W', '--launcher', 'pytorch']
+    # the test tool by its absolute path: the benchmark runs from any directory
+    test_py = osp.join(ROOT, 'tools', 'test.py')
+    assert zoo_benchmark.TEST_TOOL == test_py
+    assert cmd[5:] == [test_py, 'CFG', 'CKPT', '--work-dir', 'W', '--launcher', 'pytorch']
     args = zoo_benchmark.parse_args(['l.py', '--launcher', 'slurm', '--gpus', '16',
                                      '--partition', 'p1', '--srun-args=--quotatype=auto'])
     cmd = zoo_benchmark.launch(args, 'm', ['CFG', 'CKPT'])
     # what tools/slurm_test.sh runs: 8 GPUs per node, one task per GPU
     assert cmd[:3] == ['srun', '-p', 'p1'] and '--gres=gpu:8' in cmd
     assert '--ntasks=16' in cmd and '--ntasks-per-node=8' in cmd and '--quotatype=auto' in cmd
-    assert cmd[-5:] == ['tools/test.py', 'CFG', 'CKPT', '--launcher', 'slurm']
+    assert cmd[-5:] == [test_py, 'CFG', 'CKPT', '--launcher', 'slurm']
     args = zoo_benchmark.parse_args(['l.py'])
-    assert zoo_benchmark.launch(args, 'm', ['CFG'])[1:] == ['tools/test.py', 'CFG']
+    assert zoo_benchmark.launch(args, 'm', ['CFG'])[1:] == [test_py, 'CFG']
