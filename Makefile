@@ -15,7 +15,7 @@ PINNED := -c requirements/pinned.txt
 #   make setup TORCH_SOURCE="--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple"
 TORCH_SOURCE ?=
 
-.PHONY: setup demo test test-slow test-all clean-demo benchmark-demo setup-oldest test-oldest
+.PHONY: setup demo test test-slow test-all clean-demo benchmark-demo setup-oldest test-oldest docs
 
 setup: $(STAMP)
 
@@ -55,6 +55,13 @@ demo: setup
 benchmark-demo: setup
 	$(PY) tools/demo.py --train-only
 	$(PY) tools/zoo_benchmark.py configs/benchmark/demo.py $(BENCH_ARGS)
+
+# the documentation: MkDocs (strict: any warning fails) and the docs checker
+# (links and anchors; the examples marked <!-- runnable -->, run after a small demo)
+docs: setup
+	$(PIP) install -q -r requirements/docs.txt $(PINNED)
+	$(VENV)/bin/mkdocs build --strict
+	$(PY) tools/check_docs.py --links --run
 
 # The oldest supported stack (requirements/oldest.txt: Python 3.10, torch 2.1.2,
 # mmcv 2.1.0 built from source, mmengine 0.10.4, mmdet 3.3.0, mmseg 1.2.2), in

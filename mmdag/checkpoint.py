@@ -59,6 +59,7 @@ import re
 import shutil
 import tempfile
 from collections import OrderedDict
+from importlib import import_module
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -90,7 +91,10 @@ def _history_buffer_getattr(obj, name: str):
 
 def _safe_globals() -> list:
     from mmengine.logging import HistoryBuffer
-    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    # numpy 2 has numpy._core; numpy 1.26 has a numpy._core stub without
+    # multiarray (importing numpy._core.multiarray there warns): ask numpy.core
+    multiarray = import_module('numpy._core.multiarray' if int(np.__version__.split('.')[0]) >= 2
+                               else 'numpy.core.multiarray')
     entries = [HistoryBuffer, np.ndarray, np.dtype,
                (_history_buffer_getattr, 'builtins.getattr')]
     # numpy 2 pickles under numpy._core, numpy 1 under numpy.core: accept both

@@ -1,7 +1,8 @@
 # The zoo benchmark's default model list: the VOC zoo models of configs/dag/
-# with the checkpoints the README names. Each is attacked on its config's
-# test set (mmseg: data/VOCdevkit/VOC2012, VOC12 val, 1,449 images; mmdet:
-# data/VOCdevkit/, VOC07 test, 4,952 images) with the config's DAG settings.
+# with the checkpoints docs/user_guides/zoo_checkpoints.md names. Each is
+# attacked on its config's test set (mmseg: data/VOCdevkit/VOC2012, VOC12 val,
+# 1,449 images; mmdet: data/VOCdevkit/, VOC07 test, 4,952 images) with the
+# config's DAG settings.
 #
 #     python tools/zoo_benchmark.py configs/benchmark/voc_zoo.py --launcher pytorch --gpus 8
 #

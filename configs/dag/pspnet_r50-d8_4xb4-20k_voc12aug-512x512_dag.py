@@ -1,5 +1,5 @@
 # DAG on the MMSegmentation zoo model pspnet_r50-d8_4xb4-20k_voc12aug-512x512 (Pascal VOC 2012 aug val).
-# Checkpoint: see README "Zoo checkpoints on real Pascal VOC"; data: data/VOCdevkit/VOC2012.
+# Checkpoint: see docs/user_guides/zoo_checkpoints.md; data: data/VOCdevkit/VOC2012.
 _base_ = ['mmseg::pspnet/pspnet_r50-d8_4xb4-20k_voc12aug-512x512.py', '../_base_/dag_seg.py']
 test_evaluator = dict(
     _delete_=True,

@@ -1,5 +1,5 @@
 # DAG on the MMDetection zoo SSD300 VGG16 (Pascal VOC 07+12, VOC2007 test).
-# Checkpoint: see README "Zoo checkpoints on real Pascal VOC"; data: data/VOCdevkit/VOC2007.
+# Checkpoint: see docs/user_guides/zoo_checkpoints.md; data: data/VOCdevkit/VOC2007.
 # The zoo config has its own custom_hooks, and mmengine refuses a key defined
 # by two bases: the DAG pieces of ../_base_/dag_det_one_stage.py are written
 # out here, after the zoo hooks.

@@ -4,11 +4,13 @@ stock forward, ask mmdag for a few DAG iterations and classify the family
 (attacked, refused, crashed, no_stock_forward).
 
     python tools/analysis/zoo_coverage.py [--families mmdet::rtmdet mmseg::fcn ...] \
-        [--packages mmdet] [--out work_dirs/zoo_coverage] [--update-readme] \
+        [--packages mmdet] [--out work_dirs/zoo_coverage] [--update-docs] \
         [--write-expected tests/test_zoo/families.json] [--max-iters 2] [--strict]
 
-Writes coverage.json and coverage.md into --out. Exit code 0 unless the
-survey itself breaks; with --strict 1 when a family crashed.
+Writes coverage.json and coverage.md into --out; --update-docs (formerly
+--update-readme, still accepted) also replaces the generated table of
+docs/notes/zoo_coverage.md. Exit code 0 unless the survey itself breaks; with
+--strict 1 when a family crashed.
 """
 import argparse
 import json
@@ -17,6 +19,8 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+#: the page holding the generated table, between the zoo-coverage markers
+DOCS_TABLE = osp.join('docs', 'notes', 'zoo_coverage.md')
 sys.path.insert(0, ROOT)
 
 
@@ -29,8 +33,9 @@ def main(argv=None):
     p.add_argument('--out', default='work_dirs/zoo_coverage',
                    help='folder of coverage.json and coverage.md')
     p.add_argument('--max-iters', type=int, default=2, help='DAG iterations per family')
-    p.add_argument('--update-readme', action='store_true',
-                   help='replace the table between the zoo-coverage markers of README.md')
+    p.add_argument('--update-docs', '--update-readme', dest='update_docs', action='store_true',
+                   help=f'replace the table between the zoo-coverage markers of {DOCS_TABLE} '
+                        '(--update-readme: its former name)')
     p.add_argument('--write-expected', metavar='JSON',
                    help='write the outcome and config of every family here '
                         '(tests/test_zoo/families.json)')
@@ -46,9 +51,9 @@ def main(argv=None):
     from mmdag.apis import coverage as cov
 
     full = not a.families and set(a.packages) == {'mmseg', 'mmdet'}
-    if a.update_readme and not full:
-        p.error('--update-readme needs the full survey (no --families or --packages): the README '
-                'table lists every family')
+    if a.update_docs and not full:
+        p.error(f'--update-docs needs the full survey (no --families or --packages): the table of '
+                f'{DOCS_TABLE} lists every family')
     families = a.families
     if families:
         bad = [f for f in families if f.count('::') != 1 or f.split('::')[0] not in cov.PACKAGES]
@@ -66,8 +71,8 @@ def main(argv=None):
                      json.dumps(dict(records=records, summary=summary, seconds=round(wall, 1),
                                      max_iters=a.max_iters), indent=2) + '\n')
     cov.write_atomic(osp.join(a.out, 'coverage.md'), table)
-    if a.update_readme:
-        cov.update_readme(osp.join(ROOT, 'README.md'), table)
+    if a.update_docs:
+        cov.update_readme(osp.join(ROOT, DOCS_TABLE), table)
     if a.write_expected:
         entries = cov.expected_entries(records)
         if not full and osp.isfile(a.write_expected):
