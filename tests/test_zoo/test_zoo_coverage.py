@@ -387,3 +387,12 @@ def test_committed_expected_file_names_every_outcome():
     assert all(f.split('::')[0] in cov.PACKAGES for f in expected)
     assert all(e['config'] is None or e['config'].startswith(f.split('::')[0] + '::')
                for f, e in expected.items())
+
+
+def test_table_cells_hide_build_paths_and_escape_markup():
+    """A reason quoting an extension's source names pip's temporary build
+    folder of the machine that built it; `<...>` would vanish as an HTML tag."""
+    cell = cov._cell('RuntimeError: x at "/tmp/pip-install-ab12/mmcv_9f/mmcv/ops/csrc/a.cpp":138 '
+                     '| URLError: <urlopen error> a && b')
+    assert cell == ('RuntimeError: x at "mmcv/ops/csrc/a.cpp":138 \\| URLError: '
+                    '&lt;urlopen error&gt; a &amp;&amp; b')
