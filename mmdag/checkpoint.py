@@ -50,6 +50,7 @@ does it for the run it belongs to; ``tools/test.py`` and ``tools/train.py``
 for the whole run (model building, ``init_weights``' ``pretrained`` /
 ``Pretrained`` init_cfg, ``load_from`` and ``resume``).
 """
+import _codecs
 import _compat_pickle
 import contextlib
 import os
@@ -184,6 +185,9 @@ def _restricted_globals() -> dict:
     (tensors, storages, dtypes, ``OrderedDict``...) and mmdag's."""
     from torch import _weights_only_unpickler
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
+    # numpy 1 pickles a scalar's bytes through _codecs.encode (str -> bytes,
+    # nothing else); torch >= 2.3's own list has it, torch 2.1's not
+    allowed.setdefault('_codecs.encode', _codecs.encode)
     for g in _safe_globals():
         obj, name = g if isinstance(g, tuple) else (g, f'{g.__module__}.{g.__qualname__}')
         allowed[name] = obj

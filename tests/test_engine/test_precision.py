@@ -10,7 +10,10 @@ from mmdag.engine import DAGAttackHook
 
 
 def _autocast_on() -> bool:
-    return torch.is_autocast_enabled('cpu') or torch.is_autocast_enabled('cuda')
+    try:
+        return torch.is_autocast_enabled('cpu') or torch.is_autocast_enabled('cuda')
+    except TypeError:   # torch < 2.4: no device argument
+        return torch.is_autocast_cpu_enabled() or torch.is_autocast_enabled()
 
 
 def _runner(model, fp16, work_dir):
