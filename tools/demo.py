@@ -29,9 +29,15 @@ from _require import require  # noqa: E402
 require('torch', 'mmengine', 'cv2')
 
 
+def here(path: str) -> str:
+    """``path`` relative to the current directory when it lies below it (a
+    clone: the reports name configs/... as before), else as it is (mmdag's
+    installed configs)."""
+    return osp.relpath(path) if path.startswith(os.getcwd() + os.sep) else path
+
+
 def run(cmd, what):
-    here = os.getcwd() + os.sep
-    shown = [osp.relpath(c) if c.startswith(here) else c for c in cmd]
+    shown = [here(c) for c in cmd]
     print(f'\n[demo] {what}\n[demo] $ {" ".join(shown)}', flush=True)
     t = time.time()
     res = subprocess.run(cmd)
@@ -134,7 +140,7 @@ def main(argv=None):
     rows, reports = {}, []
     for k, task in enumerate(a.tasks):
         cfg, dag_cfg, sub, title, limit, procs = TASKS[task]
-        cfg, dag_cfg = osp.join(ROOT, cfg), osp.join(ROOT, dag_cfg)
+        cfg, dag_cfg = here(osp.join(ROOT, cfg)), here(osp.join(ROOT, dag_cfg))
         if task == 'det' and a.det_val_images is not None:
             limit = a.det_val_images or None
         procs = a.launcher_procs or procs
