@@ -17,3 +17,31 @@ MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope
                           locations=['mmdag.engine'])
 #: Target adapters (model family -> TargetSet builder).
 TARGETS = Registry('dag target', scope='mmdag', locations=['mmdag.targets'])
+#: Attacks: what the hook (``attack=dict(type='DAG', ...)``; ``type`` defaults
+#: to ``'DAG'``), :func:`mmdag.apis.attack_batch` and ``tools/test.py --attack``
+#: build. A new attack registers itself with ``@ATTACKS.register_module()``.
+ATTACKS = Registry('attack', scope='mmdag')
+
+
+def _register_builtin_attacks() -> None:
+    # mmdag.attacks stays plain PyTorch (no OpenMMLab import): its attacks are
+    # registered here rather than by a decorator there
+    from mmdag.attacks import DAG
+    ATTACKS.register_module('DAG', module=DAG)
+
+
+_register_builtin_attacks()
+
+
+def build_attack(cfg: dict):
+    """An attack from its config dict (``type`` defaults to ``'DAG'``; the
+    other keys are its arguments)."""
+    cfg = dict(cfg or {})
+    cfg.setdefault('type', 'DAG')
+    return ATTACKS.build(cfg)
+
+
+def attack_names() -> list:
+    """The registered attacks' names, as ``tools/test.py --attack`` takes them
+    (lower case)."""
+    return sorted(name.lower() for name in ATTACKS.module_dict)

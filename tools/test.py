@@ -27,9 +27,11 @@ def parse_args(argv=None):
                         'configs/... (mmdag\'s own, from any directory)')
     parser.add_argument('checkpoint', help='checkpoint: a local path, an http(s) URL or a zoo name '
                         '(open-mmlab://, openmmlab://, mmcls://, torchvision://, modelzoo://)')
-    parser.add_argument('--attack', choices=['dag', 'none'], default=None,
-                        help="'dag' adds the DAG hook and metric wrapper; 'none' tests clean. "
-                        'Default: whatever the config says')
+    from mmdag.registry import attack_names
+    parser.add_argument('--attack', choices=[*attack_names(), 'none'], default=None,
+                        help="an attack of mmdag's ATTACKS registry ('dag') adds the attack "
+                        "hook and metric wrapper; 'none' tests clean. Default: whatever the "
+                        'config says')
     parser.add_argument('--attack-options', nargs='+', action=DictAction, default={},
                         help='DAG arguments, e.g. max_iters=50 gamma=0.5 adv_labels=random '
                         'stop_fraction=0.01 quantize=True')
@@ -165,7 +167,7 @@ def build_cfg(args):
     for key in ('model', 'test_dataloader', 'test_evaluator'):
         if key not in cfg:
             fail(f'config {args.config} has no {key}: use a full mmseg/mmdet test config')
-    if (args.attack == 'dag' or args.attack_options or args.num_figures is not None
+    if (args.attack not in (None, 'none') or args.attack_options or args.num_figures is not None
             or args.save_perturbations or args.perturbations or args.resume
             or args.targets_options or args.hook_options):
         hook_options = dict(args.hook_options)
@@ -183,8 +185,11 @@ def build_cfg(args):
             hook_options['perturbations'] = [osp.abspath(d) for d in args.perturbations]
         if args.resize_perturbations:
             hook_options['resize_perturbations'] = True
-        add_dag_to_config(cfg, dict(args.attack_options), hook_options,
-                          targets=dict(args.targets_options))
+        attack = dict(args.attack_options)
+        if args.attack not in (None, 'none', 'dag'):   # DAG is the hook's default type
+            from mmdag.registry import ATTACKS
+            attack['type'] = next(n for n in ATTACKS.module_dict if n.lower() == args.attack)
+        add_dag_to_config(cfg, attack, hook_options, targets=dict(args.targets_options))
     elif args.attack == 'none':
         cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) or []
                             if not str(h.get('type', '')).endswith('DAGAttackHook')]

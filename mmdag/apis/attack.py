@@ -101,7 +101,8 @@ def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
             data_samples=[...])`` as a test dataloader yields it.
         attack (DAG | dict, optional): the attack (any callable
             ``(images, targets, seeds) -> DAGResult`` with a ``seed``
-            attribute) or the keyword arguments of :class:`DAG`.
+            attribute) or its config dict (``type``, default ``'DAG'``, from
+            ``mmdag.registry.ATTACKS``, and its arguments).
             Defaults to the paper's settings.
         targets_cfg (dict, optional): keyword arguments of the target adapter.
         autocast (bool): attack under mixed precision (see
@@ -114,7 +115,8 @@ def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
         the batch (:mod:`mmdag.targets.batching`).
     """
     if attack is None or isinstance(attack, dict):
-        attack = DAG(**(attack or {}))
+        from mmdag.registry import build_attack
+        attack = build_attack(attack or {})
     samples = data_batch['data_samples']
     images = _batch_images(model, data_batch)
     with attack_mode(model, autocast):

@@ -14,8 +14,7 @@ from mmengine.runner.amp import autocast
 from mmengine.structures import BaseDataElement
 
 from mmdag.apis.attack import attack_batch, perm_images, transfer_batch
-from mmdag.attacks import DAG
-from mmdag.registry import HOOKS
+from mmdag.registry import HOOKS, build_attack
 from mmdag.targets import find_adapter
 from mmdag.compat import repair_stock_model
 from mmdag.errors import MMDagError
@@ -54,7 +53,9 @@ class DAGAttackHook(ResumableState, Hook):
     After the epoch the main process writes ``<work_dir>/dag_report.json``.
 
     Args:
-        attack (dict): arguments of :class:`mmdag.attacks.DAG` (gamma on the
+        attack (dict): the attack, built from the ``ATTACKS`` registry:
+            ``type`` (default ``'DAG'``) and its arguments, here those of
+            :class:`mmdag.attacks.DAG` (gamma on the
             0..255 scale, max_iters, adv_labels, stop_fraction, epsilon,
             quantize, seed). Defaults to the paper's settings.
         targets (dict): arguments of the target adapter (e.g.
@@ -131,7 +132,7 @@ class DAGAttackHook(ResumableState, Hook):
         if unknown:
             raise ValueError(f'unknown variants {sorted(unknown)}; the hook makes orig and perm')
         self.attack_cfg = dict(attack or {})
-        self.dag = DAG(**self.attack_cfg)
+        self.dag = build_attack(self.attack_cfg)
         self.targets_cfg = dict(targets or {})
         self.variants = tuple(variants)
         self.perm_seed = perm_seed
