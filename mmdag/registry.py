@@ -41,7 +41,12 @@ def build_attack(cfg: dict):
     return ATTACKS.build(cfg)
 
 
+def attack_types() -> dict:
+    """``tools/test.py --attack`` name (the registered name in lower case) ->
+    the registered type."""
+    return {name.lower(): name for name in ATTACKS.module_dict}
+
+
 def attack_names() -> list:
-    """The registered attacks' names, as ``tools/test.py --attack`` takes them
-    (lower case)."""
-    return sorted(name.lower() for name in ATTACKS.module_dict)
+    """The registered attacks' names, as ``tools/test.py --attack`` takes them."""
+    return sorted(attack_types())

@@ -187,8 +187,8 @@ def build_cfg(args):
             hook_options['resize_perturbations'] = True
         attack = dict(args.attack_options)
         if args.attack not in (None, 'none', 'dag'):   # DAG is the hook's default type
-            from mmdag.registry import ATTACKS
-            attack['type'] = next(n for n in ATTACKS.module_dict if n.lower() == args.attack)
+            from mmdag.registry import attack_types
+            attack['type'] = attack_types()[args.attack]
         add_dag_to_config(cfg, attack, hook_options, targets=dict(args.targets_options))
     elif args.attack == 'none':
         cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) or []
