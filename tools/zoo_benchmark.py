@@ -138,7 +138,7 @@ class Progress:
 def run_model(args, cmd: list, work_dir: str, prog: Progress) -> int:
     """Run one tools/test.py command; its output goes to work_dir/benchmark.log
     (and to the console with --verbose) while the bar follows its records."""
-    from mmdag.apis.zoo_benchmark import RunProgress
+    from mmdag.benchmark.zoo_benchmark import RunProgress
     os.makedirs(work_dir, exist_ok=True)
     log_path = osp.join(work_dir, 'benchmark.log')
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
@@ -191,7 +191,7 @@ def summary_line(k: int, n: int, row: dict, wall: float, source: str = None) -> 
 def pictures(name: str, work_dir: str, out_dir: str) -> list:
     """Convergence plot, iteration histogram and one Figure-1 picture of a
     finished model, each made again only when the model's report is newer."""
-    from mmdag.apis.plots import convergence_plot, iterations_histogram
+    from mmdag.benchmark.plots import convergence_plot, iterations_histogram
     from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
     from mmdag.fileio import write_atomic
     made = []
@@ -232,7 +232,7 @@ def run_options(args, entry) -> dict:
 
 def run_list(args, entries, bench_dir, prog):
     """Attack every entry (skip, resume or start); return {name: dict(row, ran)}."""
-    from mmdag.apis.zoo_benchmark import (RANDOM, fingerprint, model_row, plan,
+    from mmdag.benchmark.zoo_benchmark import (RANDOM, fingerprint, model_row, plan,
                                           random_checkpoint, read_entry, write_entry)
     from mmdag.engine.records import keep_aside
     results = {}
@@ -304,7 +304,7 @@ def run_list(args, entries, bench_dir, prog):
 
 def transfer_entries(entries, rows, bench_dir):
     """A transfer run per ordered pair of finished models of one task."""
-    from mmdag.apis.zoo_benchmark import read_entry
+    from mmdag.benchmark.zoo_benchmark import read_entry
     out = []
     task = {e['name']: (rows.get(e['name']) or {}).get('metric') for e in entries}
     for src in entries:
@@ -346,8 +346,8 @@ def transfer_table(entries, pairs, bench_dir):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmdag.apis.plots import variants_chart
-    from mmdag.apis.zoo_benchmark import (fingerprint, format_rows, load_model_list,
+    from mmdag.benchmark.plots import variants_chart
+    from mmdag.benchmark.zoo_benchmark import (fingerprint, format_rows, load_model_list,
                                           model_row, plan, write_if_changed, write_tables)
     from mmdag.errors import MMDagError
     from mmdag.paths import resolve_config

@@ -1,9 +1,7 @@
 # A tiny Faster R-CNN (ResNet-18 at 1/4 width + FPN) trained on the synthetic
 # VOC set (tools/make_synthetic_voc.py) with the stock mmdet runner.
-_base_ = ['mmdet::_base_/default_runtime.py']
-
-data_root = 'data/synthetic_voc/VOCdevkit/'
-img_scale = (160, 120)
+# data, pipelines, metric and runtime: configs/_base_/demo_det_data.py
+_base_ = ['../_base_/demo_det_data.py']
 
 model = dict(
     type='FasterRCNN',
@@ -72,47 +70,6 @@ model = dict(
                  min_bbox_size=0),
         rcnn=dict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='RandomResize', scale=img_scale, ratio_range=(0.8, 1.25), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),   # after Resize: boxes stay original
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
-]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type='VOCDataset',
-        data_root=data_root,
-        ann_file='VOC2012/ImageSets/Main/train.txt',
-        data_prefix=dict(sub_data_root='VOC2012/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=8),
-        pipeline=train_pipeline))
-test_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='VOCDataset',
-        data_root=data_root,
-        ann_file='VOC2012/ImageSets/Main/val.txt',
-        data_prefix=dict(sub_data_root='VOC2012/'),
-        test_mode=True,
-        pipeline=test_pipeline))
-val_dataloader = test_dataloader
-test_evaluator = dict(type='VOCMetric', metric='mAP', eval_mode='11points')
-val_evaluator = test_evaluator
-
 optim_wrapper = dict(
     type='OptimWrapper', optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
     clip_grad=dict(max_norm=10, norm_type=2))
@@ -123,12 +80,6 @@ param_scheduler = [
          milestones=[450, 560], gamma=0.1)
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1))
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'),
-               dist_cfg=dict(backend='gloo'))
-randomness = dict(seed=0)
-log_processor = dict(by_epoch=False)

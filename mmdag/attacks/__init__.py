@@ -1,8 +1,11 @@
 """Attack algorithms over dense targets (plain PyTorch, no OpenMMLab import)."""
+from .base import NOT_ATTACKED, STATUS, AttackResult, IterativeAttack
 from .dag import DAG, DAGResult
 from .labels import STRATEGIES, derangement
+from .replay import Replay
 from .stats import permute_perturbation, perturbation_stats
 from .targets import TargetSet
 
-__all__ = ['DAG', 'DAGResult', 'TargetSet', 'STRATEGIES', 'derangement',
-           'permute_perturbation', 'perturbation_stats']
+__all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED', 'DAG', 'DAGResult',
+           'Replay', 'TargetSet', 'STRATEGIES', 'derangement', 'permute_perturbation',
+           'perturbation_stats']

@@ -1,55 +1,29 @@
 """Dense Adversary Generation (Xie et al., ICCV 2017, Algorithm 1).
 
 Plain PyTorch; no OpenMMLab import. The attack sees float images on the
-0..255 scale and a :class:`~mmdag.attacks.targets.TargetSet`.
+0..255 scale and a :class:`~mmdag.attacks.targets.TargetSet`. The loop and
+its bookkeeping are :class:`~mmdag.attacks.base.IterativeAttack`'s; DAG is
+its loss (Eq. (1) on the active set), its step (``gamma / ||r||_inf``) and
+its adversarial labels.
 """
 import math
-from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from mmdag.errors import SettingError
+from .base import STATUS, AttackResult, IterativeAttack
 from .labels import STRATEGIES, class_derangement
-from .stats import crop, perturbation_stats, region_mask
 from .targets import TargetSet
 
-#: Why an image stopped being updated.
-STATUS = ('converged', 'max_iters', 'zero_grad', 'non_finite', 'no_targets', 'none_correct',
-          'undone_by_rounding')
+#: The result of :class:`DAG` (the attack-neutral result, with adversarial labels).
+DAGResult = AttackResult
+
+__all__ = ['DAG', 'DAGResult', 'STATUS']
 
 
-@dataclass
-class DAGResult:
-    """What one attack on a batch returns (one entry per image).
-
-    Attributes:
-        adv_images: ``X + r`` (float, 0..255, clipped; integer-valued when
-            ``quantize=True``).
-        perturbations: ``r``, the accumulated perturbation.
-        adv_labels: adversarial label of each target (``-1``: not attacked).
-        stats: per image ``iters`` (updates applied), ``p`` (perceptibility),
-            ``linf`` (max absolute intensity, 0..255 scale), ``num_targets``,
-            ``num_correct`` (targets correct on the clean image: only these
-            are attacked and counted), ``correct_frac`` (fraction of attacked
-            targets still correct on the returned image), ``converged``
-            (active set reached the stop rule), ``status`` (one of
-            :data:`STATUS`), ``trace`` (the fraction of attacked targets
-            still correct at each check of the loop, ``X_0`` (1.0) to the
-            last: ``iters + 1`` values when the loop ran to its end; empty
-            when nothing was attacked), ``forwards`` and ``backwards`` (the
-            forward and backward passes the image took part in: the loop's
-            and the re-check of ``quantize``; target building and the
-            predictions are not counted).
-    """
-    adv_images: List[Tensor]
-    perturbations: List[Tensor]
-    adv_labels: List[Tensor]
-    stats: List[dict] = field(default_factory=list)
-
-
-class DAG:
+class DAG(IterativeAttack):
     """Dense Adversary Generation, batched, with per-image early stop.
 
     For every image ``m = 0, 1, ...``: the active set ``T_m`` holds the targets
@@ -106,20 +80,13 @@ class DAG:
             raise ValueError(f'max_iters must be >= 0, got {max_iters}')
         if adv_labels not in STRATEGIES:
             raise ValueError(f'unknown adv_labels {adv_labels!r}; choose one of {sorted(STRATEGIES)}')
-        if not 0 <= stop_fraction < 1:
-            raise ValueError(f'stop_fraction must be in [0, 1), got {stop_fraction}')
-        if epsilon is not None and epsilon <= 0:
-            raise ValueError(f'epsilon must be > 0 or None, got {epsilon}')
+        # the settings keep the order they always had (the report lists them)
         self.gamma = float(gamma)
-        self.max_iters = int(max_iters)
+        super().__init__(max_iters=max_iters, stop_fraction=stop_fraction, epsilon=epsilon,
+                         quantize=quantize, clip_range=clip_range, seed=seed)
         self.adv_labels = adv_labels
         self.target_class = int(target_class)
         self.exclude_classes = tuple(int(c) for c in exclude_classes)
-        self.stop_fraction = float(stop_fraction)
-        self.epsilon = epsilon
-        self.quantize = quantize
-        self.clip_range = clip_range
-        self.seed = int(seed)
 
     # ------------------------------------------------------------------ labels
     def _choose_adv_labels(self, i_seed: int, labels: Tensor, targets: TargetSet,
@@ -141,176 +108,53 @@ class DAG:
             kwargs['target'] = self.target_class
         return STRATEGIES[self.adv_labels](labels, num_classes, gen, **kwargs)
 
-    def _round(self, x0: Tensor, r: Tensor) -> Tensor:
-        """``X + r`` rounded to integers inside the valid range and, with an
-        epsilon, inside the epsilon ball: rounding alone may step up to 0.5
-        outside it (epsilon 2.7 on an integer pixel rounds ``X + 2.7`` to
-        ``X + 3``), so the rounded image is clamped to the integers of the ball."""
-        lo, hi = self.clip_range
-        x = (x0 + r).round().clamp(lo, hi)
-        if self.epsilon is not None:
-            x = torch.minimum(torch.maximum(x, (x0 - self.epsilon).ceil()),
-                              (x0 + self.epsilon).floor())
-        return x
+    def settings(self) -> dict:
+        """DAG's arguments. Without ``type``: the reports and the saved
+        states of runs made before the attack registry hold DAG's settings
+        so, and a run is resumed only with equal settings."""
+        order = ('gamma', 'max_iters', 'adv_labels', 'target_class', 'exclude_classes',
+                 'stop_fraction', 'epsilon', 'quantize', 'clip_range', 'seed')
+        return {k: getattr(self, k) for k in order}
 
-    # ------------------------------------------------------------------- core
+    def init_image(self, seed: int, labels: Tensor, targets: TargetSet, clean_logits: Tensor,
+                   correct: Tensor) -> Tuple[Tensor, Tensor]:
+        """The adversarial labels, drawn on the clean logits; a target already
+        wrong on the clean image gets ``-1`` and is not attacked."""
+        a = self._choose_adv_labels(seed, labels, targets, clean_logits)
+        adv = torch.where(correct, a, torch.full_like(a, -1))
+        return adv >= 0, adv
+
+    def loss(self, m: int, logits: Tensor, labels: Tensor, adv: Tensor, active: Tensor,
+             attacked: Tensor) -> Tensor:
+        """Eq. (1) on the active set, ``f_l - f_l'``, as a masked sum of
+        gathers (cheaper to differentiate than boolean-mask rows); its
+        negative gradient is ``r_m = sum grad f_l' - grad f_l``."""
+        pair = logits.gather(1, torch.stack((labels, adv.clamp_min(0)), 1))
+        return ((pair[:, 0] - pair[:, 1]) * active).sum()
+
+    def update(self, m: int, x0: List[Tensor], r: List[Tensor],
+               grads: List[Tensor]) -> List[object]:
+        """``r + gamma / ||r_m||_inf * r_m`` per image, ``r_m`` the negative
+        gradient; one transfer to the host for the batch's norms."""
+        r_ms = [-g for g in grads]
+        norms = torch.stack([r_m.abs().max() for r_m in r_ms])
+        out = []
+        for k, norm in enumerate(norms.tolist()):
+            if not math.isfinite(norm):
+                out.append('non_finite')
+            elif norm == 0:
+                out.append('zero_grad')
+            else:
+                out.append(self.project(x0[k], x0[k] + r[k] + (self.gamma / norms[k]) * r_ms[k]))
+        return out
+
+    def labels_of(self, states: list, attacked: List[Tensor],
+                  labels: List[Tensor]) -> List[Tensor]:
+        return [lab.new_empty(0) if adv is None else torch.where(ok, adv, torch.full_like(adv, -1))
+                for adv, ok, lab in zip(states, attacked, labels)]
+
     def __call__(self, images: Sequence[Tensor], targets: TargetSet,
                  seeds: Optional[Sequence[int]] = None,
                  regions: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> DAGResult:
-        """Attack a batch.
-
-        Args:
-            images (Sequence[Tensor]): clean images ``[3, H, W]``, 0..255.
-            targets (TargetSet): the targets of these images.
-            seeds (Sequence[int], optional): one integer per image that makes
-                its random choices independent of its place in the batch (e.g.
-                a hash of its file name). Defaults to the batch position.
-            regions (Sequence, optional): per image, ``(h, w)`` of the image
-                inside padding that the test pipeline added (RTMDet, YOLOX
-                pad to 640x640), or None for the whole image. The
-                perturbation is zero outside the region (each step is masked
-                before it is normalised) and the statistics measure the
-                region only. Defaults to whole images.
-        """
-        num = len(images)
-        if len(targets) != num:
-            raise ValueError(f'{num} images but targets for {len(targets)}')
-        seeds = list(range(num)) if seeds is None else list(seeds)
-        regions = [None] * num if regions is None else list(regions)
-        masks = [region_mask(x, reg) for x, reg in zip(images, regions)]
-        lo, hi = self.clip_range
-        x0 = [img.detach().float() for img in images]
-        r = [torch.zeros_like(x) for x in x0]
-        labels = targets.labels
-        adv: List[Optional[Tensor]] = [None] * num
-        iters = [0] * num
-        correct_frac = [0.0] * num
-        status = [''] * num
-        num_correct = [0] * num
-        trace: List[List[float]] = [[] for _ in range(num)]
-        forwards, backwards = [0] * num, [0] * num
-        for i in range(num):
-            if labels[i].numel() == 0:
-                status[i] = 'no_targets'
-                adv[i] = labels[i].new_empty(0)
-
-        for m in range(self.max_iters + 1):
-            run = [i for i in range(num) if not status[i]]
-            if not run:
-                break
-            # the last forward only checks what is still correct: no graph
-            last = m == self.max_iters
-            with torch.set_grad_enabled(not last):
-                xs = [(x0[i] + r[i]).requires_grad_(not last) for i in run]
-                logits = targets.logits(xs, run)
-            # per-image state stays on the device; one transfer to the host
-            # per iteration decides which images step
-            active, counts = [], []
-            for j, i in enumerate(run):
-                z = logits[j]
-                ok = targets.correct(z, labels[i])
-                if adv[i] is None:  # m == 0: z are the clean logits
-                    a = self._choose_adv_labels(self.seed * 1_000_003 + seeds[i], labels[i],
-                                                targets, z)
-                    # a target already wrong on the clean image is not attacked
-                    # and not counted: it was never flipped by the attack (a
-                    # sigmoid head's prior under the threshold, a pixel the
-                    # model gets wrong)
-                    adv[i] = torch.where(ok, a, torch.full_like(a, -1))
-                    first = ok.sum()
-                else:
-                    first = ok.new_zeros((), dtype=torch.long)
-                attacked = adv[i] >= 0
-                act = ok & attacked   # T_m
-                active.append(act)
-                counts.append(torch.stack((torch.isfinite(z).all().long(), attacked.sum(),
-                                           act.sum(), first)))
-            loss, stepping = 0.0, []
-            for j, (finite, n_att, n_act, first) in enumerate(torch.stack(counts).tolist()):
-                i = run[j]
-                iters[i] = m
-                forwards[i] += 1
-                if not finite:
-                    # argmax of NaN / inf is no decision: never "flipped"
-                    status[i] = 'non_finite'
-                    correct_frac[i] = float('nan')   # unknown, never counted as flipped
-                    if m == 0:
-                        adv[i] = torch.full_like(labels[i], -1)
-                    continue
-                if m == 0:
-                    num_correct[i] = first
-                correct_frac[i] = n_act / n_att if n_att else 0.0
-                if n_att:
-                    trace[i].append(round(correct_frac[i], 6))
-                if n_att == 0:
-                    status[i] = 'none_correct' if num_correct[i] == 0 else 'no_targets'
-                elif n_act <= self.stop_fraction * n_att:
-                    status[i] = 'converged'
-                elif last:
-                    status[i] = 'max_iters'
-                else:
-                    # Eq. (1) on the active set: f_l - f_l', as a masked sum of
-                    # gathers (cheaper to differentiate than boolean-mask rows)
-                    pair = logits[j].gather(1, torch.stack((labels[i], adv[i].clamp_min(0)), 1))
-                    loss = loss + ((pair[:, 0] - pair[:, 1]) * active[j]).sum()
-                    stepping.append(j)
-            if not stepping:
-                continue
-            grads = torch.autograd.grad(loss, [xs[j] for j in stepping])
-            r_ms = [-g.detach() for g in grads]          # = sum grad f_l' - grad f_l
-            # nothing moves in the padding around an image
-            r_ms = [r_m if masks[run[j]] is None else r_m * masks[run[j]]
-                    for j, r_m in zip(stepping, r_ms)]
-            norms = torch.stack([r_m.abs().max() for r_m in r_ms])
-            for k, (j, norm) in enumerate(zip(stepping, norms.tolist())):
-                i = run[j]
-                backwards[i] += 1
-                if not math.isfinite(norm):
-                    status[i] = 'non_finite'
-                    continue
-                if norm == 0:
-                    status[i] = 'zero_grad'
-                    continue
-                x_next = (x0[i] + r[i] + (self.gamma / norms[k]) * r_ms[k]).clamp_(lo, hi)
-                r_next = x_next - x0[i]
-                if self.epsilon is not None:
-                    r_next = r_next.clamp_(-self.epsilon, self.epsilon)
-                r[i] = r_next
-                iters[i] = m + 1
-
-        if self.quantize:
-            r = [self._round(x0[i], r[i]) - x0[i] for i in range(num)]
-            recheck = [i for i in range(num) if status[i] not in ('no_targets', 'none_correct')]
-            if recheck:
-                with torch.no_grad():
-                    logits = targets.logits([x0[i] + r[i] for i in recheck], recheck)
-                for z, i in zip(logits, recheck):
-                    forwards[i] += 1
-                    if not bool(torch.isfinite(z).all()):
-                        status[i] = 'non_finite'
-                        correct_frac[i] = float('nan')
-                        continue
-                    attacked = adv[i] >= 0
-                    n_att = int(attacked.sum())
-                    n_ok = int((targets.correct(z, labels[i]) & attacked).sum())
-                    correct_frac[i] = n_ok / n_att if n_att else 0.0
-                    # the status describes the returned (rounded) image too
-                    if n_att and n_ok <= self.stop_fraction * n_att:
-                        status[i] = 'converged'
-                    elif status[i] == 'converged':
-                        status[i] = 'undone_by_rounding'
-
-        stats = []
-        for i in range(num):
-            s = perturbation_stats(crop(r[i], regions[i]))
-            s.update(iters=iters[i], num_targets=int(labels[i].numel()),
-                     num_correct=num_correct[i],
-                     correct_frac=correct_frac[i], converged=status[i] == 'converged',
-                     status=status[i], trace=trace[i], forwards=forwards[i],
-                     backwards=backwards[i])
-            stats.append(s)
-        return DAGResult(
-            adv_images=[x0[i] + r[i] for i in range(num)],
-            perturbations=r,
-            adv_labels=[a if a is not None else labels[i].new_empty(0) for i, a in enumerate(adv)],
-            stats=stats)
+        """Attack a batch (see :meth:`IterativeAttack.__call__`)."""
+        return super().__call__(images, targets, seeds, regions)

@@ -4,9 +4,9 @@ from typing import Optional
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmdag import checkpoint as ckpt
+from mmdag.contract import unwrap
 from mmdag.registry import HOOKS
 
 
@@ -104,7 +104,7 @@ class CheckpointCheckHook(Hook):
 
 
 def _unwrap(model):
-    return model.module if is_model_wrapper(model) else model
+    return unwrap(model)
 
 
 def _tensors(model) -> dict:

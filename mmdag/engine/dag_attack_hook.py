@@ -9,30 +9,29 @@ import numpy as np
 
 from mmengine.dist import get_rank, get_world_size, is_main_process
 from mmengine.hooks import Hook, LoggerHook
-from mmengine.model import is_model_wrapper
 from mmengine.runner.amp import autocast
 from mmengine.structures import BaseDataElement
 
-from mmdag.apis.attack import attack_batch, perm_images, transfer_batch
-from mmdag.registry import HOOKS, build_attack
-from mmdag.targets import find_adapter
+from mmdag.attacks import Replay
 from mmdag.compat import repair_stock_model
+from mmdag.contract import (EXTRA_VARIANTS, PRED_FIELDS, STATS_FIELD, VARIANTS_FIELD, image_name,
+                            unwrap)
 from mmdag.errors import MMDagError
 from mmdag.fileio import write_atomic
+from mmdag.registry import HOOKS, build_attack
+from mmdag.targets import find_adapter
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
 
 from .figures import save_figure
 from .perturbations import image_names, load_perturbation, perturbation_name, save_perturbation
 from .records import RECORDS, append_records, convergence, make_records, read_records, unique_records
 from .resume import ResumableState, _dag_metrics
-
-#: Data-sample fields that carry a model's predictions (what differs per variant).
-PRED_KEYS = ('pred_sem_seg', 'seg_logits', 'pred_instances', 'pred_panoptic_seg')
+from .step import attack_batch, perm_images
 
 
 def _pred_fields(sample) -> dict:
     out = {}
-    for k in PRED_KEYS:
+    for k in PRED_FIELDS:
         if k in sample:
             v = sample.get(k)
             out[k] = v.to_dict() if isinstance(v, BaseDataElement) else v
@@ -128,22 +127,25 @@ class DAGAttackHook(ResumableState, Hook):
                  records: Optional[str] = RECORDS,
                  resume: bool = False,
                  log_interval: Optional[int] = None) -> None:
-        unknown = set(variants) - {'orig', 'perm'}
+        unknown = set(variants) - set(EXTRA_VARIANTS)
         if unknown:
             raise ValueError(f'unknown variants {sorted(unknown)}; the hook makes orig and perm')
         self.attack_cfg = dict(attack or {})
         self.dag = build_attack(self.attack_cfg)
+        if isinstance(perturbations, str):
+            perturbations = [perturbations]
+        self.perturbations = list(perturbations) if perturbations else None
+        #: what each batch runs: the attack, or the replay of saved perturbations
+        self.attack = self.dag if self.perturbations is None else Replay(self.dag)
         self.targets_cfg = dict(targets or {})
         self.variants = tuple(variants)
         self.perm_seed = perm_seed
         self.num_figures = num_figures
         self.report = report
         self._figures_left = num_figures
+        self._figure_batch: Optional[dict] = None
         self._target_settings: Optional[dict] = None
         self.save_perturbations = save_perturbations
-        if isinstance(perturbations, str):
-            perturbations = [perturbations]
-        self.perturbations = list(perturbations) if perturbations else None
         self.resize_perturbations = bool(resize_perturbations)
         self._frame: dict = {}
         self.attack_autocast = bool(attack_autocast)
@@ -165,7 +167,7 @@ class DAGAttackHook(ResumableState, Hook):
         return osp.join(runner.work_dir, self.records) if self.records else None
 
     def before_test(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap(runner.model)
         # fail before the first batch if no adapter fits the model
         find_adapter(model)
         repair_stock_model(model)
@@ -192,21 +194,18 @@ class DAGAttackHook(ResumableState, Hook):
     def before_test_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None) -> None:
         if data_batch is None:
             return
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap(runner.model)
         clean = list(data_batch['inputs'])
         samples = data_batch['data_samples']
         t0 = time.perf_counter()
-        if self.perturbations is None:
-            result, targets = attack_batch(model, data_batch, self.dag, self.targets_cfg,
-                                           autocast=self.attack_autocast)
-        else:
-            loaded = [sum(load_perturbation(d, s, tuple(x.shape), k,
-                                            resize=self.resize_perturbations,
-                                            channel_order=self._frame['channel_order'])
-                          for d in self.perturbations)
-                      for k, (s, x) in enumerate(zip(samples, clean))]
-            result, targets = transfer_batch(model, data_batch, loaded, self.targets_cfg,
-                                             self.dag.clip_range, autocast=self.attack_autocast)
+        # transfer is an attack too: it replays the saved perturbations
+        replayed = {} if self.perturbations is None else dict(perturbations=[
+            sum(load_perturbation(d, s, tuple(x.shape), k, resize=self.resize_perturbations,
+                                  channel_order=self._frame['channel_order'])
+                for d in self.perturbations)
+            for k, (s, x) in enumerate(zip(samples, clean))])
+        result, targets = attack_batch(model, data_batch, self.attack, self.targets_cfg,
+                                       autocast=self.attack_autocast, **replayed)
         seconds = time.perf_counter() - t0
         self._names = [perturbation_name(s, k) for k, s in enumerate(samples)]
         self._pending = make_records(self._names, [s.metainfo.get('img_path') for s in samples],
@@ -228,15 +227,19 @@ class DAGAttackHook(ResumableState, Hook):
                                self.dag.clip_range)
             extra['perm'] = self._predict(model, perm, samples)
         for k, s in enumerate(samples):
-            s.set_field(result.stats[k], 'dag_stats')
-            s.set_field({v: extra[v][k] for v in extra}, 'dag_variants')
+            s.set_field(result.stats[k], STATS_FIELD)
+            s.set_field({v: extra[v][k] for v in extra}, VARIANTS_FIELD)
         total = len(runner.test_dataloader) if hasattr(runner.test_dataloader, '__len__') else None
         if (batch_idx + 1) % self._interval == 0 or batch_idx + 1 == total:
             self._log_progress(runner, batch_idx, result.stats, total)
         adv = [x.to(c.device) for x, c in zip(result.adv_images, clean)]
         data_batch['inputs'] = adv
         if self._figures_left > 0:
-            self._save_figures(runner, model, clean, result, samples, extra)
+            # drawn once the loop has predicted the adversarial images
+            n = min(self._figures_left, len(clean))
+            self._figures_left -= n
+            self._figure_batch = dict(clean=clean[:n], result=result, samples=samples[:n],
+                                      orig=extra.get('orig'))
 
     def _preflight(self, runner) -> None:
         """What would otherwise fail only when its batch arrives, hours in:
@@ -292,23 +295,27 @@ class DAGAttackHook(ResumableState, Hook):
             outs = grouped_test_step(model, dict(inputs=list(images), data_samples=copies))
         return [_pred_fields(o) for o in outs]
 
-    def _save_figures(self, runner, model, clean, result, samples, extra) -> None:
-        adv_out = self._predict(model, result.adv_images, samples)
+    def _save_figures(self, runner, outputs) -> None:
+        """The batch's first pictures, with the adversarial predictions the
+        test loop made (``outputs``): no forward of their own."""
+        fig, self._figure_batch = self._figure_batch, None
+        clean, result, samples = fig['clean'], fig['result'], fig['samples']
+        orig = fig['orig'] or [None] * len(clean)
         meta = runner.test_dataloader.dataset.metainfo
         palette, classes = meta.get('palette'), meta.get('classes')
         visualizer = getattr(runner, 'visualizer', None)
-        for k in range(min(self._figures_left, len(clean))):
-            name = osp.splitext(osp.basename(samples[k].metainfo.get('img_path', f'{k}')))[0]
+        for k in range(len(clean)):
+            name = image_name(samples[k], k)
             row = save_figure(osp.join(runner.work_dir, 'figures', f'{name}.png'), clean[k],
-                              result.perturbations[k], result.adv_images[k],
-                              extra.get('orig', [None] * len(clean))[k], adv_out[k], palette,
-                              result.stats[k], samples[k].metainfo.get('scale_factor'), classes,
-                              visualizer)
+                              result.perturbations[k], result.adv_images[k], orig[k],
+                              _pred_fields(outputs[k]), palette, result.stats[k],
+                              samples[k].metainfo.get('scale_factor'), classes, visualizer)
             if visualizer is not None:   # the config's vis_backends (TensorBoard, WandB...)
                 visualizer.add_image(f'dag_figure_{name}', np.ascontiguousarray(row[..., ::-1]))
-        self._figures_left -= min(self._figures_left, len(clean))
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self._figure_batch is not None and outputs is not None:
+            self._save_figures(runner, outputs)
         # written once the batch's metrics are processed: a record (and a
         # state entry) is a finished image
         if self._pending and self._state_ok:
@@ -341,7 +348,7 @@ class DAGAttackHook(ResumableState, Hook):
                      'at least one target correct on the clean image and finite logits; '
                      'target_success and success count only the targets correct on the clean '
                      'image (no_targets, none_correct and non_finite images are counted apart)'),
-            settings=dict(attack=self.dag.__dict__,
+            settings=dict(attack=self.dag.settings(),
                           targets=self._target_settings or self.targets_cfg,
                           perm_seed=self.perm_seed,
                           transfer_from=self.perturbations,

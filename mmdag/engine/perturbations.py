@@ -26,17 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmdag.contract import image_name
 from mmdag.errors import MMDagError
 from mmdag.fileio import write_atomic
 
 
-def perturbation_name(sample, index: int = 0) -> str:
-    """File stem of a sample: its image's base name (unique in a VOC split)."""
-    meta = sample.metainfo if hasattr(sample, 'metainfo') else {}
-    path = meta.get('img_path')
-    if path:
-        return osp.splitext(osp.basename(str(path)))[0]
-    return f"sample_{meta.get('sample_idx', index)}"
+#: File stem of a sample's perturbation: the image's name (:mod:`mmdag.contract`).
+perturbation_name = image_name
 
 
 def save_perturbation(directory: str, sample, r: Tensor, index: int = 0,

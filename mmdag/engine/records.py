@@ -22,10 +22,11 @@ import os
 import time
 from typing import List, Optional, Tuple
 
-RECORDS = 'dag_records.jsonl'
+from mmdag.contract import NOT_ATTACKED
 
-#: statuses of images that were not attacked (no mean counts them)
-NOT_ATTACKED = ('no_targets', 'none_correct', 'non_finite')
+RECORDS = 'dag_records.jsonl'
+__all__ = ['RECORDS', 'NOT_ATTACKED', 'make_records', 'append_records', 'read_records',
+           'unique_records', 'keep_aside', 'start_records', 'convergence']
 
 
 def make_records(names: List[str], paths: List[Optional[str]], stats: List[dict],

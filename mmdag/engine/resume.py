@@ -397,7 +397,7 @@ class ResumableState:
         checkpoint = [checkpoint_settings(load_from) if is_main_process() else None]
         broadcast_object_list(checkpoint)
         metrics = _all_metrics(runner)
-        return dict(attack=dict(self.dag.__dict__), targets=self.targets_cfg,
+        return dict(attack=self.dag.settings(), targets=self.targets_cfg,
                     variants=list(self.variants), perm_seed=self.perm_seed,
                     transfer_from=self.perturbations, resize=self.resize_perturbations,
                     attack_autocast=self.attack_autocast, test_fp16=self._fp16,

@@ -6,11 +6,11 @@ import numpy as np
 from mmengine.dist import broadcast_object_list, collect_results, is_main_process
 from mmengine.evaluator import BaseMetric
 
+from mmdag.contract import NOT_ATTACKED, STATS_FIELD, VARIANTS, VARIANTS_FIELD
 from mmdag.errors import MMDagError
 from mmdag.registry import METRICS
 
-VARIANTS = ('orig', 'advr', 'perm')
-_DAG_FIELDS = ('dag_variants', 'dag_stats')
+_DAG_FIELDS = (VARIANTS_FIELD, STATS_FIELD)
 
 
 @METRICS.register_module()
@@ -75,13 +75,13 @@ class DAGMetric(BaseMetric):
 
     @staticmethod
     def _variant(sample: dict, variant: str) -> dict:
-        if 'dag_stats' not in sample:
+        if STATS_FIELD not in sample:
             raise MMDagError('DAGMetric found no attack results on the data samples: add '
                                "dict(type='mmdag.DAGAttackHook') to custom_hooks "
                                "(or run tools/test.py with --attack dag).")
         out = {k: v for k, v in sample.items() if k not in _DAG_FIELDS}
         if variant != 'advr':
-            preds = sample['dag_variants'].get(variant)
+            preds = sample[VARIANTS_FIELD].get(variant)
             if preds is None:
                 raise MMDagError(f"DAGMetric needs the '{variant}' predictions: add it to the "
                                    "DAGAttackHook's variants.")
@@ -92,13 +92,13 @@ class DAGMetric(BaseMetric):
         for v, metric in self.metrics.items():
             metric.process(data_batch, [self._variant(s, v) for s in data_samples])
         if self.with_stats:
-            self.results.extend(dict(s['dag_stats']) for s in data_samples)
+            self.results.extend(dict(s[STATS_FIELD]) for s in data_samples)
 
     def compute_metrics(self, results: list) -> dict:
         # images whose logits became NaN / inf have no decision to count: they
         # are reported apart and left out of every mean (never as flipped)
         # and images with no target correct on the clean image have nothing to flip
-        apart = ('no_targets', 'none_correct', 'non_finite')
+        apart = NOT_ATTACKED
         attacked = [r for r in results if r['status'] not in apart]
         out = dict(images=len(results), **{k: sum(r['status'] == k for r in results)
                                            for k in apart})

@@ -1,5 +1,4 @@
 """Priors (anchors, points) of an MMDetection one-stage detector as DAG targets."""
-import math
 from typing import List, Optional, Sequence
 
 import torch
@@ -8,8 +7,9 @@ from torch import Tensor
 from mmdag.attacks import TargetSet
 from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
-from mmdag.targets.two_stage import _features, gt_in_input_frame
 from .batching import map_canvas_groups
+from .common import above_threshold, gt_in_input_frame, score_logit  # noqa: F401
+from .common import features as _features
 from .dense_heads import AssignContext, cls_maps, find_spec, flat_logits, supported_heads
 
 
@@ -174,20 +174,6 @@ class OneStageTargets(TargetSet):
         if not self.sigmoid:
             return super().correct(logits, labels)
         return above_threshold(logits, labels, self.threshold)
-
-
-def score_logit(score_thr: float) -> float:
-    """The logit of a sigmoid score threshold (kept inside (1e-6, 1 - 1e-6))."""
-    t = min(max(score_thr, 1e-6), 1 - 1e-6)
-    return math.log(t / (1 - t))
-
-
-def above_threshold(logits: Tensor, labels: Tensor, threshold: float) -> Tensor:
-    """The sigmoid heads' "still correct": the true class's logit above
-    ``threshold`` (its score above the detector's score threshold)."""
-    if logits.numel() == 0:
-        return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
-    return logits.gather(1, labels[:, None])[:, 0] > threshold
 
 
 def _needs_masks(head) -> bool:

@@ -44,8 +44,7 @@ from torch import Tensor
 from mmdag.attacks import TargetSet
 from mmdag.registry import TARGETS
 from .batching import map_canvas_groups
-from .one_stage import above_threshold, score_logit
-from .two_stage import gt_in_input_frame
+from .common import above_threshold, gt_in_input_frame, score_logit
 
 
 def _sigmoid_head(head) -> bool:

@@ -98,7 +98,7 @@ def seg_batch(flip_resize):
 @pytest.mark.parametrize('use_gt,flip_resize', [(True, None), (False, None), (True, 'one'),
                                                 (False, 'all')])
 def test_segmentation_same_as_reference(use_gt, flip_resize):
-    from mmdag.apis.attack import attack_mode, image_seeds
+    from mmdag.engine.step import attack_mode, image_seeds
     from test_segmentation import TINY, build
     model = build(TINY)
     batch = seg_batch(flip_resize)
@@ -149,7 +149,7 @@ def test_row_sparse_roi_align_gradient_is_bitwise_mmcv():
 def test_two_stage_same_as_reference():
     from test_two_stage import TARGETS, build, make_batch
 
-    from mmdag.apis.attack import attack_mode
+    from mmdag.engine.step import attack_mode
     from mmdag.targets import TwoStageTargets
     from mmdag.targets.batching import map_canvas_groups
     from mmdag.targets.two_stage import _features, _roi_logits

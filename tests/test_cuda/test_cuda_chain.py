@@ -47,7 +47,7 @@ def test_segmentation_attack_on_device_matches_cpu(mode):
     from test_segmentation import build, make_batch
 
     from mmdag.apis import attack_batch
-    from mmdag.apis.attack import perm_images
+    from mmdag.engine.step import perm_images
     extra = dict(mode='slide', crop_size=(32, 32), stride=(24, 24)) if mode == 'slide' else {}
     model = build(TINY_CFG, **extra)
     batch = make_batch(num=2)
@@ -71,7 +71,7 @@ def test_detectors_on_device_with_mixed_sizes(name):
     from test_batching import MODELS, SHAPES, TARGET_CFG, mixed_batch
 
     from mmdag.apis import attack_batch
-    from mmdag.apis.attack import attack_mode
+    from mmdag.engine.step import attack_mode
     from mmdag.targets import build_targets
     model = MODELS[name]().to(DEVICE)
     batch = mixed_batch(SHAPES)
@@ -92,7 +92,7 @@ def test_transfer_batch_with_loaded_perturbations_on_device(tmp_path):
     from test_segmentation import build, make_batch
 
     from mmdag.apis import attack_batch
-    from mmdag.apis.attack import transfer_batch
+    from mmdag.engine.step import transfer_batch
     from mmdag.engine.perturbations import load_perturbation, save_perturbation
     model = build(TINY_CFG).to(DEVICE)
     batch = make_batch(num=2)

@@ -13,7 +13,7 @@ import torch
 from test_dense_heads import CONFIGS, build, one_box_batch
 
 from mmdag.apis import attack_batch
-from mmdag.apis.attack import attack_mode
+from mmdag.engine.step import attack_mode
 from mmdag.targets import build_targets
 
 DEVICE = os.environ.get('MMDAG_TEST_DEVICE', 'cuda')

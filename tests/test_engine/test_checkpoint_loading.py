@@ -17,7 +17,7 @@ def test_import_mmdag_leaves_loading_alone():
         # torch < 2.5 has no safe_globals list to leave alone
         'safe = getattr(ts, "get_safe_globals", lambda: [])\n'
         'before = (torch.load, dict(L._schemes), list(safe()))\n'
-        'import mmdag, mmdag.apis.attack, mmdag.engine\n'
+        'import mmdag, mmdag.engine.step, mmdag.engine\n'
         'after = (torch.load, dict(L._schemes), list(safe()))\n'
         'assert before == after, (before, after)\n'
         'from mmdag.checkpoint import safe_loading, load_checkpoint_file\n'

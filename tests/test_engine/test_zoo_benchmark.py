@@ -10,7 +10,7 @@ from conftest import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
-from mmdag.apis.zoo_benchmark import (ENTRY_FILE, csv_text, fingerprint, format_rows,  # noqa: E402
+from mmdag.benchmark.zoo_benchmark import (ENTRY_FILE, csv_text, fingerprint, format_rows,  # noqa: E402
                                       load_model_list, markdown, model_row, plan, RunProgress,
                                       write_entry, write_if_changed, write_tables)
 from mmdag.errors import MMDagError  # noqa: E402
@@ -147,7 +147,7 @@ def test_rows_tables_and_pictures(tmp_path):
     assert write_if_changed(paths['benchmark.md'], md) is False
     assert os.stat(paths['benchmark.md']).st_mtime_ns == stamp
 
-    from mmdag.apis.plots import convergence_plot, iterations_histogram, variants_chart
+    from mmdag.benchmark.plots import convergence_plot, iterations_histogram, variants_chart
     rep = json.load(open(tmp_path / 'seg' / 'dag_report.json'))
     for p in (convergence_plot(rep['convergence'], str(tmp_path / 'p' / 'c.png'), 'seg'),
               iterations_histogram([10, 15], str(tmp_path / 'p' / 'h.png'), 20, 'seg'),

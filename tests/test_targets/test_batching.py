@@ -12,7 +12,7 @@ from test_two_stage import TARGETS as TWO_STAGE_TARGETS
 from test_two_stage import build as build_two_stage
 
 from mmdag.apis import attack_batch
-from mmdag.apis.attack import attack_mode
+from mmdag.engine.step import attack_mode
 from mmdag.targets import build_targets
 from mmdag.targets.batching import canvas_groups, canvas_of, grouped_test_step
 

@@ -1,7 +1,7 @@
 """Repairs of installed-package bugs that break a zoo model's stock test_step."""
 import torch
 
-from mmdag.apis import coverage as cov
+from mmdag.benchmark import coverage as cov
 from mmdag.compat import repair_stock_model
 
 

@@ -15,10 +15,10 @@ from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
-from mmdag.apis.attack import attack_mode
+from mmdag.engine.step import attack_mode
 from mmdag.targets import OneStageTargets, build_targets
 from mmdag.targets.dense_heads import cls_maps
-from mmdag.targets.two_stage import _features
+from mmdag.targets.common import features as _features
 
 # 24 zoo models built and assigned (about 4 min on 2 cores): run in CI, not by default
 pytestmark = pytest.mark.slow

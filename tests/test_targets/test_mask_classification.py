@@ -12,7 +12,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
 from mmdag.apis import attack_batch
-from mmdag.apis.attack import attack_mode
+from mmdag.engine.step import attack_mode
 from mmdag.targets import SegmentationTargets, build_targets
 from mmdag.targets.segmentation import mask_classification
 

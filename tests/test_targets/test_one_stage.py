@@ -6,7 +6,7 @@ from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
-from mmdag.apis.attack import attack_mode
+from mmdag.engine.step import attack_mode
 from mmdag.attacks import DAG
 from mmdag.targets import OneStageTargets, find_adapter
 
@@ -126,7 +126,7 @@ def test_a_pipeline_pad_is_neither_perturbed_nor_counted():
     ``pad_shape`` and overwrites ``img_shape``): the attack, PERM and the
     statistics cover the image's own region, original size x scale factor."""
     from mmdag.apis import attack_batch, perm_images
-    from mmdag.apis.attack import content_region
+    from mmdag.engine.step import content_region
     from mmdag.attacks import perturbation_stats
     model = build('retinanet')
     batch = make_batch(96, 128, num=1)

@@ -11,7 +11,7 @@ import torch
 from mmdet.structures.bbox import bbox_overlaps
 
 from mmdag.apis import attack_batch
-from mmdag.apis import coverage as cov
+from mmdag.benchmark import coverage as cov
 from mmdag.targets import QueryTargets, find_adapter
 from mmdag.targets.queries import _Selection
 

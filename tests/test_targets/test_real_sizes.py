@@ -12,7 +12,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData, PixelData
 
 from mmdag.apis import attack_batch
-from mmdag.apis.attack import attack_mode, image_seeds
+from mmdag.engine.step import attack_mode, image_seeds
 from mmdag.attacks import DAG
 from mmdag.targets import build_targets
 from mmdag.targets.batching import canvas_groups, grouped_test_step

@@ -6,7 +6,7 @@ from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
-from mmdag.apis.attack import attack_mode
+from mmdag.engine.step import attack_mode
 from mmdag.attacks import DAG
 from mmdag.targets import TwoStageTargets, find_adapter
 

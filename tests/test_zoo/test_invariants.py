@@ -1,12 +1,12 @@
-"""The survey's invariant checks (mmdag.apis.invariants) on cheap models:
+"""The survey's invariant checks (mmdag.benchmark.invariants) on cheap models:
 each passes on the real adapter and fails on an adapter broken the way a
 review once found one (scores instead of logits, a printed threshold that is
 not the applied one, "correct" in another frame than the prediction)."""
 import pytest
 import torch
 
-from mmdag.apis import coverage as cov
-from mmdag.apis import invariants as inv
+from mmdag.benchmark import coverage as cov
+from mmdag.benchmark import invariants as inv
 from mmdag.targets import OneStageTargets, SegmentationTargets
 
 

@@ -1,4 +1,4 @@
-"""Zoo family coverage (mmdag.apis.coverage and tools/analysis/zoo_coverage.py).
+"""Zoo family coverage (mmdag.benchmark.coverage and tools/analysis/zoo_coverage.py).
 
 The slow test surveys every family of the installed mmseg / mmdet config
 trees and compares the outcome with the committed families.json; the other
@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import ROOT, run_tool
 
-from mmdag.apis import coverage as cov
+from mmdag.benchmark import coverage as cov
+from mmdag.benchmark import coverage_table, zoo_models
 from mmdag.errors import MMDagError, UnsupportedModelError
 
 EXPECTED = osp.join(ROOT, 'tests', 'test_zoo', 'families.json')
@@ -85,7 +86,7 @@ def test_every_zoo_family_is_attacked_or_refused_cleanly(tmp_path):
               if r['outcome'] == 'attacked' and r.get('padding_linf')]
     if padded:
         problems.append('families whose padding was perturbed:\n' + '\n'.join(padded))
-    # the invariants of mmdag.apis.invariants: pre-activation under a class
+    # the invariants of mmdag.benchmark.invariants: pre-activation under a class
     # bias shift, printed settings applied, segmentation "correct" = stock predict
     broken = [f'  {f}: {v}' for f, r in sorted(records.items()) for v in r.get('violations', [])]
     if broken:
@@ -107,7 +108,7 @@ def test_every_zoo_family_is_attacked_or_refused_cleanly(tmp_path):
 def test_family_folders_and_config_order():
     fcn = cov.family_configs('mmseg::fcn')
     assert fcn[0] == 'fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py'   # small backbone first
-    assert fcn == sorted(fcn, key=lambda r: cov._preference(r.split('/', 1)[1]))
+    assert fcn == sorted(fcn, key=lambda r: zoo_models._preference(r.split('/', 1)[1]))
     for family, rel in cov.PREFERRED.items():
         assert cov.family_configs(family)[0] == rel, family
     # nested folders come after the family's own configs
@@ -127,7 +128,7 @@ def test_strip_pretrained_everywhere():
                            init_cfg=[dict(type='Normal', std=0.01),
                                      dict(type='Pretrained', checkpoint='y')])],
                neck=dict(init_cfg=[dict(type='Pretrained', checkpoint='z')]))
-    assert cov._strip_pretrained(cfg) == dict(
+    assert zoo_models._strip_pretrained(cfg) == dict(
         type='X', backbone=dict(type='B'),
         heads=[dict(type='H', init_cfg=[dict(type='Normal', std=0.01)])],
         neck=dict())
@@ -170,7 +171,7 @@ def test_survey_family_attacks_a_segmentor():
 def test_survey_attack_of_a_detector_checks_its_padding():
     # RetinaNet R18 at 128x128: the survey's detection image has 16 grey rows
     # of pipeline padding, which the attack must leave untouched
-    from mmdag.apis.attack import content_region
+    from mmdag.engine.step import content_region
     model = cov.build_model('mmdet', cov.load_config('mmdet', 'retinanet/retinanet_r18_fpn_1x_coco.py'))
     batch = cov.make_batch('mmdet', (128, 128), pad=cov.PAD_ROWS)
     assert content_region(batch['data_samples'][0], batch['inputs'][0]) == (112, 128)
@@ -392,7 +393,7 @@ def test_committed_expected_file_names_every_outcome():
 def test_table_cells_hide_build_paths_and_escape_markup():
     """A reason quoting an extension's source names pip's temporary build
     folder of the machine that built it; `<...>` would vanish as an HTML tag."""
-    cell = cov._cell('RuntimeError: x at "/tmp/pip-install-ab12/mmcv_9f/mmcv/ops/csrc/a.cpp":138 '
+    cell = coverage_table._cell('RuntimeError: x at "/tmp/pip-install-ab12/mmcv_9f/mmcv/ops/csrc/a.cpp":138 '
                      '| URLError: <urlopen error> a && b')
     assert cell == ('RuntimeError: x at "mmcv/ops/csrc/a.cpp":138 \\| URLError: '
                     '&lt;urlopen error&gt; a &amp;&amp; b')

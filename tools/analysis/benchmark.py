@@ -187,7 +187,7 @@ def run_floor(model, batch, images, targets, args):
 
 
 def run_mmdag(model, batch, images, targets, args):
-    import mmdag.apis.attack as api
+    import mmdag.engine.step as api
     stock = api.build_targets
     if args.relabel:   # the public API, with the benchmark's labels for random weights
         api.build_targets = lambda m, x, s, **kw: bench_targets(m, x, s, args)
@@ -341,7 +341,7 @@ def main(argv=None):
             args.targets_cfg['iou_thr'] = 0.0
     elif random_weights:
         args.targets_cfg = dict(use_gt=False)
-    from mmdag.apis.attack import _batch_images, attack_mode
+    from mmdag.engine.step import _batch_images, attack_mode
     images = _batch_images(model, batch)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)

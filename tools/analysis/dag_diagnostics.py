@@ -54,7 +54,7 @@ def still_correct(targets, images):
 
 
 def single_pixel_linf(model, batch, per_image=25):
-    from mmdag.apis.attack import attack_mode
+    from mmdag.engine.step import attack_mode
     from mmdag.targets import build_targets
     ratios = []
     g = torch.Generator().manual_seed(0)

@@ -48,7 +48,7 @@ def main(argv=None):
         print('error: mmengine is not importable: run this tool with the project\'s environment, '
               f'{osp.join(ROOT, ".venv", "bin", "python")} {" ".join(sys.argv)}')
         return 1
-    from mmdag.apis import coverage as cov
+    from mmdag.benchmark import coverage as cov
 
     full = not a.families and set(a.packages) == {'mmseg', 'mmdet'}
     if a.update_docs and not full:

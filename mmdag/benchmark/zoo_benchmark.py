@@ -183,7 +183,7 @@ def random_checkpoint(config: str, cfg_options: dict, path: str, seed: int = 0) 
     import torch
     from mmengine.config import Config
 
-    from mmdag.apis.coverage import _quiet, build_model
+    from mmdag.benchmark.zoo_models import _quiet, build_model
     from mmdag.checkpoint import safe_loading
     cfg = Config.fromfile(config)
     if cfg_options:

@@ -1,12 +1,16 @@
-"""Python API: attack a built OpenMMLab model on a data batch."""
-import zlib
+"""The per-batch attack step: build a batch's targets and run an attack on it.
+
+Below the hooks (:mod:`mmdag.engine.dag_attack_hook` calls it once per test
+batch) and re-exported by :mod:`mmdag.apis`, the public API.
+"""
 from contextlib import contextmanager
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from mmdag.attacks import DAG, DAGResult, permute_perturbation
+from mmdag.attacks import DAG, AttackResult, Replay, permute_perturbation
+from mmdag.contract import image_seeds
 from mmdag.errors import MMDagError
 from mmdag.targets import build_targets
 
@@ -36,18 +40,6 @@ def attack_mode(model, autocast: bool = False):
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)
         model.train(was_training)
-
-
-def image_seeds(data_samples: list, base: int = 0) -> List[int]:
-    """One integer per sample from its file name (or index), so that random
-    choices do not depend on batch composition or the number of processes."""
-    seeds = []
-    for k, s in enumerate(data_samples):
-        meta = s.metainfo if hasattr(s, 'metainfo') else {}
-        key = meta.get('img_path') or meta.get('sample_idx') or k
-        key = str(key).replace('\\', '/').rsplit('/', 1)[-1]
-        seeds.append((zlib.crc32(key.encode()) + base) % (2 ** 31))
-    return seeds
 
 
 def content_region(sample, image: Tensor) -> Optional[Tuple[int, int]]:
@@ -92,24 +84,27 @@ def _batch_images(model, data_batch: dict) -> List[Tensor]:
 
 def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
                  targets_cfg: Optional[dict] = None,
-                 autocast: bool = False) -> Tuple[DAGResult, object]:
-    """Run DAG on one data batch of an mmseg/mmdet model.
+                 autocast: bool = False, **attack_kwargs) -> Tuple[AttackResult, object]:
+    """Run an attack (DAG by default) on one data batch of an mmseg/mmdet model.
 
     Args:
         model: a built segmentor or detector (unwrapped), with weights.
         data_batch (dict): ``dict(inputs=[uint8 [3,H,W], ...],
             data_samples=[...])`` as a test dataloader yields it.
         attack (DAG | dict, optional): the attack (any callable
-            ``(images, targets, seeds) -> DAGResult`` with a ``seed``
-            attribute) or its config dict (``type``, default ``'DAG'``, from
+            ``(images, targets, seeds, regions) -> AttackResult`` with
+            ``seed`` and ``clip_range`` attributes) or its config dict
+            (``type``, default ``'DAG'``, from
             ``mmdag.registry.ATTACKS``, and its arguments).
             Defaults to the paper's settings.
         targets_cfg (dict, optional): keyword arguments of the target adapter.
         autocast (bool): attack under mixed precision (see
             :func:`attack_mode`). Defaults to False (float32).
+        **attack_kwargs: passed to the attack's call (``perturbations`` of
+            a :class:`~mmdag.attacks.Replay`).
 
     Returns:
-        tuple: the :class:`DAGResult` (adversarial images in the loader's
+        tuple: the :class:`~mmdag.attacks.AttackResult` (adversarial images in the loader's
         frame and channel order, float 0..255, on the model's device) and the
         target set. An image's result does not depend on the other images of
         the batch (:mod:`mmdag.targets.batching`).
@@ -123,7 +118,8 @@ def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
         targets = build_targets(model, images, samples, **(targets_cfg or {}))
         regions = content_regions(samples, images)
         kwargs = dict(regions=regions) if any(r is not None for r in regions) else {}
-        result = attack(images, targets, seeds=image_seeds(samples, attack.seed), **kwargs)
+        result = attack(images, targets, seeds=image_seeds(samples, attack.seed), **kwargs,
+                        **attack_kwargs)
     return result, targets
 
 
@@ -143,49 +139,10 @@ def perm_images(images: Sequence[Tensor], perturbations: Sequence[Tensor], data_
 
 def transfer_batch(model, data_batch: dict, perturbations: Sequence[Tensor],
                    targets_cfg: Optional[dict] = None,
-                   clip_range=(0.0, 255.0), autocast: bool = False) -> Tuple[DAGResult, object]:
-    """Apply given perturbations (e.g. DAG's on another model) to a batch.
-
-    No optimisation: ``X + r`` clipped to the valid range, and the statistics
-    a DAG run reports, measured on this model (``correct_frac``: the fraction
-    of this model's targets correct on the clean image that are still correct
-    on the perturbed one; ``iters`` 0; ``status`` 'transfer';
-    ``converged`` when none is still correct).
-    """
-    from mmdag.attacks import perturbation_stats
-    from mmdag.attacks.stats import crop, region_mask
-    samples = data_batch['data_samples']
-    images = _batch_images(model, data_batch)
-    device = images[0].device
-    lo, hi = clip_range
-    regions = content_regions(samples, images)
-    # the padding around an image stays as the pipeline made it
-    perturbations = [r.to(device).float() for r in perturbations]
-    masks = [region_mask(x, reg) for x, reg in zip(images, regions)]
-    perturbations = [r if m is None else r * m for r, m in zip(perturbations, masks)]
-    adv = [(x + r).clamp(lo, hi) for x, r in zip(images, perturbations)]
-    rs = [a - x for a, x in zip(adv, images)]
-    with attack_mode(model, autocast):
-        targets = build_targets(model, images, samples, **(targets_cfg or {}))
-        with torch.no_grad():
-            ids = list(range(len(adv)))
-            logits = targets.logits(adv, ids)
-            clean = targets.logits(images, ids)
-    stats = []
-    for i, (z, z0, lab) in enumerate(zip(logits, clean, targets.labels)):
-        n = int(lab.numel())
-        # as in a DAG run: only the targets correct on the clean image count
-        ok = targets.correct(z0, lab) if n else torch.zeros(0, dtype=torch.bool)
-        n_ok = int(ok.sum())
-        finite = bool(torch.isfinite(z).all())
-        frac = (float((targets.correct(z, lab) & ok).sum()) / n_ok if n_ok and finite
-                else float('nan') if n_ok else 0.0)
-        status = ('no_targets' if not n else 'none_correct' if not n_ok
-                  else 'non_finite' if not finite else 'transfer')
-        s = perturbation_stats(crop(rs[i], regions[i]))
-        s.update(iters=0, num_targets=n, num_correct=n_ok, correct_frac=frac,
-                 converged=status == 'transfer' and frac == 0.0, status=status)
-        stats.append(s)
-    return DAGResult(adv_images=adv, perturbations=rs,
-                     adv_labels=[lab.new_full(lab.shape, -1) for lab in targets.labels],
-                     stats=stats), targets
+                   clip_range=(0.0, 255.0), autocast: bool = False) -> Tuple[AttackResult, object]:
+    """Apply given perturbations (e.g. DAG's on another model) to a batch:
+    :func:`attack_batch` with the :class:`~mmdag.attacks.Replay` of a DAG
+    with this ``clip_range`` (see there for the statistics)."""
+    replay = Replay(DAG(clip_range=clip_range))
+    return attack_batch(model, data_batch, replay, targets_cfg, autocast,
+                        perturbations=perturbations)

@@ -53,7 +53,7 @@ def classifier_bias(model, targets, image: Tensor) -> Optional[Tuple[str, Tensor
     gradient, not a layout guess: anchors, background slots and per-level
     heads are covered alike). Returns ``(name, bias, channels)`` or None.
     """
-    from mmdag.apis.attack import attack_mode
+    from mmdag.engine.step import attack_mode
     layers = _linear_layers(model)
     order, tick = {}, itertools.count()
     hooks = [m.register_forward_hook(
@@ -89,7 +89,7 @@ def pre_activation(model, targets, image: Tensor) -> Tuple[List[str], str]:
     """(a): shifting the true class's bias by -20 lowers the attacked values
     by more than :data:`MIN_MOVE` (a score in [0, 1] cannot fall that far);
     by +20, it raises them (by more than :data:`MIN_RISE`)."""
-    from mmdag.apis.attack import attack_mode
+    from mmdag.engine.step import attack_mode
     found = classifier_bias(model, targets, image)
     if found is None:
         return [], 'no classifier bias reaches the attacked values (not checked)'
@@ -133,7 +133,7 @@ def settings_used(targets, image: Tensor, sample) -> List[str]:
     if thr is not None and getattr(targets, 'sigmoid', False):
         # the sigmoid rule: a true-class score just above the printed
         # threshold is correct, just below it is not
-        from mmdag.targets.one_stage import score_logit
+        from mmdag.targets.common import score_logit
         logit = score_logit(thr)
         labels = targets.labels[0][:1].cpu()
         if len(labels):
@@ -146,8 +146,8 @@ def settings_used(targets, image: Tensor, sample) -> List[str]:
     if 'rpn_max_per_img' in settings:   # the two-stage proposal rule
         from mmdet.structures.bbox import bbox_overlaps
 
-        from mmdag.apis.attack import attack_mode
-        from mmdag.targets.two_stage import gt_in_input_frame
+        from mmdag.engine.step import attack_mode
+        from mmdag.targets.common import gt_in_input_frame
         boxes = targets.boxes[0]
         if len(boxes) > settings['rpn_max_per_img']:
             problems.append(f'{len(boxes)} proposals, more than rpn_max_per_img='
@@ -178,7 +178,7 @@ def agrees_with_predict(model, targets, image: Tensor, batch: dict) -> Tuple[Lis
     the stock prediction gets right) or, for detectors, ``stock_tp`` (stock
     detections of a true label with IoU >= 0.5 with its box, at the model's
     own test score threshold)."""
-    from mmdag.apis.attack import attack_mode
+    from mmdag.engine.step import attack_mode
 
     def seeded(fn, seed=0):
         # the same random draws for both sides: some heads draw at every

@@ -1,0 +1,360 @@
+"""What every iterative dense attack shares: the loop, its bookkeeping, the result.
+
+Plain PyTorch; no OpenMMLab import. A subclass of :class:`IterativeAttack`
+supplies its loss, its step and, where it has one, its start; the base class
+owns the rest, the same for every attack:
+
+- the per-image active set (targets correct on the clean image and still
+  correct now), the per-image stop and the compaction of finished images (an
+  image that stopped is not forwarded again);
+- the status of each image (:data:`STATUS`), the trace of the fraction still
+  correct, the forward and backward counts;
+- the final check (a last forward without a graph), the quantize re-check on
+  the rounded 8-bit image, the valid range and the optional L-inf budget;
+- the statistics (:mod:`mmdag.attacks.stats`) and, optionally, the best
+  perturbation seen per image instead of the last one.
+"""
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from .stats import crop, perturbation_stats, region_mask
+from .targets import TargetSet
+
+from mmdag.contract import NOT_ATTACKED, NOTHING_ATTACKED, STATUS
+
+__all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED']
+
+
+@dataclass
+class AttackResult:
+    """What one attack on a batch returns (one entry per image).
+
+    Attributes:
+        adv_images: ``X + r`` (float, 0..255, clipped; integer-valued when
+            the attack quantizes).
+        perturbations: ``r``, the accumulated perturbation.
+        adv_labels: an attack with adversarial labels (DAG): the label of
+            each target (``-1``: not attacked); None for an attack without.
+        stats: per image ``iters`` (updates applied), ``p`` (perceptibility),
+            ``linf`` (max absolute intensity, 0..255 scale), ``num_targets``,
+            ``num_correct`` (targets correct on the clean image: only these
+            are attacked and counted), ``correct_frac`` (fraction of attacked
+            targets still correct on the returned image), ``converged``
+            (the stop rule was reached), ``status`` (one of :data:`STATUS`),
+            ``trace`` (the fraction of attacked targets still correct at each
+            check of the loop, ``X_0`` (1.0) to the last: ``iters + 1``
+            values when the loop ran to its end; empty when nothing was
+            attacked), ``forwards`` and ``backwards`` (the forward and
+            backward passes the image took part in: the loop's, a clean check
+            before a random start and the re-check of ``quantize``; target
+            building and the predictions are not counted).
+    """
+    adv_images: List[Tensor]
+    perturbations: List[Tensor]
+    adv_labels: Optional[List[Tensor]] = None
+    stats: List[dict] = field(default_factory=list)
+
+
+class IterativeAttack:
+    """An iterative attack on dense targets, batched, with per-image stop.
+
+    At every iteration ``m`` the images still running are forwarded together;
+    for each, the active set holds the attacked targets (those correct on the
+    clean image, narrowed by :meth:`init_image`) that are still correct. An
+    image stops when its active set is at most ``stop_fraction`` of its
+    attacked targets (only with ``early_stop``), when its step is zero or not
+    finite, or after ``max_iters`` updates; the last forward only checks.
+
+    A subclass implements :meth:`loss` and :meth:`update` and may override
+    :meth:`init_image` (per-image state from the clean logits, e.g. DAG's
+    adversarial labels) and :meth:`start` (a random start).
+
+    Args:
+        max_iters (int): maximum number of updates per image.
+        stop_fraction (float): with ``early_stop``, an image stops once at
+            most this fraction of its attacked targets is still correct.
+        epsilon (float, optional): L-inf budget on ``r`` (0..255 scale);
+            None is unbounded.
+        quantize (bool): round ``X + r`` to integers at the end (a real 8-bit
+            image; correctness is then re-checked on it).
+        clip_range (tuple): valid pixel range; ``X + r`` is clipped to it.
+        seed (int): base seed of the attack's random choices; per-image
+            generators are derived from it and from the ``seeds`` passed to
+            :meth:`__call__`.
+    """
+
+    #: stop an image once its active set is (at most ``stop_fraction`` of) empty
+    early_stop = True
+    #: return, per image, the perturbation of the check with the fewest
+    #: targets still correct rather than the last one
+    keep_best = False
+
+    def __init__(self, max_iters: int, stop_fraction: float = 0.0,
+                 epsilon: Optional[float] = None, quantize: bool = False,
+                 clip_range: Tuple[float, float] = (0.0, 255.0), seed: int = 0) -> None:
+        if max_iters < 0:
+            raise ValueError(f'max_iters must be >= 0, got {max_iters}')
+        if not 0 <= stop_fraction < 1:
+            raise ValueError(f'stop_fraction must be in [0, 1), got {stop_fraction}')
+        if epsilon is not None and epsilon <= 0:
+            raise ValueError(f'epsilon must be > 0 or None, got {epsilon}')
+        self.max_iters = int(max_iters)
+        self.stop_fraction = float(stop_fraction)
+        self.epsilon = epsilon
+        self.quantize = quantize
+        self.clip_range = clip_range
+        self.seed = int(seed)
+
+    # ------------------------------------------------------- for subclasses
+    def settings(self) -> dict:
+        """The attack's settings, as the report and a resumed run's check
+        hold them: its registered ``type`` and its arguments."""
+        return dict(type=type(self).__name__,
+                    **{k: v for k, v in vars(self).items() if not k.startswith('_')})
+
+    def init_image(self, seed: int, labels: Tensor, targets: TargetSet, clean_logits: Tensor,
+                   correct: Tensor) -> Tuple[Tensor, object]:
+        """Per-image set-up from the clean logits: which targets are attacked
+        (a bool mask; the default is every target correct on the clean image)
+        and the image's state that :meth:`loss` receives (None by default)."""
+        return correct, None
+
+    def start(self, x0: Tensor, mask: Optional[Tensor], seed: int) -> Optional[Tensor]:
+        """The initial perturbation of an image (zero where ``mask`` is 0,
+        inside the budget and the range), or None for a zero start."""
+        return None
+
+    def loss(self, m: int, logits: Tensor, labels: Tensor, state, active: Tensor,
+             attacked: Tensor) -> Tensor:
+        """The scalar whose gradient :meth:`update` receives, for one image at
+        iteration ``m``: ``logits [N, C]``, true ``labels [N]``, the image's
+        state, the active set and the attacked targets (bool ``[N]``)."""
+        raise NotImplementedError
+
+    def update(self, m: int, x0: List[Tensor], r: List[Tensor],
+               grads: List[Tensor]) -> List[object]:
+        """The next perturbation of each stepping image from the gradient of
+        its :meth:`loss` (zero outside the image's region): a tensor inside
+        the valid range and the budget (:meth:`project`), or a status
+        (``'zero_grad'``, ``'non_finite'``) that stops the image unchanged."""
+        raise NotImplementedError
+
+    def project(self, x0: Tensor, x_next: Tensor) -> Tensor:
+        """``x_next - x0`` with ``x_next`` clipped to the valid range, then
+        clipped to the epsilon ball."""
+        r = x_next.clamp_(*self.clip_range) - x0
+        if self.epsilon is not None:
+            r = r.clamp_(-self.epsilon, self.epsilon)
+        return r
+
+    def labels_of(self, states: list, attacked: List[Tensor],
+                  labels: List[Tensor]) -> Optional[List[Tensor]]:
+        """The result's ``adv_labels`` from the per-image states and attacked
+        masks (None: the attack has none)."""
+        return None
+
+    # ------------------------------------------------------------ helpers
+    def _round(self, x0: Tensor, r: Tensor) -> Tensor:
+        """``X + r`` rounded to integers inside the valid range and, with an
+        epsilon, inside the epsilon ball: rounding alone may step up to 0.5
+        outside it (epsilon 2.7 on an integer pixel rounds ``X + 2.7`` to
+        ``X + 3``), so the rounded image is clamped to the integers of the ball."""
+        lo, hi = self.clip_range
+        x = (x0 + r).round().clamp(lo, hi)
+        if self.epsilon is not None:
+            x = torch.minimum(torch.maximum(x, (x0 - self.epsilon).ceil()),
+                              (x0 + self.epsilon).floor())
+        return x
+
+    # ------------------------------------------------------------------- core
+    def __call__(self, images: Sequence[Tensor], targets: TargetSet,
+                 seeds: Optional[Sequence[int]] = None,
+                 regions: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> AttackResult:
+        """Attack a batch.
+
+        Args:
+            images (Sequence[Tensor]): clean images ``[3, H, W]``, 0..255.
+            targets (TargetSet): the targets of these images.
+            seeds (Sequence[int], optional): one integer per image that makes
+                its random choices independent of its place in the batch (e.g.
+                a hash of its file name). Defaults to the batch position.
+            regions (Sequence, optional): per image, ``(h, w)`` of the image
+                inside padding that the test pipeline added (RTMDet, YOLOX
+                pad to 640x640), or None for the whole image. The
+                perturbation is zero outside the region (each gradient is
+                masked before the step) and the statistics measure the
+                region only. Defaults to whole images.
+        """
+        num = len(images)
+        if len(targets) != num:
+            raise ValueError(f'{num} images but targets for {len(targets)}')
+        seeds = list(range(num)) if seeds is None else list(seeds)
+        seeds = [self.seed * 1_000_003 + s for s in seeds]
+        regions = [None] * num if regions is None else list(regions)
+        masks = [region_mask(x, reg) for x, reg in zip(images, regions)]
+        x0 = [img.detach().float() for img in images]
+        r = [torch.zeros_like(x) for x in x0]
+        labels = targets.labels
+        attacked: List[Optional[Tensor]] = [None] * num
+        states: list = [None] * num
+        iters = [0] * num
+        correct_frac = [0.0] * num
+        status = [''] * num
+        num_correct = [0] * num
+        trace: List[List[float]] = [[] for _ in range(num)]
+        forwards, backwards = [0] * num, [0] * num
+        best: List[Optional[tuple]] = [None] * num   # (n_act, n_att, r, correct_frac)
+        for i in range(num):
+            if labels[i].numel() == 0:
+                status[i] = 'no_targets'
+                attacked[i] = labels[i].new_zeros(0, dtype=torch.bool)
+
+        starts = [self.start(x0[i], masks[i], seeds[i]) if not status[i] else None
+                  for i in range(num)]
+        if any(s is not None for s in starts):
+            # a random start: the attacked targets are chosen on the clean image
+            run = [i for i in range(num) if not status[i]]
+            with torch.no_grad():
+                clean = targets.logits([x0[i] for i in run], run)
+            for z, i in zip(clean, run):
+                forwards[i] += 1
+                self._init(i, z, seeds, labels, targets, attacked, states, num_correct, status,
+                           correct_frac)
+                if starts[i] is not None:
+                    r[i] = starts[i]
+
+        for m in range(self.max_iters + 1):
+            run = [i for i in range(num) if not status[i]]
+            if not run:
+                break
+            # the last forward only checks what is still correct: no graph
+            last = m == self.max_iters
+            with torch.set_grad_enabled(not last):
+                xs = [(x0[i] + r[i]).requires_grad_(not last) for i in run]
+                logits = targets.logits(xs, run)
+            # per-image state stays on the device; one transfer to the host
+            # per iteration decides which images step
+            active, counts = [], []
+            for j, i in enumerate(run):
+                z = logits[j]
+                ok = targets.correct(z, labels[i])
+                if attacked[i] is None:  # m == 0 from a zero start: z are the clean logits
+                    # a target already wrong on the clean image is not attacked
+                    # and not counted: it was never flipped by the attack (a
+                    # sigmoid head's prior under the threshold, a pixel the
+                    # model gets wrong)
+                    attacked[i], states[i] = self.init_image(seeds[i], labels[i], targets, z, ok)
+                    first = ok.sum()
+                else:
+                    first = ok.new_zeros((), dtype=torch.long)
+                act = ok & attacked[i]   # T_m
+                active.append(act)
+                counts.append(torch.stack((torch.isfinite(z).all().long(), attacked[i].sum(),
+                                           act.sum(), first)))
+            loss, stepping = 0.0, []
+            for j, (finite, n_att, n_act, first) in enumerate(torch.stack(counts).tolist()):
+                i = run[j]
+                iters[i] = m
+                forwards[i] += 1
+                if not finite:
+                    # argmax of NaN / inf is no decision: never "flipped"
+                    status[i] = 'non_finite'
+                    correct_frac[i] = float('nan')   # unknown, never counted as flipped
+                    if m == 0:   # no decision on the clean image: nothing is attacked
+                        attacked[i] = torch.zeros_like(attacked[i])
+                    continue
+                if m == 0 and first:
+                    num_correct[i] = first
+                correct_frac[i] = n_act / n_att if n_att else 0.0
+                if n_att:
+                    trace[i].append(round(correct_frac[i], 6))
+                    if self.keep_best and (best[i] is None or n_act < best[i][0]):
+                        best[i] = (n_act, n_att, r[i], correct_frac[i])
+                done = n_act <= self.stop_fraction * n_att
+                if n_att == 0:
+                    status[i] = 'none_correct' if num_correct[i] == 0 else 'no_targets'
+                elif done and (self.early_stop or last):
+                    status[i] = 'converged'
+                elif last:
+                    status[i] = 'max_iters'
+                else:
+                    loss = loss + self.loss(m, logits[j], labels[i], states[i], active[j],
+                                            attacked[i])
+                    stepping.append(j)
+            if not stepping:
+                continue
+            grads = torch.autograd.grad(loss, [xs[j] for j in stepping])
+            # nothing moves in the padding around an image
+            grads = [g.detach() if masks[run[j]] is None else g.detach() * masks[run[j]]
+                     for j, g in zip(stepping, grads)]
+            ids = [run[j] for j in stepping]
+            steps = self.update(m, [x0[i] for i in ids], [r[i] for i in ids], grads)
+            for i, step in zip(ids, steps):
+                backwards[i] += 1
+                if isinstance(step, str):
+                    status[i] = step
+                    continue
+                r[i] = step
+                iters[i] = m + 1
+
+        if self.keep_best:
+            for i in range(num):
+                if best[i] is not None and status[i] != 'non_finite':
+                    n_act, n_att, r[i], correct_frac[i] = best[i]
+                    if n_act <= self.stop_fraction * n_att:
+                        status[i] = 'converged'
+        if self.quantize:
+            self._recheck(x0, r, targets, attacked, status, correct_frac, forwards)
+
+        stats = []
+        for i in range(num):
+            s = perturbation_stats(crop(r[i], regions[i]))
+            s.update(iters=iters[i], num_targets=int(labels[i].numel()),
+                     num_correct=int(num_correct[i]),
+                     correct_frac=correct_frac[i], converged=status[i] == 'converged',
+                     status=status[i], trace=trace[i], forwards=forwards[i],
+                     backwards=backwards[i])
+            stats.append(s)
+        return AttackResult(adv_images=[x0[i] + r[i] for i in range(num)], perturbations=r,
+                            adv_labels=self.labels_of(states, attacked, labels), stats=stats)
+
+    def _init(self, i, z, seeds, labels, targets, attacked, states, num_correct, status,
+              correct_frac) -> None:
+        """The per-image set-up from a clean forward made before a random start."""
+        if not bool(torch.isfinite(z).all()):
+            status[i] = 'non_finite'
+            correct_frac[i] = float('nan')
+            attacked[i] = torch.zeros_like(labels[i], dtype=torch.bool)
+            return
+        ok = targets.correct(z, labels[i])
+        attacked[i], states[i] = self.init_image(seeds[i], labels[i], targets, z, ok)
+        num_correct[i] = int(ok.sum())
+
+    def _recheck(self, x0, r, targets, attacked, status, correct_frac, forwards) -> None:
+        """Round the images to 8 bits and check them again: the status
+        describes the returned (rounded) image."""
+        num = len(x0)
+        for i in range(num):
+            r[i] = self._round(x0[i], r[i]) - x0[i]
+        recheck = [i for i in range(num) if status[i] not in NOTHING_ATTACKED]
+        if not recheck:
+            return
+        labels = targets.labels
+        with torch.no_grad():
+            logits = targets.logits([x0[i] + r[i] for i in recheck], recheck)
+        for z, i in zip(logits, recheck):
+            forwards[i] += 1
+            if not bool(torch.isfinite(z).all()):
+                status[i] = 'non_finite'
+                correct_frac[i] = float('nan')
+                continue
+            n_att = int(attacked[i].sum())
+            n_ok = int((targets.correct(z, labels[i]) & attacked[i]).sum())
+            correct_frac[i] = n_ok / n_att if n_att else 0.0
+            if n_att and n_ok <= self.stop_fraction * n_att:
+                status[i] = 'converged'
+            elif status[i] == 'converged':
+                status[i] = 'undone_by_rounding'

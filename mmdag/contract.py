@@ -1,0 +1,94 @@
+"""The facts the layers agree on, written once.
+
+Plain Python (no torch or OpenMMLab import at module level): the attacks, the hooks, the
+metric, the records and the benchmark all read them from here.
+
+- the prediction variants and the data-sample fields that carry a batch's
+  attack results from the hook to the metric;
+- the statuses of an attacked image, and those that no mean counts;
+- the image key: the name under which an image's perturbation, record and
+  picture are written, and the key of its random choices.
+"""
+import os.path as osp
+import zlib
+from typing import List
+
+#: The variants a run reports: the clean images (ORIG), the adversarial ones
+#: (ADVR, what the test loop itself predicts) and the spatially permuted
+#: perturbation (PERM, the paper's control).
+VARIANTS = ('orig', 'advr', 'perm')
+#: The variants the attack hook predicts itself (ADVR is the loop's).
+EXTRA_VARIANTS = ('orig', 'perm')
+
+#: Data-sample field: the attack statistics of the image (a dict, see
+#: :class:`mmdag.attacks.AttackResult`).
+STATS_FIELD = 'dag_stats'
+#: Data-sample field: the ORIG / PERM predictions, ``{variant: fields}``.
+VARIANTS_FIELD = 'dag_variants'
+#: Data-sample fields that carry a model's predictions (what differs per variant).
+PRED_FIELDS = ('pred_sem_seg', 'seg_logits', 'pred_instances', 'pred_panoptic_seg')
+
+#: Why an image stopped being updated.
+STATUS = ('converged', 'max_iters', 'zero_grad', 'non_finite', 'no_targets', 'none_correct',
+          'undone_by_rounding')
+#: Statuses of images that were not attacked: no mean of the statistics
+#: counts them (nothing was correct on the clean image, or no decision).
+NOT_ATTACKED = ('no_targets', 'none_correct', 'non_finite')
+#: Statuses of images the quantize re-check leaves alone (nothing to check).
+NOTHING_ATTACKED = ('no_targets', 'none_correct')
+
+
+def _meta(sample) -> dict:
+    return sample.metainfo if hasattr(sample, 'metainfo') else {}
+
+
+def image_name(sample, index: int = 0) -> str:
+    """An image's name: its file's stem (unique in a VOC split), or
+    ``sample_<idx>`` without a file. Perturbations (``<name>.npz``), records
+    (``image``), resume states and pictures (``<name>.png``) use it."""
+    meta = _meta(sample)
+    path = meta.get('img_path')
+    if path:
+        return osp.splitext(osp.basename(str(path)))[0]
+    return f"sample_{meta.get('sample_idx', index)}"
+
+
+def image_seeds(data_samples: list, base: int = 0) -> List[int]:
+    """One integer per sample from its file name with extension (or its
+    index), so that random choices do not depend on batch composition or the
+    number of processes."""
+    seeds = []
+    for k, s in enumerate(data_samples):
+        meta = _meta(s)
+        key = meta.get('img_path') or meta.get('sample_idx') or k
+        key = str(key).replace('\\', '/').rsplit('/', 1)[-1]
+        seeds.append((zlib.crc32(key.encode()) + base) % (2 ** 31))
+    return seeds
+
+
+def unwrap(model):
+    """The model inside a wrapper (``MMDistributedDataParallel``...): the
+    one whose ``test_step`` and ``data_preprocessor`` the attack uses."""
+    from mmengine.model import is_model_wrapper
+    return model.module if is_model_wrapper(model) else model
+
+
+def pred_fields(sample) -> dict:
+    """A data sample's prediction fields (:data:`PRED_FIELDS`) as plain dicts."""
+    from mmengine.structures import BaseDataElement
+    out = {}
+    for k in PRED_FIELDS:
+        if k in sample:
+            v = sample.get(k)
+            out[k] = v.to_dict() if isinstance(v, BaseDataElement) else v
+    return out
+
+
+#: Message-hub key (``runner.message_hub.get_info``): the current batch's
+#: attack, published by :class:`mmdag.engine.DAGAttackHook` before the test
+#: iteration: ``clean`` images, ``samples``, the attack's ``result``, the
+#: ``orig`` predictions (or None), the image ``names`` and their ``records``.
+BATCH_INFO = 'mmdag_batch'
+#: Message-hub key: the run's settings and environment, published by the
+#: attack hook for the report (``settings``, ``environment``).
+RUN_INFO = 'mmdag_run'
