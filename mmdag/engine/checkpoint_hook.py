@@ -97,8 +97,9 @@ class CheckpointCheckHook(Hook):
         bad = (report['unloaded_fraction'] >= self.max_unloaded or report['missing_parts'])
         if bad and not self.allow_partial:
             raise ckpt.CheckpointError(
-                msg + ': pass the checkpoint trained for this config, or --allow-partial-checkpoint '
-                '(CheckpointCheckHook allow_partial=True) to run it anyway')
+                msg + ': pass the checkpoint trained for this config, or '
+                '--allow-partial-checkpoint (CheckpointCheckHook allow_partial=True) '
+                'to run it anyway')
         if is_main_process():
             runner.logger.warning(msg)
 

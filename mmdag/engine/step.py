@@ -72,13 +72,14 @@ def _batch_images(model, data_batch: dict) -> List[Tensor]:
     """The batch's images as float tensors on the model's device, checked."""
     inputs = data_batch['inputs']
     if len(inputs) == 0:
-        raise MMDagError('empty data batch: nothing to attack (check the test dataset and ann_file)')
+        raise MMDagError('empty data batch: nothing to attack '
+                         '(check the test dataset and ann_file)')
     device = next(model.parameters()).device
     images = [x.to(device).float() for x in inputs]
     for x in images:
         if x.dim() != 3 or x.shape[-1] == 0 or x.shape[-2] == 0:
-            raise MMDagError(f'cannot attack an empty or malformed image of shape {tuple(x.shape)}: '
-                             'check the image files and the test pipeline')
+            raise MMDagError('cannot attack an empty or malformed image of shape '
+                             f'{tuple(x.shape)}: check the image files and the test pipeline')
     return images
 
 

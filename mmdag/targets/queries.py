@@ -31,11 +31,10 @@ image and replays it during the attack, like the paper's fixed proposals, so a
 target is the same query at every iteration; ``'rerun'`` lets the perturbed
 encoder choose again (a target index then names the rank, not the proposal).
 DDQ's distinct-query NMS inside the decoder always re-runs; its targets are
-chosen among the queries its clean prediction keeps.
+chosen among the queries its clean prediction keeps. The record and replay
+are :class:`mmdag.targets.query_selection.QuerySelection`.
 """
 import inspect
-import sys
-from contextlib import contextmanager
 from typing import List, Optional, Sequence
 
 import torch
@@ -45,89 +44,13 @@ from mmdag.attacks import TargetSet
 from mmdag.registry import TARGETS
 from .batching import map_canvas_groups
 from .common import above_threshold, gt_in_input_frame, score_logit
+from .query_selection import QuerySelection, two_stage_selection
+
+_Selection = QuerySelection     # its name before it moved (tests/test_targets/test_queries.py)
 
 
 def _sigmoid_head(head) -> bool:
     return bool(getattr(head.loss_cls, 'use_sigmoid', False))
-
-
-def _two_stage_selection(model) -> Optional[str]:
-    """How the detector picks its decoder queries from the encoder: 'topk'
-    (two-stage Deformable DETR, DINO), 'nms' (DDQ) or None (learned queries)."""
-    name = type(model).__name__
-    if hasattr(model, 'dqs_cfg') or 'DDQ' in name:
-        return 'nms'
-    if getattr(model, 'as_two_stage', False) or hasattr(model, 'dn_query_generator'):
-        return 'topk'
-    return None
-
-
-class _Selection:
-    """Records the encoder's query selection on the clean image and replays it.
-
-    The selection is made in the detector's ``pre_decoder`` by ``torch.topk``
-    (two-stage Deformable DETR, DINO: one call for the batch) or by
-    ``batched_nms`` (DDQ: one call per image). While active, the module that
-    defines ``pre_decoder`` sees a ``torch`` whose ``topk`` (or its own
-    ``batched_nms``) records the indices per image, or returns the recorded
-    ones.
-    """
-
-    def __init__(self, model, kind: str) -> None:
-        self.kind = kind
-        fn = type(model).pre_decoder
-        self.module = sys.modules[fn.__module__]
-        self.per_image: dict = {}
-
-    @contextmanager
-    def active(self, ids: Sequence[int], replay: bool):
-        ids = list(ids)
-        calls = []
-        sel = self
-
-        if self.kind == 'topk':
-            class _Torch:
-                def __getattr__(self, name):
-                    return getattr(torch, name)
-
-                def topk(self, input, k, dim=-1, *args, **kwargs):
-                    if replay:
-                        idx = torch.stack([sel.per_image[i] for i in ids]).to(input.device)
-                        return input.gather(dim, idx), idx
-                    out = torch.topk(input, k, dim, *args, **kwargs)
-                    calls.append(out[1])
-                    return out
-
-            name, new = 'torch', _Torch()
-        else:
-            stock = self.module.batched_nms
-
-            def new(boxes, scores, idxs, nms_cfg, *args, **kwargs):
-                if replay:
-                    keep = sel.per_image[ids[len(calls)]].to(boxes.device)
-                    calls.append(keep)
-                    return None, keep
-                dets, keep = stock(boxes, scores, idxs, nms_cfg, *args, **kwargs)
-                calls.append(keep)
-                return dets, keep
-
-            name = 'batched_nms'
-        old = getattr(self.module, name)
-        setattr(self.module, name, new)
-        try:
-            yield
-        finally:
-            setattr(self.module, name, old)
-        if not replay:
-            if self.kind == 'topk':
-                if len(calls) != 1 or calls[0].shape[0] != len(ids):
-                    raise RuntimeError(f'{len(calls)} query selections for {len(ids)} images')
-                rows = list(calls[0].detach())
-            else:
-                if len(calls) != len(ids):
-                    raise RuntimeError(f'{len(calls)} query selections for {len(ids)} images')
-                rows = [c.detach() for c in calls]
-            self.per_image.update(zip(ids, rows))
 
 
 @TARGETS.register_module()
@@ -178,8 +101,9 @@ class QueryTargets(TargetSet):
         if score_thr is None:
             score_thr = float((head.test_cfg or {}).get('score_thr', 0.05))
         self.threshold = score_logit(score_thr)
-        kind = None if self.mask_queries else _two_stage_selection(model)
-        self.selection = _Selection(model, kind) if kind and query_selection == 'fixed' else None
+        kind = None if self.mask_queries else two_stage_selection(model)
+        fixed = kind and query_selection == 'fixed'
+        self.selection = QuerySelection(model, kind) if fixed else None
         self.settings = dict(
             head=type(head).__name__, sigmoid=self.sigmoid, iou_thr=iou_thr,
             score_thr=score_thr if self.sigmoid else None,

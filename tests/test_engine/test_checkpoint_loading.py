@@ -127,13 +127,13 @@ def zoo_home(tmp_path, monkeypatch):
     import mmengine
     from mmengine.runner import checkpoint as mc
 
-    from mmdag import checkpoint as ckpt
+    from mmdag.checkpoint import local as ckpt_local   # where trust() keeps its set
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     monkeypatch.setenv('MMENGINE_HOME', str(tmp_path / 'mmengine_home'))
     monkeypatch.setattr(torch.hub, '_hub_dir', None)
     table = os.path.join(mmengine.__path__[0], 'hub', 'torchvision_0.12.json')
     monkeypatch.setattr(mc, 'get_torchvision_models', lambda: mmengine.load(table))
-    monkeypatch.setattr(ckpt, '_TRUSTED', set())
+    monkeypatch.setattr(ckpt_local, '_TRUSTED', set())
     return str(tmp_path / 'torch_home' / 'hub' / 'checkpoints')
 
 
@@ -313,6 +313,11 @@ def test_trust_covers_the_download_not_a_planted_cached_copy(zoo_home, tmp_path)
     assert sorted(os.listdir(zoo_home)) == ['model.pth', 'model.pth.refused']
 
 
+def _is_mmdag_loader(f):
+    """A loader defined in mmdag.checkpoint (or one of its submodules)."""
+    return f.__module__ == 'mmdag.checkpoint' or f.__module__.startswith('mmdag.checkpoint.')
+
+
 def test_every_registered_scheme_is_served_by_mmdag_and_put_back(zoo_home):
     from mmengine.runner.checkpoint import CheckpointLoader as L
 
@@ -321,10 +326,10 @@ def test_every_registered_scheme_is_served_by_mmdag_and_put_back(zoo_home):
     assert {'', 'http://', 'https://', 'pavi://', *ckpt.ZOO_SCHEMES} <= set(before)
     with ckpt.safe_loading():
         assert set(L._schemes) == set(before)
-        assert all(f.__module__ == 'mmdag.checkpoint' for f in L._schemes.values())
+        assert all(_is_mmdag_loader(f) for f in L._schemes.values())
         with ckpt.safe_loading():   # nested: the inner undo leaves mmdag's loaders
             pass
-        assert all(f.__module__ == 'mmdag.checkpoint' for f in L._schemes.values())
+        assert all(_is_mmdag_loader(f) for f in L._schemes.values())
         for name in ('pavi://model/1', 's3://bucket/model.pth', 'open-mmlab:s3://b/m.pth'):
             with pytest.raises(ckpt.CheckpointError,
                                match='download the file and pass its local path') as e:
@@ -339,10 +344,11 @@ _NODE = r'''
 import os, sys
 import torch.distributed as dist
 import mmdag.checkpoint as ckpt
+import mmdag.checkpoint.url as ckpt_url   # where _download is looked up
 downloads = []
-real = getattr(ckpt, '_download', None)
+real = getattr(ckpt_url, '_download', None)
 if real is not None:
-    ckpt._download = lambda url, path, *a: downloads.append(url) or real(url, path, *a)
+    ckpt_url._download = lambda url, path, *a: downloads.append(url) or real(url, path, *a)
 dist.init_process_group('gloo')
 ck = ckpt.load_checkpoint_url(sys.argv[1])   # file://, as the loader of https://
 dist.barrier()
@@ -441,6 +447,7 @@ def test_the_restricted_unpickler_of_older_torch_loads_and_refuses_the_same(
     (forced here on today's torch) must load what the weights-only path loads
     and refuse what it refuses, with the same line, running nothing."""
     from mmdag import checkpoint as ckpt
+    from mmdag.checkpoint import weights_only   # where TORCH_SAFE_GLOBALS is looked up
 
     class Sneaky:
         def __reduce__(self):
@@ -460,11 +467,11 @@ def test_the_restricted_unpickler_of_older_torch_loads_and_refuses_the_same(
             errors[name] = str(e.value)
         return ck, errors
 
-    if not ckpt.TORCH_SAFE_GLOBALS:
+    if not weights_only.TORCH_SAFE_GLOBALS:
         pytest.skip('this torch has no safe_globals: the restricted unpickler is its only '
                     'weights-only path, which the other tests here exercise')
     want, want_errors = outcomes()
-    monkeypatch.setattr(ckpt, 'TORCH_SAFE_GLOBALS', False)
+    monkeypatch.setattr(weights_only, 'TORCH_SAFE_GLOBALS', False)
     monkeypatch.setattr(torch, 'load', _no_weights_only(torch.load))
     got, got_errors = outcomes()
     assert not marker.exists()

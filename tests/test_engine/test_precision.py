@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
+from mmengine.logging import MessageHub, MMLogger
 
 from mmdag.engine import DAGAttackHook
 
@@ -19,7 +19,8 @@ def _autocast_on() -> bool:
 def _runner(model, fp16, work_dir):
     return SimpleNamespace(model=model, test_loop=SimpleNamespace(fp16=fp16), work_dir=work_dir,
                            logger=MMLogger.get_instance('mmdag_precision_test'),
-                           test_dataloader=[None], cfg={})
+                           test_dataloader=[None], cfg={},
+                           message_hub=MessageHub.get_instance('mmdag_precision_test'))
 
 
 @pytest.mark.parametrize('fp16', [False, True])

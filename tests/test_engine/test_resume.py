@@ -1,6 +1,6 @@
 """A run killed part-way (SIGKILL) resumes without redoing finished images and
 ends with the report of an uninterrupted run, with 1 and with 2 processes,
-and, within float noise, when a run killed with 2 processes resumes with 1."""
+and when a run killed with 2 processes resumes with 1."""
 import json
 import os
 import os.path as osp
@@ -38,8 +38,7 @@ def attackable_seg_checkpoint(random_seg_checkpoint, tmp_path_factory):
 
 #: One thread per process (torchrun gives its workers one): the killed, the
 #: resumed and the uninterrupted run compute with the same threads, so their
-#: floats agree bit for bit; a resumption with other threads is checked apart
-#: (:func:`resume_with_one_process`).
+#: floats agree bit for bit (why threads matter: :func:`resume_with_one_process`).
 ONE_THREAD = dict(OMP_NUM_THREADS='1')
 
 
@@ -166,71 +165,35 @@ def test_killed_run_resumes_to_the_report_of_an_uninterrupted_run(procs, tiny_vo
         resume_with_one_process(other, checkpoint, tiny_voc, a, keyed)
 
 
-#: How far a run killed with 2 processes and resumed with 1 may be from the
-#: uninterrupted 2-process run, for the images the resumed run attacks. The
-#: attack of an image is the same computation in both (a batch of one image,
-#: its own canvas), but not with the same threads: torchrun starts each worker
-#: with one thread, a single process uses the machine's cores (two here), and
-#: CPU kernels (convolutions, reductions) may split their sums by thread, so floats may
-#: differ in the last bits; bitwise equality is only expected for the same
-#: world size and threads (the cases above). Over 200 steps such a difference
-#: can flip a target pixel next to a decision boundary a step earlier or later:
-#: ``correct_frac`` and each ``trace`` value may move by a few of an image's
-#: 19200 targets (allowed: 5e-3, 96 targets), ``p`` and ``linf`` by a little
-#: more than float noise (relative 1e-3). ``iters``, ``forwards``,
-#: ``backwards``, ``num_targets`` and ``status`` must be equal: no image
-#: converges here, each runs all 200 steps. The report's numbers follow: the
-#: three variants' aAcc, mIoU and mAcc within 0.5 (percentage points), the
-#: attack's means and the convergence curves as the records. (Measured on a
-#: CPU, two threads against one: one image's ``p`` differed in its last bit,
-#: nothing else; the tolerance is for kernels whose sums depend more on the
-#: thread count.)
-FRACTION_TOL = 5e-3
-REL_TOL = 1e-3
-METRIC_TOL = 0.5
-
-
-def assert_record_close(r, want):
-    """An image's record of a recomputed attack against the uninterrupted
-    run's, within the tolerances above (counts and status exactly)."""
-    for k in ('iters', 'forwards', 'backwards', 'num_targets', 'status'):
-        assert r[k] == want[k], (r['image'], k)
-    assert r['correct_frac'] == pytest.approx(want['correct_frac'], abs=FRACTION_TOL)
-    assert r['trace'] == pytest.approx(want['trace'], abs=FRACTION_TOL), r['image']
-    for k in ('p', 'linf'):
-        assert r[k] == pytest.approx(want[k], rel=REL_TOL), (r['image'], k)
-
-
 def resume_with_one_process(work_dir, checkpoint, tiny_voc, full_report, full_records):
+    """A run killed with 2 processes, resumed with 1: the same records and
+    report as the uninterrupted 2-process run, bit for bit.
+
+    The attack of an image is the same computation in both (a batch of one
+    image, its own canvas) and, with one thread in each process, the same
+    floats: torchrun gives its workers one thread, so the single process gets
+    one too. With other threads it is not the same computation: CPU kernels
+    split their sums by thread, and over 200 steps a last-bit difference
+    flips a pixel near a decision boundary a step earlier or later. Measured
+    on a 2-core CPU (the records of one process with 1 and with 2 threads, 6
+    images, 200 steps of gamma 0.05): ``p`` differed by up to 1% and
+    ``correct_frac`` by up to 0.2 percentage points. That is the machine's
+    arithmetic, not resumption's, so it is held equal here."""
     restored = set(read_state(work_dir)[0])
-    res = run_tool(command(1, checkpoint, work_dir, tiny_voc, '--resume'),
-                   env=dict(OMP_NUM_THREADS='2'))
+    res = run_tool(command(1, checkpoint, work_dir, tiny_voc, '--resume'), env=ONE_THREAD)
     done, todo = resumed_counts(res.stdout + res.stderr)
     assert done == len(restored) and todo == 6 - done > 0
     records = read_records(osp.join(work_dir, 'dag_records.jsonl'))[0]
     assert sorted(r['image'] for r in records) == sorted(full_records)
-    for r in records:
+    for r in records:   # restored or attacked again: the same bits
         want = full_records[r['image']]
-        if r['image'] in restored:   # saved by the killed 2-process run: the same bits
-            assert {k: r[k] for k in RECORD_KEYS} == {k: want[k] for k in RECORD_KEYS}
-            continue
-        assert_record_close(r, want)
+        assert {k: r[k] for k in RECORD_KEYS} == {k: want[k] for k in RECORD_KEYS}, r['image']
     b, a = report(work_dir), full_report
     env = ('world_size', 'threads')
     assert [a['environment'][k] for k in env] == [2, 1] and \
-        [b['environment'][k] for k in env] == [1, 2]
-    assert b['records'] == a['records']
-    assert b['variants'].keys() == a['variants'].keys()
-    for v in a['variants']:
-        assert b['variants'][v] == pytest.approx(a['variants'][v], abs=METRIC_TOL), v
-    for k, want in a['attack'].items():
-        tol = dict(abs=FRACTION_TOL) if k in ('target_success', 'success') else dict(rel=REL_TOL)
-        assert b['attack'][k] == pytest.approx(want, **tol), k
-    for k, want in a['convergence'].items():
-        if isinstance(want, list):
-            assert b['convergence'][k] == pytest.approx(want, abs=FRACTION_TOL), k
-        else:
-            assert b['convergence'][k] == want, k
+        [b['environment'][k] for k in env] == [1, 1]
+    for k in ('records', 'variants', 'attack', 'convergence'):
+        assert b[k] == a[k], k
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import torch
 
 from conftest import TINY
 
-from mmdag.engine import resume
+from mmdag.engine import run_settings as resume
 from mmdag.errors import MMDagError
 
 
@@ -26,7 +26,10 @@ def _runner(checkpoint, options=None, attack=None):
     from mmengine.registry import METRICS, init_default_scope
 
     from mmdag.apis.config import add_dag_to_config
-    from mmdag.engine import DAGAttackHook
+    from mmengine.logging import MessageHub
+
+    from mmdag.contract import RUN_INFO
+    from mmdag.engine import DAGAttackHook, DAGResumeHook
     init_default_scope('mmseg')
     cfg = Config.fromfile(TINY)
     cfg.work_dir, cfg.launcher = '/somewhere', 'none'
@@ -37,9 +40,12 @@ def _runner(checkpoint, options=None, attack=None):
     metric = METRICS.build(cfg.test_evaluator)
     hook_cfg = next(dict(h) for h in cfg.custom_hooks if h['type'].endswith('DAGAttackHook'))
     hook_cfg.pop('type')
-    hook = DAGAttackHook(**hook_cfg)
+    # the attack hook publishes its settings; the resume hook compares them
+    hub = MessageHub.get_instance('mmdag_resume_fingerprint')
+    hub.update_info(RUN_INFO, dict(state=DAGAttackHook(**hook_cfg).state_settings()))
+    hook = DAGResumeHook()
     hook._index = {'img0': 0, 'img1': 1}
-    runner = SimpleNamespace(cfg=cfg, test_loop=SimpleNamespace(
+    runner = SimpleNamespace(cfg=cfg, message_hub=hub, test_loop=SimpleNamespace(
         evaluator=SimpleNamespace(metrics=[metric])))
     return hook, runner
 

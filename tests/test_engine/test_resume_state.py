@@ -83,7 +83,14 @@ def _runner(work_dir, names=('img0', 'img1')):
     metric = DAGMetric(metric=dict(type='IoUMetric', iou_metrics=['mIoU']))
     dataset = _Dataset(list(names))
     loader = torch.utils.data.DataLoader(list(range(len(names))), batch_size=1)
-    return SimpleNamespace(work_dir=work_dir, cfg=cfg,
+    from mmengine.logging import MessageHub
+
+    from mmdag.contract import RUN_INFO
+    from mmdag.engine import DAGAttackHook
+    # what the attack hook publishes for the resume hook
+    hub = MessageHub.get_instance('mmdag_resume_state')
+    hub.update_info(RUN_INFO, dict(state=DAGAttackHook(records=None).state_settings()))
+    return SimpleNamespace(work_dir=work_dir, cfg=cfg, message_hub=hub,
                            test_dataloader=SimpleNamespace(dataset=dataset),
                            test_loop=SimpleNamespace(evaluator=SimpleNamespace(metrics=[metric]),
                                                      dataloader=loader),
@@ -93,10 +100,10 @@ def _runner(work_dir, names=('img0', 'img1')):
 def test_the_resume_path_never_unpickles_a_state_file(tmp_path):
     """A work dir received from someone else: its settings match this run,
     its state is a pickle. Resuming refuses it in one line; no code runs."""
-    from mmdag.engine import DAGAttackHook
+    from mmdag.engine import DAGResumeHook
     wd = str(tmp_path / 'wd')
     runner = _runner(wd)
-    hook = DAGAttackHook(resume=True, records=None)
+    hook = DAGResumeHook(resume=True)
     hook._index = {'img0': 0, 'img1': 1}
     resume.write_settings(wd, hook._settings(runner))
     marker = str(tmp_path / 'marker')
@@ -202,17 +209,17 @@ def test_state_refuses_what_it_cannot_hold(tmp_path):
 
 def test_a_run_with_an_unholdable_result_is_not_resumable(tmp_path, caplog):
     """The hook's write path: a warning, no file, and no further state."""
-    from mmdag.engine import DAGAttackHook
+    from mmdag.engine import DAGResumeHook
     wd = str(tmp_path / 'wd')
     runner = _runner(wd, names=('img0',))
-    hook = DAGAttackHook(records=None)
-    hook._index, hook._names, hook._pending = {'img0': 0}, ['img0'], [dict(image='img0')]
+    hook = DAGResumeHook()
+    hook._index = {'img0': 0}
     metric = runner.test_loop.evaluator.metrics[0]
     hook._counts = [{k: 0 for k in metric.result_lists()}]
     for results in metric.result_lists().values():
         results.append(Fraction(1, 3))
     with caplog.at_level(logging.WARNING, logger='test_resume_state'):
-        hook._save_state(runner, 0)
+        hook._save_state(runner, 0, ['img0'], [dict(image='img0')])
     assert hook._state_ok is False
     assert 'cannot be resumed' in caplog.text and 'fractions.Fraction' in caplog.text
     assert not osp.exists(resume.state_dir(wd)) or not os.listdir(resume.state_dir(wd))

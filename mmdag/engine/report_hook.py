@@ -1,0 +1,95 @@
+"""DAGReportHook: the per-image records and the run's report."""
+import json
+import os.path as osp
+from typing import Optional
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+
+from mmdag.contract import BATCH_INFO, RUN_INFO
+from mmdag.fileio import write_atomic
+from mmdag.registry import HOOKS
+
+from .records import RECORDS, append_records, convergence, read_records, unique_records
+
+#: How the report's attack statistics are counted.
+COUNTED = ('iters, p, linf, success and target_success: means over the images with '
+           'at least one target correct on the clean image and finite logits; '
+           'target_success and success count only the targets correct on the clean '
+           'image (no_targets, none_correct and non_finite images are counted apart)')
+
+
+@HOOKS.register_module()
+class DAGReportHook(Hook):
+    """Append every image's record after its batch, and write the report
+    after the test epoch.
+
+    The records (:mod:`mmdag.engine.records`) come from
+    :class:`~mmdag.engine.DAGAttackHook` through the runner's message hub,
+    as do the run's settings and environment; the report holds those, the
+    metrics (ORIG / ADVR / PERM of :class:`~mmdag.evaluation.DAGMetric`
+    and the attack statistics) and the convergence drawn from the records.
+    ``DAGAttackHook(report=..., records=...)`` adds this hook itself.
+
+    Args:
+        report (str, optional): report file name in the work dir, written by
+            the main process; None writes none. Defaults to 'dag_report.json'.
+        records (str, optional): per-image records file in the work dir,
+            appended by every rank; None writes none. Defaults to
+            'dag_records.jsonl'.
+    """
+
+    priority = 'VERY_LOW'   # as the attack hook's: after it, when it adds this hook
+
+    def __init__(self, report: Optional[str] = 'dag_report.json',
+                 records: Optional[str] = RECORDS) -> None:
+        self.report = report
+        self.records = records
+
+    def records_path(self, runner) -> Optional[str]:
+        return osp.join(runner.work_dir, self.records) if self.records else None
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        batch = runner.message_hub.get_info(BATCH_INFO)
+        path = self.records_path(runner)
+        if path and batch and batch.get('records'):
+            append_records(path, batch['records'])
+
+    def after_test_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        if not self.report or not is_main_process():
+            return
+        metrics = metrics or {}
+        variants, attack = {}, {}
+        for key, value in metrics.items():
+            head, _, name = key.partition('/')
+            if head in ('orig', 'advr', 'perm') and name:
+                variants.setdefault(head, {})[name] = value
+            elif head == 'dag' and name:
+                attack[name] = value
+        run = runner.message_hub.get_info(RUN_INFO) or {}
+        report = dict(
+            variants=variants,
+            attack=attack,
+            counted=COUNTED,
+            settings=run.get('settings'),
+            environment=run.get('environment'),
+            config=getattr(runner.cfg, 'filename', None),
+            checkpoint=runner.cfg.get('load_from'),
+            checkpoint_fit=runner.message_hub.get_info('mmdag_checkpoint_fit'),
+            metrics=metrics)
+        records_path = self.records_path(runner)
+        if records_path:
+            lines, skipped = read_records(records_path)
+            records = unique_records(lines)
+            report['convergence'] = convergence(records)
+            report['records'] = dict(file=self.records, images=len(records),
+                                     skipped_lines=skipped)
+        path = osp.join(runner.work_dir, self.report)
+        write_atomic(path, json.dumps(report, indent=2, default=_jsonable))
+        runner.logger.info(f'DAG report written to {path}')
+
+
+def _jsonable(obj):
+    if hasattr(obj, 'tolist'):
+        return obj.tolist()
+    return str(obj)
