@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.mmdag-installed
-REQS   := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt requirements/tests.txt requirements/pinned.txt setup.py
+REQS   := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt requirements/tests.txt requirements/oracles.txt requirements/pinned.txt setup.py
 PINNED := -c requirements/pinned.txt
 # where pip takes torch from: empty = pip's default index (a CUDA build on
 # Linux x86-64 from PyPI); a CPU-only build, e.g.
@@ -31,6 +31,8 @@ $(STAMP): $(REQS)
 	fi
 	@echo "[setup] installing mmengine, mmdet, mmsegmentation and test tools"
 	$(PIP) install -q -r requirements/runtime.txt -r requirements/tests.txt $(PINNED)
+	@echo "[setup] installing the tests' reference attacks (--no-deps: torch stays as it is)"
+	$(PIP) install -q --no-deps -r requirements/oracles.txt
 	@echo "[setup] installing mmdag (editable)"
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	@$(PY) -c "import mmcv.ops, mmdet, mmseg, mmdag; print('[setup] ok: mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__, 'mmdag', mmdag.__version__)"
@@ -77,7 +79,7 @@ OLDEST     := -c requirements/oldest.txt
 
 setup-oldest: $(OLD_STAMP)
 
-$(OLD_STAMP): requirements/oldest.txt requirements/runtime.txt setup.py
+$(OLD_STAMP): requirements/oldest.txt requirements/runtime.txt requirements/oracles.txt setup.py
 	@# a pyenv-installed 3.10 is found even when another Python is pyenv's default
 	@test -x $(OLD_PY) || { echo "[oldest] creating $(OLD_VENV) with $(OLD_PYTHON)"; \
 		PYENV_VERSION=$$(pyenv versions --bare 2>/dev/null | grep '^3\.10' | tail -1) \
@@ -97,6 +99,7 @@ $(OLD_STAMP): requirements/oldest.txt requirements/runtime.txt setup.py
 	$(OLD_PY) tools/check_stack_kept.py compare $(OLD_VENV)/stack-before.json
 	@echo "[oldest] mmdag editable for the tests"
 	$(OLD_PIP) install -q --no-deps --no-build-isolation -e .
+	$(OLD_PIP) install -q --no-deps -r requirements/oracles.txt
 	@$(OLD_PY) -c "import torch, mmcv.ops, mmdet, mmseg, mmdag; print('[oldest] ok: torch', torch.__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__, 'mmdag', mmdag.__version__)"
 	@touch $(OLD_STAMP)
 

@@ -26,8 +26,9 @@ ATTACKS = Registry('attack', scope='mmdag')
 def _register_builtin_attacks() -> None:
     # mmdag.attacks stays plain PyTorch (no OpenMMLab import): its attacks are
     # registered here rather than by a decorator there
-    from mmdag.attacks import DAG
-    ATTACKS.register_module('DAG', module=DAG)
+    from mmdag.attacks import DAG, PGD, CosPGD, SegPGD, WorstCase
+    for attack in (DAG, PGD, SegPGD, CosPGD, WorstCase):
+        ATTACKS.register_module(attack.__name__, module=attack)
 
 
 _register_builtin_attacks()
@@ -37,8 +38,16 @@ def build_attack(cfg: dict):
     """An attack from its config dict (``type`` defaults to ``'DAG'``; the
     other keys are its arguments)."""
     cfg = dict(cfg or {})
-    cfg.setdefault('type', 'DAG')
-    return ATTACKS.build(cfg)
+    name = cfg.pop('type', 'DAG')
+    if not isinstance(name, str):   # a class, as mmengine's build takes it
+        return name(**cfg)
+    # looked up here, not by ATTACKS.build: build searches the default scope's
+    # registry first (mmseg, mmdet) and warns that it has no 'attack' registry
+    cls = ATTACKS.get(name)
+    if cls is None:
+        raise KeyError(f'{name!r} is not in the mmdag::attack registry; registered: '
+                       f'{sorted(ATTACKS.module_dict)}')
+    return cls(**cfg)
 
 
 def attack_types() -> dict:

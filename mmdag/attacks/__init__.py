@@ -1,11 +1,13 @@
 """Attack algorithms over dense targets (plain PyTorch, no OpenMMLab import)."""
 from .base import NOT_ATTACKED, STATUS, AttackResult, IterativeAttack
+from .budgeted import PGD, CosPGD, SegPGD, SignGradientAttack
 from .dag import DAG, DAGResult
 from .labels import STRATEGIES, derangement
 from .replay import Replay
 from .stats import permute_perturbation, perturbation_stats
 from .targets import TargetSet
+from .worst_case import WorstCase
 
 __all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED', 'DAG', 'DAGResult',
            'Replay', 'TargetSet', 'STRATEGIES', 'derangement', 'permute_perturbation',
-           'perturbation_stats']
+           'perturbation_stats', 'PGD', 'SegPGD', 'CosPGD', 'SignGradientAttack', 'WorstCase']

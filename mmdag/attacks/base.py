@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .checks import check_bounds, round_in_bounds
 from .stats import crop, perturbation_stats, region_mask
 from .targets import TargetSet
 
@@ -155,19 +156,6 @@ class IterativeAttack:
         """The result's ``adv_labels`` from the per-image states and attacked
         masks (None: the attack has none)."""
         return None
-
-    # ------------------------------------------------------------ helpers
-    def _round(self, x0: Tensor, r: Tensor) -> Tensor:
-        """``X + r`` rounded to integers inside the valid range and, with an
-        epsilon, inside the epsilon ball: rounding alone may step up to 0.5
-        outside it (epsilon 2.7 on an integer pixel rounds ``X + 2.7`` to
-        ``X + 3``), so the rounded image is clamped to the integers of the ball."""
-        lo, hi = self.clip_range
-        x = (x0 + r).round().clamp(lo, hi)
-        if self.epsilon is not None:
-            x = torch.minimum(torch.maximum(x, (x0 - self.epsilon).ceil()),
-                              (x0 + self.epsilon).floor())
-        return x
 
     # ------------------------------------------------------------------- core
     def __call__(self, images: Sequence[Tensor], targets: TargetSet,
@@ -309,6 +297,7 @@ class IterativeAttack:
         if self.quantize:
             self._recheck(x0, r, targets, attacked, status, correct_frac, forwards)
 
+        check_bounds(type(self).__name__, x0, r, self.clip_range, self.epsilon)
         stats = []
         for i in range(num):
             s = perturbation_stats(crop(r[i], regions[i]))
@@ -338,7 +327,7 @@ class IterativeAttack:
         describes the returned (rounded) image."""
         num = len(x0)
         for i in range(num):
-            r[i] = self._round(x0[i], r[i]) - x0[i]
+            r[i] = round_in_bounds(x0[i], r[i], self.clip_range, self.epsilon) - x0[i]
         recheck = [i for i in range(num) if status[i] not in NOTHING_ATTACKED]
         if not recheck:
             return

@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from mmdag.attacks.checks import round_in_bounds
 from mmdag.attacks.dag import DAG, DAGResult
 from mmdag.attacks.stats import perturbation_stats
 from mmdag.attacks.targets import TargetSet
@@ -114,7 +115,8 @@ class ReferenceDAG(DAG):
         if self.quantize:
             # the rounding is DAG's own (kept inside the epsilon ball since the
             # review; the former line rounded and clamped to the range only)
-            r = [self._round(x0[i], r[i]) - x0[i] for i in range(num)]
+            r = [round_in_bounds(x0[i], r[i], self.clip_range, self.epsilon) - x0[i]
+                 for i in range(num)]
             recheck = [i for i in range(num) if status[i] not in ('no_targets', 'none_correct')]
             if recheck:
                 with torch.no_grad():

@@ -78,3 +78,13 @@ def test_goal_lines_on_cuda_are_stricter():
     assert 'floor time (goal <= 1.05) = 1.10 (missed)' in gpu
     assert 'plain loop speed (goal >= 10) = 10.91 (met)' in gpu
     assert 'goal >= 10' not in cpu
+
+
+def test_goal_line_of_the_step_over_the_attack_class():
+    import sys
+    sys.path.insert(0, 'tools/analysis')
+    from benchmark import goal_lines
+    rows = [('mmdag', (10.4, 10, 1.0), ''), ('dag_class', (10.0, 10, 1.0), '')]
+    assert '  mmdag step time / DAG class time (goal <= 1.03) = 1.04 (missed)' in goal_lines(rows)
+    rows = [('mmdag', (10.2, 10, 1.0), ''), ('dag_class', (10.0, 10, 1.0), '')]
+    assert '  mmdag step time / DAG class time (goal <= 1.03) = 1.02 (met)' in goal_lines(rows)

@@ -1,0 +1,119 @@
+"""The worst case per image over several attacks.
+
+Plain PyTorch at import; member attacks given as config dicts are built
+through mmdag's ``ATTACKS`` registry when the ensemble is made.
+
+Every member attacks the whole batch on the same targets (built once, by
+the caller); per image, the ensemble keeps the adversarial image with the
+smallest fraction of attacked targets still correct (SEA's criterion for
+accuracy, Croce et al. 2024: the worst case is chosen per image, never per
+batch). Ties go to the earlier member. An image whose every member ended
+without a decision (non-finite logits) keeps the first member's result.
+"""
+import math
+from typing import List, Optional, Sequence, Tuple
+
+from torch import Tensor
+
+from .base import AttackResult
+from .targets import TargetSet
+
+__all__ = ['WorstCase']
+
+
+def _build(attack, shared: dict):
+    """A member from its registered name (``'segpgd'``), config dict or object;
+    the shared settings fill in what a name or dict leaves unset."""
+    if isinstance(attack, str):
+        from mmdag.registry import attack_types
+        types = attack_types()
+        if attack.lower() not in types:
+            raise ValueError(f'unknown attack {attack!r} in WorstCase attacks; one of '
+                             f'{sorted(types)}')
+        attack = dict(type=types[attack.lower()])
+    if isinstance(attack, dict):
+        from mmdag.registry import build_attack
+        return build_attack({**shared, **attack})
+    return attack
+
+
+class WorstCase:
+    """Run several attacks and keep, per image, the one that broke most.
+
+    The statistics of an image are its winner's, with ``winner`` (the
+    member's name: its type, ``#2``, ``#3`` added to a type's later repeats),
+    ``members`` (each member's ``correct_frac`` on the image, by name), and
+    ``forwards``/``backwards`` summed over the members (what the image cost).
+
+    Args:
+        attacks (Sequence[str | dict | attack]): the members, as registered
+            names (``'pgd'``, as ``--attack`` takes them), config dicts
+            (``dict(type='PGD', alpha=1)``) or built attacks. They must share
+            ``clip_range``.
+        epsilon (float, optional): the budget (0..255 scale) of every member
+            given by name or dict that does not set its own. Defaults to
+            None (each member's default).
+        max_iters (int, optional): the same for ``max_iters``.
+        quantize (bool, optional): the same for ``quantize``.
+        seed (int): base seed the members' per-image seeds are derived from
+            (each member adds its own ``seed``). Defaults to 0.
+    """
+
+    def __init__(self, attacks: Sequence, epsilon: Optional[float] = None,
+                 max_iters: Optional[int] = None, quantize: Optional[bool] = None,
+                 seed: int = 0) -> None:
+        if isinstance(attacks, (str, dict)):
+            attacks = [attacks]
+        shared = {k: v for k, v in dict(epsilon=epsilon, max_iters=max_iters,
+                                        quantize=quantize).items() if v is not None}
+        members = [_build(a, shared) for a in attacks]
+        if not members:
+            raise ValueError('WorstCase needs at least one attack in attacks=[...]')
+        if any(isinstance(m, WorstCase) for m in members):
+            raise ValueError('WorstCase members cannot be WorstCase ensembles')
+        ranges = {tuple(m.clip_range) for m in members}
+        if len(ranges) > 1:
+            raise ValueError(f'the attacks of a WorstCase must share clip_range, got {ranges}')
+        self.attacks = members
+        self.seed = int(seed)
+        self.clip_range = members[0].clip_range
+        types = [m.settings().get('type', type(m).__name__) for m in members]
+        # a repeated type: the first keeps its name, the next are '#2', '#3', ...
+        self.names = [t if types[:k + 1].count(t) == 1 else f'{t}#{types[:k + 1].count(t)}'
+                      for k, t in enumerate(types)]
+
+    def settings(self) -> dict:
+        return dict(type='WorstCase', seed=self.seed,
+                    attacks=[dict(m.settings(), type=m.settings().get('type', type(m).__name__))
+                             for m in self.attacks])
+
+    def __call__(self, images: Sequence[Tensor], targets: TargetSet,
+                 seeds: Optional[Sequence[int]] = None,
+                 regions: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> AttackResult:
+        num = len(images)
+        seeds = list(range(num)) if seeds is None else list(seeds)
+        seeds = [self.seed * 1_000_003 + s for s in seeds]
+        results = [m(images, targets, seeds=seeds, regions=regions) for m in self.attacks]
+        adv, pert, labels, stats = [], [], [], []
+        for i in range(num):
+            fracs = [res.stats[i]['correct_frac'] for res in results]
+            score = [f if isinstance(f, float) and math.isfinite(f) else math.inf
+                     for f in (float(x) for x in fracs)]
+            k = min(range(len(results)), key=lambda j: (score[j], j))
+            win = results[k]
+            adv.append(win.adv_images[i])
+            pert.append(win.perturbations[i])
+            labels.append(None if win.adv_labels is None else win.adv_labels[i])
+            s = dict(win.stats[i])
+            s.update(winner=self.names[k],
+                     members={n: res.stats[i]['correct_frac'] for n, res in zip(self.names,
+                                                                                 results)},
+                     forwards=sum(res.stats[i].get('forwards', 0) for res in results),
+                     backwards=sum(res.stats[i].get('backwards', 0) for res in results))
+            stats.append(s)
+        # adversarial labels only where every winner has them (DAG's)
+        adv_labels: Optional[List[Tensor]] = None
+        if all(lab is not None for lab in labels):
+            adv_labels = labels
+        return AttackResult(adv_images=adv, perturbations=pert, adv_labels=adv_labels,
+                            stats=stats)

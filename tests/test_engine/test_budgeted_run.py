@@ -1,0 +1,56 @@
+"""A budgeted attack through the stock tools/test.py, as a user runs it:
+``--attack segpgd --attack-options epsilon=4``: the report names the attack
+and its settings, every record stays inside the budget, the attack flipped
+targets, the table goes without DAG's paper line, and a resumed run with
+another epsilon is refused."""
+import json
+import os.path as osp
+
+from conftest import TINY, data_root_opts, run_tool
+from test_resume import attackable_seg_checkpoint
+
+from mmdag.engine.records import read_records
+
+__all__ = ['attackable_seg_checkpoint']   # the fixture, imported for this module
+
+
+def command(tiny_voc, checkpoint, wd, epsilon, *extra):
+    return ['tools/test.py', TINY, checkpoint, '--work-dir', wd, *extra,
+            '--attack', 'segpgd', '--attack-options', 'max_iters=4', f'epsilon={epsilon}',
+            '--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.dataset.indices=3']
+
+
+def test_segpgd_through_tools_test(tiny_voc, attackable_seg_checkpoint, tmp_path):
+    wd = str(tmp_path / 'wd')
+    res = run_tool(command(tiny_voc, attackable_seg_checkpoint, wd, 4))
+    with open(osp.join(wd, 'dag_report.json')) as f:
+        report = json.load(f)
+    settings = report['settings']['attack']
+    assert settings['type'] == 'SegPGD' and settings['epsilon'] == 4.0
+    assert settings['alpha'] == 2.55 and settings['random_start'] is True
+    records = read_records(osp.join(wd, 'dag_records.jsonl'))[0]
+    assert len(records) == 3
+    for r in records:
+        assert 0 < r['linf'] <= 4.0 + 1e-3 and r['iters'] == 4 and r['backwards'] == 4
+    assert report['attack']['target_success'] > 0
+    assert 'paper (FCN/FR on VOC)' not in res.stdout
+    res = run_tool(command(tiny_voc, attackable_seg_checkpoint, wd, 2, '--resume'), check=False)
+    assert res.returncode != 0 and 'epsilon: 4.0, now 2' in res.stderr, res.stderr[-2000:]
+
+
+def test_worst_case_through_tools_test(tiny_voc, attackable_seg_checkpoint, tmp_path):
+    wd = str(tmp_path / 'wd')
+    run_tool(['tools/test.py', TINY, attackable_seg_checkpoint, '--work-dir', wd,
+              '--attack', 'worstcase', '--attack-options', 'attacks=pgd,cospgd', 'epsilon=3',
+              'max_iters=3', '--cfg-options', *data_root_opts(tiny_voc),
+              'test_dataloader.dataset.indices=2'])
+    with open(osp.join(wd, 'dag_report.json')) as f:
+        settings = json.load(f)['settings']['attack']
+    assert settings['type'] == 'WorstCase'
+    assert [(a['type'], a['epsilon'], a['max_iters']) for a in settings['attacks']] == \
+        [('PGD', 3.0, 3), ('CosPGD', 3.0, 3)]
+    for r in read_records(osp.join(wd, 'dag_records.jsonl'))[0]:
+        assert r['winner'] in ('PGD', 'CosPGD') and r['linf'] <= 3.0 + 1e-3
+        # the image's figure is its winner's, at or below both members
+        assert r['correct_frac'] == min(r['members'].values()) == r['members'][r['winner']]
+        assert r['backwards'] == 6
