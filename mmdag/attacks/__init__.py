@@ -1,4 +1,5 @@
 """Attack algorithms over dense targets (plain PyTorch, no OpenMMLab import)."""
+from .apgd import APGD
 from .base import NOT_ATTACKED, STATUS, AttackResult, IterativeAttack
 from .budgeted import PGD, CosPGD, SegPGD, SignGradientAttack
 from .dag import DAG, DAGResult
@@ -10,4 +11,5 @@ from .worst_case import WorstCase
 
 __all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED', 'DAG', 'DAGResult',
            'Replay', 'TargetSet', 'STRATEGIES', 'derangement', 'permute_perturbation',
-           'perturbation_stats', 'PGD', 'SegPGD', 'CosPGD', 'SignGradientAttack', 'WorstCase']
+           'perturbation_stats', 'PGD', 'SegPGD', 'CosPGD', 'SignGradientAttack', 'APGD',
+           'WorstCase']

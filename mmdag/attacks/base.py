@@ -14,49 +14,19 @@ owns the rest, the same for every attack:
 - the statistics (:mod:`mmdag.attacks.stats`) and, optionally, the best
   perturbation seen per image instead of the last one.
 """
-from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from .checks import check_bounds, round_in_bounds
+from .checks import check_bounds, recheck_rounded
+from .result import AttackResult
 from .stats import crop, perturbation_stats, region_mask
 from .targets import TargetSet
 
-from mmdag.contract import NOT_ATTACKED, NOTHING_ATTACKED, STATUS
+from mmdag.contract import NOT_ATTACKED, STATUS
 
 __all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED']
-
-
-@dataclass
-class AttackResult:
-    """What one attack on a batch returns (one entry per image).
-
-    Attributes:
-        adv_images: ``X + r`` (float, 0..255, clipped; integer-valued when
-            the attack quantizes).
-        perturbations: ``r``, the accumulated perturbation.
-        adv_labels: an attack with adversarial labels (DAG): the label of
-            each target (``-1``: not attacked); None for an attack without.
-        stats: per image ``iters`` (updates applied), ``p`` (perceptibility),
-            ``linf`` (max absolute intensity, 0..255 scale), ``num_targets``,
-            ``num_correct`` (targets correct on the clean image: only these
-            are attacked and counted), ``correct_frac`` (fraction of attacked
-            targets still correct on the returned image), ``converged``
-            (the stop rule was reached), ``status`` (one of :data:`STATUS`),
-            ``trace`` (the fraction of attacked targets still correct at each
-            check of the loop, ``X_0`` (1.0) to the last: ``iters + 1``
-            values when the loop ran to its end; empty when nothing was
-            attacked), ``forwards`` and ``backwards`` (the forward and
-            backward passes the image took part in: the loop's, a clean check
-            before a random start and the re-check of ``quantize``; target
-            building and the predictions are not counted).
-    """
-    adv_images: List[Tensor]
-    perturbations: List[Tensor]
-    adv_labels: Optional[List[Tensor]] = None
-    stats: List[dict] = field(default_factory=list)
 
 
 class IterativeAttack:
@@ -90,8 +60,10 @@ class IterativeAttack:
     #: stop an image once its active set is (at most ``stop_fraction`` of) empty
     early_stop = True
     #: return, per image, the perturbation of the check with the fewest
-    #: targets still correct rather than the last one
+    #: targets still correct rather than the last one (:meth:`best_score`)
     keep_best = False
+    #: with ``keep_best``, a later check with an equal score replaces the best
+    best_ties_to_later = False
 
     def __init__(self, max_iters: int, stop_fraction: float = 0.0,
                  epsilon: Optional[float] = None, quantize: bool = False,
@@ -142,6 +114,25 @@ class IterativeAttack:
         the valid range and the budget (:meth:`project`), or a status
         (``'zero_grad'``, ``'non_finite'``) that stops the image unchanged."""
         raise NotImplementedError
+
+    def step(self, m: int, x0: List[Tensor], r: List[Tensor], grads: List[Tensor],
+             states: list) -> List[object]:
+        """The next perturbation of each stepping image, as :meth:`update`,
+        with the images' states (an attack whose step keeps per-image state,
+        e.g. APGD's step size, overrides this instead)."""
+        return self.update(m, x0, r, grads)
+
+    def best_score(self, m: int, n_active: int, n_correct: int) -> Optional[float]:
+        """With ``keep_best``: the score of the check at iteration ``m`` (lower
+        is better; None: not a candidate). ``n_active``: attacked targets
+        still correct; ``n_correct``: all targets correct now (those wrong on
+        the clean image included). The default is ``n_active``."""
+        return n_active
+
+    def best_restarts(self, m: int) -> bool:
+        """With ``keep_best``: whether the check at ``m`` forgets the best so
+        far (an attack in stages keeps the best of its last stage)."""
+        return False
 
     def project(self, x0: Tensor, x_next: Tensor) -> Tensor:
         """``x_next - x0`` with ``x_next`` clipped to the valid range, then
@@ -194,7 +185,7 @@ class IterativeAttack:
         num_correct = [0] * num
         trace: List[List[float]] = [[] for _ in range(num)]
         forwards, backwards = [0] * num, [0] * num
-        best: List[Optional[tuple]] = [None] * num   # (n_act, n_att, r, correct_frac)
+        best: List[Optional[tuple]] = [None] * num   # (score, n_act, n_att, r, correct_frac)
         for i in range(num):
             if labels[i].numel() == 0:
                 status[i] = 'no_targets'
@@ -241,9 +232,10 @@ class IterativeAttack:
                 act = ok & attacked[i]   # T_m
                 active.append(act)
                 counts.append(torch.stack((torch.isfinite(z).all().long(), attacked[i].sum(),
-                                           act.sum(), first)))
+                                           act.sum(), first, ok.sum())))
             loss, stepping = 0.0, []
-            for j, (finite, n_att, n_act, first) in enumerate(torch.stack(counts).tolist()):
+            for j, (finite, n_att, n_act, first, n_ok) in enumerate(
+                    torch.stack(counts).tolist()):
                 i = run[j]
                 iters[i] = m
                 forwards[i] += 1
@@ -259,8 +251,8 @@ class IterativeAttack:
                 correct_frac[i] = n_act / n_att if n_att else 0.0
                 if n_att:
                     trace[i].append(round(correct_frac[i], 6))
-                    if self.keep_best and (best[i] is None or n_act < best[i][0]):
-                        best[i] = (n_act, n_att, r[i], correct_frac[i])
+                    if self.keep_best:
+                        self._keep(best, i, m, n_act, n_att, n_ok, r[i], correct_frac[i])
                 done = n_act <= self.stop_fraction * n_att
                 if n_att == 0:
                     status[i] = 'none_correct' if num_correct[i] == 0 else 'no_targets'
@@ -279,7 +271,8 @@ class IterativeAttack:
             grads = [g.detach() if masks[run[j]] is None else g.detach() * masks[run[j]]
                      for j, g in zip(stepping, grads)]
             ids = [run[j] for j in stepping]
-            steps = self.update(m, [x0[i] for i in ids], [r[i] for i in ids], grads)
+            steps = self.step(m, [x0[i] for i in ids], [r[i] for i in ids], grads,
+                              [states[i] for i in ids])
             for i, step in zip(ids, steps):
                 backwards[i] += 1
                 if isinstance(step, str):
@@ -291,11 +284,11 @@ class IterativeAttack:
         if self.keep_best:
             for i in range(num):
                 if best[i] is not None and status[i] != 'non_finite':
-                    n_act, n_att, r[i], correct_frac[i] = best[i]
+                    _, n_act, n_att, r[i], correct_frac[i] = best[i]
                     if n_act <= self.stop_fraction * n_att:
                         status[i] = 'converged'
         if self.quantize:
-            self._recheck(x0, r, targets, attacked, status, correct_frac, forwards)
+            recheck_rounded(self, x0, r, targets, attacked, status, correct_frac, forwards)
 
         check_bounds(type(self).__name__, x0, r, self.clip_range, self.epsilon)
         stats = []
@@ -310,6 +303,15 @@ class IterativeAttack:
         return AttackResult(adv_images=[x0[i] + r[i] for i in range(num)], perturbations=r,
                             adv_labels=self.labels_of(states, attacked, labels), stats=stats)
 
+    def _keep(self, best, i, m, n_act, n_att, n_ok, r, correct_frac) -> None:
+        score = self.best_score(m, n_act, n_ok)
+        if score is None:
+            return
+        old = best[i]
+        if (old is None or self.best_restarts(m) or score < old[0]
+                or (self.best_ties_to_later and score == old[0])):
+            best[i] = (score, n_act, n_att, r, correct_frac)
+
     def _init(self, i, z, seeds, labels, targets, attacked, states, num_correct, status,
               correct_frac) -> None:
         """The per-image set-up from a clean forward made before a random start."""
@@ -321,29 +323,3 @@ class IterativeAttack:
         ok = targets.correct(z, labels[i])
         attacked[i], states[i] = self.init_image(seeds[i], labels[i], targets, z, ok)
         num_correct[i] = int(ok.sum())
-
-    def _recheck(self, x0, r, targets, attacked, status, correct_frac, forwards) -> None:
-        """Round the images to 8 bits and check them again: the status
-        describes the returned (rounded) image."""
-        num = len(x0)
-        for i in range(num):
-            r[i] = round_in_bounds(x0[i], r[i], self.clip_range, self.epsilon) - x0[i]
-        recheck = [i for i in range(num) if status[i] not in NOTHING_ATTACKED]
-        if not recheck:
-            return
-        labels = targets.labels
-        with torch.no_grad():
-            logits = targets.logits([x0[i] + r[i] for i in recheck], recheck)
-        for z, i in zip(logits, recheck):
-            forwards[i] += 1
-            if not bool(torch.isfinite(z).all()):
-                status[i] = 'non_finite'
-                correct_frac[i] = float('nan')
-                continue
-            n_att = int(attacked[i].sum())
-            n_ok = int((targets.correct(z, labels[i]) & attacked[i]).sum())
-            correct_frac[i] = n_ok / n_att if n_att else 0.0
-            if n_att and n_ok <= self.stop_fraction * n_att:
-                status[i] = 'converged'
-            elif status[i] == 'converged':
-                status[i] = 'undone_by_rounding'

@@ -2,6 +2,7 @@
 
 - :func:`round_in_bounds`: the 8-bit image of ``quantize``, inside the valid
   range and the epsilon ball;
+- :func:`recheck_rounded`: ``quantize``'s 8-bit images checked again;
 - :func:`check_bounds`: on in every run, cheap (three reductions per image,
   one transfer to the host per batch): every returned image inside the valid
   range and, with a budget, inside the epsilon ball, or an error.
@@ -11,6 +12,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from mmdag.contract import NOTHING_ATTACKED
 from mmdag.errors import MMDagError
 
 #: float rounding allowed on the 0..255 scale (``x0 + (clip(x) - x0)`` need
@@ -54,3 +56,32 @@ def check_bounds(name: str, x0: List[Tensor], r: List[Tensor],
                 f'{name} returned image {i} outside its bounds (L-inf {linf:.4f}, epsilon '
                 f'{epsilon}, range {tuple(clip_range)}, {max(below, above, 0.0):.4f} outside '
                 "it): a fault of the attack's update; report it with the attack's settings")
+
+
+def recheck_rounded(attack, x0: List[Tensor], r: List[Tensor], targets, attacked: list,
+                    status: list, correct_frac: list, forwards: list) -> None:
+    """``quantize``: round the images to 8 bits inside the bounds
+    (:func:`round_in_bounds`) and check them again, so the status and
+    ``correct_frac`` describe the returned (rounded) image; in place."""
+    num = len(x0)
+    for i in range(num):
+        r[i] = round_in_bounds(x0[i], r[i], attack.clip_range, attack.epsilon) - x0[i]
+    recheck = [i for i in range(num) if status[i] not in NOTHING_ATTACKED]
+    if not recheck:
+        return
+    labels = targets.labels
+    with torch.no_grad():
+        logits = targets.logits([x0[i] + r[i] for i in recheck], recheck)
+    for z, i in zip(logits, recheck):
+        forwards[i] += 1
+        if not bool(torch.isfinite(z).all()):
+            status[i] = 'non_finite'
+            correct_frac[i] = float('nan')
+            continue
+        n_att = int(attacked[i].sum())
+        n_ok = int((targets.correct(z, labels[i]) & attacked[i]).sum())
+        correct_frac[i] = n_ok / n_att if n_att else 0.0
+        if n_att and n_ok <= attack.stop_fraction * n_att:
+            status[i] = 'converged'
+        elif status[i] == 'converged':
+            status[i] = 'undone_by_rounding'

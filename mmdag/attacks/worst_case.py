@@ -105,9 +105,8 @@ class WorstCase:
             pert.append(win.perturbations[i])
             labels.append(None if win.adv_labels is None else win.adv_labels[i])
             s = dict(win.stats[i])
-            s.update(winner=self.names[k],
-                     members={n: res.stats[i]['correct_frac'] for n, res in zip(self.names,
-                                                                                 results)},
+            members = {n: res.stats[i]['correct_frac'] for n, res in zip(self.names, results)}
+            s.update(winner=self.names[k], members=members,
                      forwards=sum(res.stats[i].get('forwards', 0) for res in results),
                      backwards=sum(res.stats[i].get('backwards', 0) for res in results))
             stats.append(s)

@@ -1,0 +1,37 @@
+"""What an attack on a batch returns: :class:`AttackResult`."""
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from torch import Tensor
+
+__all__ = ['AttackResult']
+
+
+@dataclass
+class AttackResult:
+    """What one attack on a batch returns (one entry per image).
+
+    Attributes:
+        adv_images: ``X + r`` (float, 0..255, clipped; integer-valued when
+            the attack quantizes).
+        perturbations: ``r``, the accumulated perturbation.
+        adv_labels: an attack with adversarial labels (DAG): the label of
+            each target (``-1``: not attacked); None for an attack without.
+        stats: per image ``iters`` (updates applied), ``p`` (perceptibility),
+            ``linf`` (max absolute intensity, 0..255 scale), ``num_targets``,
+            ``num_correct`` (targets correct on the clean image: only these
+            are attacked and counted), ``correct_frac`` (fraction of attacked
+            targets still correct on the returned image), ``converged``
+            (the stop rule was reached), ``status`` (one of :data:`STATUS`),
+            ``trace`` (the fraction of attacked targets still correct at each
+            check of the loop, ``X_0`` (1.0) to the last: ``iters + 1``
+            values when the loop ran to its end; empty when nothing was
+            attacked), ``forwards`` and ``backwards`` (the forward and
+            backward passes the image took part in: the loop's, a clean check
+            before a random start and the re-check of ``quantize``; target
+            building and the predictions are not counted).
+    """
+    adv_images: List[Tensor]
+    perturbations: List[Tensor]
+    adv_labels: Optional[List[Tensor]] = None
+    stats: List[dict] = field(default_factory=list)
