@@ -88,3 +88,15 @@ def test_goal_line_of_the_step_over_the_attack_class():
     assert '  mmdag step time / DAG class time (goal <= 1.03) = 1.04 (missed)' in goal_lines(rows)
     rows = [('mmdag', (10.2, 10, 1.0), ''), ('dag_class', (10.0, 10, 1.0), '')]
     assert '  mmdag step time / DAG class time (goal <= 1.03) = 1.02 (met)' in goal_lines(rows)
+
+
+def test_goal_lines_of_the_budgeted_attacks():
+    import sys
+    sys.path.insert(0, 'tools/analysis')
+    from benchmark import goal_lines
+    rows = [('floor', (10.0, 10, 1.0), ''), ('pgd', (10.5, 10, 1.0), ''),
+            ('apgd', (12.0, 10, 1.0), '')]
+    lines = goal_lines(rows)
+    assert '  pgd time / floor time (goal <= 1.1) = 1.05 (met)' in lines
+    assert '  apgd time / floor time (goal <= 1.1) = 1.20 (missed)' in lines
+    assert not any('pgd' in line for line in goal_lines(rows, segmentation=False))
