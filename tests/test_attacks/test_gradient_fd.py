@@ -76,3 +76,18 @@ def test_first_gradient_matches_finite_differences(make, trained_seg_checkpoint)
         e = e.view_as(x)
         fd = (loss(x + e) - loss(x - e)) / (2 * h)
         assert fd == pytest.approx(float(g.flatten()[k]), rel=0.02, abs=1e-3 * scale), k
+
+
+def test_budgeted_attacks_through_the_python_api():
+    """``attack_batch`` builds any registered attack from its dict, on a
+    mixed batch of a zoo-shaped segmentor: the budget holds per image."""
+    from mmdag.apis import attack_batch
+    model = build(TINY)
+    batch = make_batch(num=2, h=40, w=56, seed=3)
+    for cfg in (dict(type='SegPGD', epsilon=2.0, max_iters=2),
+                dict(type='WorstCase', attacks=['pgd', 'apgd'], epsilon=2.0, max_iters=4)):
+        result, targets = attack_batch(model, batch, cfg)
+        assert len(result.adv_images) == 2 and result.adv_labels is None
+        for x, adv, s in zip(batch['inputs'], result.adv_images, result.stats):
+            assert (adv - x.float().to(adv.device)).abs().max() <= 2.0 + 1e-3
+            assert s['num_targets'] == targets.labels[result.stats.index(s)].numel()
