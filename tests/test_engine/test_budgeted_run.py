@@ -54,3 +54,23 @@ def test_worst_case_through_tools_test(tiny_voc, attackable_seg_checkpoint, tmp_
         # the image's figure is its winner's, at or below both members
         assert r['correct_frac'] == min(r['members'].values()) == r['members'][r['winner']]
         assert r['backwards'] == 6
+
+
+def test_budgeted_perturbations_transfer(tiny_voc, attackable_seg_checkpoint, tmp_path):
+    """SegPGD's saved perturbations (quantize=True: integers, stored exactly)
+    replayed on the same model give its ADVR, inside the budget."""
+    src, dst = str(tmp_path / 'src'), str(tmp_path / 'dst')
+    opts = ['--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.dataset.indices=2']
+    run_tool(['tools/test.py', TINY, attackable_seg_checkpoint, '--work-dir', src,
+              '--attack', 'segpgd', '--attack-options', 'max_iters=3', 'epsilon=3',
+              'quantize=True', '--save-perturbations', *opts])
+    run_tool(['tools/test.py', TINY, attackable_seg_checkpoint, '--work-dir', dst,
+              '--perturbations', osp.join(src, 'perturbations'), *opts])
+    reports = []
+    for wd in (src, dst):
+        with open(osp.join(wd, 'dag_report.json')) as f:
+            reports.append(json.load(f))
+    a, b = reports
+    assert b['attack']['iters'] == 0 and 0 < b['attack']['linf'] <= 3.0
+    assert b['variants']['advr'] == a['variants']['advr'] != a['variants']['orig']
+    assert b['attack']['target_success'] == a['attack']['target_success'] > 0
