@@ -151,7 +151,8 @@ class IterativeAttack:
     # ------------------------------------------------------------------- core
     def __call__(self, images: Sequence[Tensor], targets: TargetSet,
                  seeds: Optional[Sequence[int]] = None,
-                 regions: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> AttackResult:
+                 regions: Optional[Sequence[Optional[Tuple[int, int]]]] = None,
+                 clean_logits: Optional[Sequence[Tensor]] = None) -> AttackResult:
         """Attack a batch.
 
         Args:
@@ -166,6 +167,10 @@ class IterativeAttack:
                 perturbation is zero outside the region (each gradient is
                 masked before the step) and the statistics measure the
                 region only. Defaults to whole images.
+            clean_logits (Sequence[Tensor], optional): the targets' logits on
+                the clean images, one per image, computed by the caller (an
+                ensemble shares them): a random start then makes no clean
+                forward of its own, and none is counted here.
         """
         num = len(images)
         if len(targets) != num:
@@ -196,10 +201,13 @@ class IterativeAttack:
         if any(s is not None for s in starts):
             # a random start: the attacked targets are chosen on the clean image
             run = [i for i in range(num) if not status[i]]
-            with torch.no_grad():
-                clean = targets.logits([x0[i] for i in run], run)
+            if clean_logits is None:
+                with torch.no_grad():
+                    clean = targets.logits([x0[i] for i in run], run)
+            else:
+                clean = [clean_logits[i] for i in run]
             for z, i in zip(clean, run):
-                forwards[i] += 1
+                forwards[i] += clean_logits is None
                 self._init(i, z, seeds, labels, targets, attacked, states, num_correct, status,
                            correct_frac)
                 if starts[i] is not None:

@@ -4,7 +4,8 @@ Plain PyTorch at import; member attacks given as config dicts are built
 through mmdag's ``ATTACKS`` registry when the ensemble is made.
 
 Every member attacks the whole batch on the same targets (built once, by
-the caller); per image, the ensemble keeps the adversarial image with the
+the caller) and the members that start at random share one clean forward;
+per image, the ensemble keeps the adversarial image with the
 smallest fraction of attacked targets still correct (SEA's criterion for
 accuracy, Croce et al. 2024: the worst case is chosen per image, never per
 batch). Ties go to the earlier member. An image whose every member ended
@@ -13,9 +14,10 @@ without a decision (non-finite logits) keeps the first member's result.
 import math
 from typing import List, Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor
 
-from .base import AttackResult
+from .base import AttackResult, IterativeAttack
 from .targets import TargetSet
 
 __all__ = ['WorstCase']
@@ -43,7 +45,8 @@ class WorstCase:
     The statistics of an image are its winner's, with ``winner`` (the
     member's name: its type, ``#2``, ``#3`` added to a type's later repeats),
     ``members`` (each member's ``correct_frac`` on the image, by name), and
-    ``forwards``/``backwards`` summed over the members (what the image cost).
+    ``forwards``/``backwards`` summed over the members, the shared clean
+    forward counted once (what the image cost).
 
     Args:
         attacks (Sequence[str | dict | attack]): the members, as registered
@@ -93,7 +96,17 @@ class WorstCase:
         num = len(images)
         seeds = list(range(num)) if seeds is None else list(seeds)
         seeds = [self.seed * 1_000_003 + s for s in seeds]
-        results = [m(images, targets, seeds=seeds, regions=regions) for m in self.attacks]
+        # one clean forward for every member that starts at random (their
+        # attacked targets are chosen on the clean image); counted once
+        shared = [isinstance(m, IterativeAttack) and getattr(m, 'random_start', False)
+                  for m in self.attacks]
+        clean = None
+        if any(shared):
+            with torch.no_grad():
+                clean = [z.detach() for z in targets.logits(list(images), list(range(num)))]
+        results = [m(images, targets, seeds=seeds, regions=regions,
+                     **(dict(clean_logits=clean) if use else {}))
+                   for m, use in zip(self.attacks, shared)]
         adv, pert, labels, stats = [], [], [], []
         for i in range(num):
             fracs = [res.stats[i]['correct_frac'] for res in results]
@@ -107,7 +120,8 @@ class WorstCase:
             s = dict(win.stats[i])
             members = {n: res.stats[i]['correct_frac'] for n, res in zip(self.names, results)}
             s.update(winner=self.names[k], members=members,
-                     forwards=sum(res.stats[i].get('forwards', 0) for res in results),
+                     forwards=sum(res.stats[i].get('forwards', 0) for res in results)
+                     + (clean is not None),
                      backwards=sum(res.stats[i].get('backwards', 0) for res in results))
             stats.append(s)
         # adversarial labels only where every winner has them (DAG's)

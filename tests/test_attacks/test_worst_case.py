@@ -64,6 +64,25 @@ def test_at_or_below_every_member_on_every_image():
         torch.testing.assert_close(res.adv_images[i], alone[k].adv_images[i])
         assert s['members'] == dict(PGD=fracs[0], SegPGD=fracs[1], CosPGD=fracs[2])
         assert s['linf'] <= 3.0 + 1e-4
+        # the three random starts share one clean forward: two fewer than alone
+        assert s['forwards'] == sum(a.stats[i]['forwards'] for a in alone) - 2
+        assert s['backwards'] == sum(a.stats[i]['backwards'] for a in alone)
+
+
+def test_the_clean_forward_is_shared():
+    net, imgs, gts = conv_problem(num_images=2, seed=5)
+    targets = ConvPixels(net, gts)
+    calls = []
+    logits = targets.logits
+    targets.logits = lambda xs, ids: calls.append(torch.is_grad_enabled()) or logits(xs, ids)
+    members = [PGD(epsilon=2.0, alpha=1.0, max_iters=2),
+               CosPGD(epsilon=2.0, alpha=1.0, max_iters=2),
+               DAG(max_iters=2, epsilon=2.0)]
+    WorstCase(members)(imgs, targets)
+    # no-graph forwards: one shared clean check, and each member's last check
+    assert calls.count(False) == 1 + 3
+    # with graph: 2 steps of each member (DAG's zero start: its first is the clean image)
+    assert calls.count(True) == 2 * 3
 
 
 def test_members_by_name_with_a_shared_budget():
