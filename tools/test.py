@@ -125,12 +125,9 @@ def looks_like_checkpoint(path: str) -> bool:
 
 
 def check_work_dir(work_dir: str) -> None:
+    from mmdag.engine.preflight import probe_writable
     try:
-        os.makedirs(work_dir, exist_ok=True)
-        probe = osp.join(work_dir, f'.write_probe_{os.getpid()}')
-        with open(probe, 'w') as f:
-            f.write('ok')
-        os.remove(probe)
+        probe_writable(work_dir)
     except OSError as e:
         fail(f'work dir {work_dir} is not writable ({e.strerror}): pass --work-dir DIR '
              'somewhere you can write')
@@ -280,11 +277,11 @@ def main(argv=None):
     from mmengine.dist import is_main_process
     if is_main_process() and any(k.startswith('advr/') for k in metrics):
         # the paper's scale is DAG's: another attack's table goes without it
-        hooks = [h for h in cfg.get('custom_hooks', [])
-                 if str(h.get('type', '')).endswith('DAGAttackHook')]
-        attack = (hooks[0].get('attack') or {}).get('type', 'DAG') if hooks else 'DAG'
+        from mmdag.attacks import DAG
+        from mmdag.engine import DAGAttackHook
+        dag = any(isinstance(h, DAGAttackHook) and isinstance(h.dag, DAG) for h in runner.hooks)
         print(format_table({osp.splitext(osp.basename(args.config))[0]: metrics},
-                           reference=attack == 'DAG'))
+                           reference=dag))
         print(f'report: {osp.join(cfg.work_dir, "dag_report.json")}')
     shutdown_distributed()
     return metrics

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import IterativeAttack
-from .budgeted import activation_of, target_ce, target_probs
+from .budgeted import activation_of, finite_flags, target_ce, target_probs, uniform_start
 
 __all__ = ['APGD', 'LOSSES']
 
@@ -141,12 +141,7 @@ class APGD(IterativeAttack):
         generator, zero outside its region, clipped to the range."""
         if not self.random_start:
             return None
-        gen = torch.Generator().manual_seed(seed)
-        t = (2 * torch.rand(x0.shape, generator=gen, dtype=torch.float32) - 1).to(x0.device)
-        noise = self._eps[0] * t
-        if mask is not None:
-            noise = noise * mask
-        return (x0 + noise).clamp(*self.clip_range) - x0
+        return uniform_start(x0, mask, seed, self._eps[0], self.clip_range)
 
     # ----------------------------------------------------------------- loss
     def init_image(self, seed, labels, targets, clean_logits, correct):
@@ -178,7 +173,7 @@ class APGD(IterativeAttack):
     # ----------------------------------------------------------------- step
     def step(self, m: int, x0: List[Tensor], r: List[Tensor], grads: List[Tensor],
              states: list) -> List[object]:
-        finite = torch.stack([torch.isfinite(g).all() for g in grads]).tolist()
+        finite = finite_flags(grads)
         return [self._step_one(m, x, d, g, st) if ok else 'non_finite'
                 for x, d, g, st, ok in zip(x0, r, grads, states, finite)]
 

@@ -29,6 +29,13 @@ from mmdag.contract import NOT_ATTACKED, STATUS
 __all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED']
 
 
+def derive_seeds(base: int, seeds: Optional[Sequence[int]], num: int) -> List[int]:
+    """The per-image seeds of an attack with base seed ``base``: from the
+    images' own ``seeds`` (their batch positions when None)."""
+    seeds = list(range(num)) if seeds is None else list(seeds)
+    return [base * 1_000_003 + s for s in seeds]
+
+
 class IterativeAttack:
     """An iterative attack on dense targets, batched, with per-image stop.
 
@@ -175,8 +182,7 @@ class IterativeAttack:
         num = len(images)
         if len(targets) != num:
             raise ValueError(f'{num} images but targets for {len(targets)}')
-        seeds = list(range(num)) if seeds is None else list(seeds)
-        seeds = [self.seed * 1_000_003 + s for s in seeds]
+        seeds = derive_seeds(self.seed, seeds, num)
         regions = [None] * num if regions is None else list(regions)
         masks = [region_mask(x, reg) for x, reg in zip(images, regions)]
         x0 = [img.detach().float() for img in images]

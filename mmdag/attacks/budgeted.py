@@ -65,6 +65,25 @@ def target_probs(logits: Tensor, activation: str = 'softmax') -> Tensor:
     raise ValueError(f'unknown activation {activation!r}; one of {ACTIVATIONS}')
 
 
+def uniform_start(x0: Tensor, mask: Optional[Tensor], seed: int, radius: float,
+                  clip_range: Tuple[float, float]) -> Tensor:
+    """A random start: uniform noise in ``[-radius, radius]`` from the
+    image's own generator (drawn on the CPU, then moved: the same start on
+    every device), zero outside the image's region (``mask``), with
+    ``x0 + r`` clipped to the valid range; returns ``r``."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.rand(x0.shape, generator=gen, dtype=torch.float32)
+    noise = ((2 * noise - 1) * radius).to(x0.device)
+    if mask is not None:
+        noise = noise * mask
+    return (x0 + noise).clamp_(*clip_range) - x0
+
+
+def finite_flags(grads: List[Tensor]) -> List[bool]:
+    """Whether each gradient is finite, in one transfer to the host."""
+    return torch.stack([torch.isfinite(g).all() for g in grads]).tolist()
+
+
 def activation_of(targets) -> str:
     """The activation of a target set's logits (``'softmax'`` unless it says)."""
     return getattr(targets, 'activation', 'softmax')
@@ -110,12 +129,7 @@ class SignGradientAttack(IterativeAttack):
         outside the image's region, clipped to the valid range."""
         if not self.random_start:
             return None
-        gen = torch.Generator().manual_seed(seed)
-        noise = torch.rand(x0.shape, generator=gen, dtype=torch.float32)
-        noise = ((2 * noise - 1) * self.epsilon).to(x0.device)
-        if mask is not None:
-            noise = noise * mask
-        return (x0 + noise).clamp_(*self.clip_range) - x0
+        return uniform_start(x0, mask, seed, self.epsilon, self.clip_range)
 
     def weights(self, m: int, logits: Tensor, labels: Tensor, targets) -> Tensor:
         """Per-target weights ``[N]`` of the cross-entropy at step ``m``
@@ -143,7 +157,7 @@ class SignGradientAttack(IterativeAttack):
         weights change with ``m``, so a later step may move (where a
         confident target's softmax saturates in float32, its cross-entropy
         gradient is exactly 0), as in the references."""
-        finite = torch.stack([torch.isfinite(g).all() for g in grads]).tolist()
+        finite = finite_flags(grads)
         return [self.project(x0[k], x0[k] + r[k] + self.alpha * grads[k].sign()) if ok
                 else 'non_finite' for k, ok in enumerate(finite)]
 

@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .base import AttackResult, IterativeAttack
+from .base import AttackResult, IterativeAttack, derive_seeds
 from .targets import TargetSet
 
 __all__ = ['WorstCase']
@@ -37,6 +37,12 @@ def _build(attack, shared: dict):
         from mmdag.registry import build_attack
         return build_attack({**shared, **attack})
     return attack
+
+
+def _typed_settings(attack) -> dict:
+    """A member's settings with its type (DAG's own settings name none)."""
+    s = attack.settings()
+    return dict(s, type=s.get('type', type(attack).__name__))
 
 
 class WorstCase:
@@ -80,22 +86,20 @@ class WorstCase:
         self.attacks = members
         self.seed = int(seed)
         self.clip_range = members[0].clip_range
-        types = [m.settings().get('type', type(m).__name__) for m in members]
+        types = [_typed_settings(m)['type'] for m in members]
         # a repeated type: the first keeps its name, the next are '#2', '#3', ...
         self.names = [t if types[:k + 1].count(t) == 1 else f'{t}#{types[:k + 1].count(t)}'
                       for k, t in enumerate(types)]
 
     def settings(self) -> dict:
         return dict(type='WorstCase', seed=self.seed,
-                    attacks=[dict(m.settings(), type=m.settings().get('type', type(m).__name__))
-                             for m in self.attacks])
+                    attacks=[_typed_settings(m) for m in self.attacks])
 
     def __call__(self, images: Sequence[Tensor], targets: TargetSet,
                  seeds: Optional[Sequence[int]] = None,
                  regions: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> AttackResult:
         num = len(images)
-        seeds = list(range(num)) if seeds is None else list(seeds)
-        seeds = [self.seed * 1_000_003 + s for s in seeds]
+        seeds = derive_seeds(self.seed, seeds, num)
         # one clean forward for every member that starts at random (their
         # attacked targets are chosen on the clean image); counted once
         shared = [isinstance(m, IterativeAttack) and getattr(m, 'random_start', False)
@@ -110,8 +114,7 @@ class WorstCase:
         adv, pert, labels, stats = [], [], [], []
         for i in range(num):
             fracs = [res.stats[i]['correct_frac'] for res in results]
-            score = [f if isinstance(f, float) and math.isfinite(f) else math.inf
-                     for f in (float(x) for x in fracs)]
+            score = [f if math.isfinite(f) else math.inf for f in map(float, fracs)]
             k = min(range(len(results)), key=lambda j: (score[j], j))
             win = results[k]
             adv.append(win.adv_images[i])

@@ -179,12 +179,11 @@ class DAGAttackHook(Hook):
         self._restore_test_step = install_grouped_test_step(model)
         self._fp16 = bool(getattr(runner.test_loop, 'fp16', False))
         self._frame = pipeline_frame(runner)
-        self._run = dict(settings=dict(attack=self.dag.settings(), targets=self.targets_cfg,
-                                       perm_seed=self.perm_seed,
-                                       transfer_from=self.perturbations,
-                                       attack_autocast=self.attack_autocast,
-                                       test_fp16=self._fp16),
-                         environment=environment(model), state=self.state_settings())
+        state = self.state_settings()
+        # the report's settings: the state's, less what the report never listed
+        self._run = dict(settings={k: v for k, v in state.items()
+                                   if k not in ('variants', 'resize')},
+                         environment=environment(model), state=state)
         runner.message_hub.update_info(RUN_INFO, self._run, resumed=False)
         self._preflight(runner)
         self._interval = self.log_interval or next(

@@ -6,15 +6,21 @@ import os.path as osp
 from mmdag.errors import MMDagError
 
 
+def probe_writable(d: str) -> None:
+    """Create ``d`` and write (then remove) a probe file in it; ``OSError``
+    where that fails."""
+    os.makedirs(d, exist_ok=True)
+    probe = osp.join(d, f'.write_probe_{os.getpid()}')
+    with open(probe, 'w') as f:
+        f.write('ok')
+    os.remove(probe)
+
+
 def check_writable(d: str, instead: str) -> None:
-    """Create ``d`` and write a probe file in it, or stop in one line naming
-    the fix (another ``--work-dir``, or ``instead``)."""
+    """:func:`probe_writable`, or stop in one line naming the fix (another
+    ``--work-dir``, or ``instead``)."""
     try:
-        os.makedirs(d, exist_ok=True)
-        probe = osp.join(d, f'.write_probe_{os.getpid()}')
-        with open(probe, 'w') as f:
-            f.write('ok')
-        os.remove(probe)
+        probe_writable(d)
     except OSError as e:
         why = 'a file is in the way' if osp.isfile(d) else e.strerror
         raise MMDagError(f'cannot write to {d} ({why}): pass a --work-dir you '

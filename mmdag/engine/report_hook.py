@@ -6,7 +6,7 @@ from typing import Optional
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
-from mmdag.contract import BATCH_INFO, RUN_INFO
+from mmdag.contract import BATCH_INFO, RUN_INFO, VARIANTS
 from mmdag.fileio import write_atomic
 from mmdag.registry import HOOKS
 
@@ -62,7 +62,7 @@ class DAGReportHook(Hook):
         variants, attack = {}, {}
         for key, value in metrics.items():
             head, _, name = key.partition('/')
-            if head in ('orig', 'advr', 'perm') and name:
+            if head in VARIANTS and name:
                 variants.setdefault(head, {})[name] = value
             elif head == 'dag' and name:
                 attack[name] = value

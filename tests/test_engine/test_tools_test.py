@@ -53,6 +53,7 @@ def test_one_run_reports_orig_advr_perm_and_statistics(attacked):
     assert rep['settings']['attack']['max_iters'] == 4
     assert rep['checkpoint'].endswith('iter_150.pth')
     assert 'ORIG' in res.stdout and 'ADVR' in res.stdout
+    assert 'paper (FCN/FR on VOC)' in res.stdout   # DAG's table: with the paper's scale
     figs = os.listdir(osp.join(wd, 'figures'))
     assert len(figs) == 2 and all(f.endswith('.png') for f in figs)
     # the same pictures go to the config's vis_backends (here mmseg's LocalVisBackend)
