@@ -11,20 +11,29 @@ metric, the records and the benchmark all read them from here.
 """
 import os.path as osp
 import zlib
-from typing import List
+from typing import List, Optional
 
 #: The variants a run reports: the clean images (ORIG), the adversarial ones
-#: (ADVR, what the test loop itself predicts) and the spatially permuted
-#: perturbation (PERM, the paper's control).
-VARIANTS = ('orig', 'advr', 'perm')
+#: (ADVR, what the test loop itself predicts), the spatially permuted
+#: perturbation (PERM, the paper's control) and the adversarial images
+#: rounded to 8 bits inside the budget (ADVR_UINT8: what an attacker can
+#: store in an image file, the "deployable" figure beside the float one).
+VARIANTS = ('orig', 'advr', 'perm', 'advr_uint8')
 #: The variants the attack hook predicts itself (ADVR is the loop's).
-EXTRA_VARIANTS = ('orig', 'perm')
+EXTRA_VARIANTS = ('orig', 'perm', 'advr_uint8')
+#: The variants that exist once per epsilon of a sweep (ORIG does not).
+SWEPT_VARIANTS = ('advr', 'perm', 'advr_uint8')
+#: Prefix of the attack statistics' metric keys (``dag/linf``).
+STATS_PREFIX = 'dag'
 
 #: Data-sample field: the attack statistics of the image (a dict, see
 #: :class:`mmdag.attacks.AttackResult`).
 STATS_FIELD = 'dag_stats'
 #: Data-sample field: the ORIG / PERM predictions, ``{variant: fields}``.
 VARIANTS_FIELD = 'dag_variants'
+#: Data-sample field of an epsilon sweep: the attack statistics of the
+#: image at each epsilon but the largest, ``{epsilon_label: stats}``.
+SWEEP_STATS_FIELD = 'dag_sweep_stats'
 #: Data-sample fields that carry a model's predictions (what differs per variant).
 PRED_FIELDS = ('pred_sem_seg', 'seg_logits', 'pred_instances', 'pred_panoptic_seg')
 
@@ -36,6 +45,29 @@ STATUS = ('converged', 'max_iters', 'zero_grad', 'non_finite', 'no_targets', 'no
 NOT_ATTACKED = ('no_targets', 'none_correct', 'non_finite')
 #: Statuses of images the quantize re-check leaves alone (nothing to check).
 NOTHING_ATTACKED = ('no_targets', 'none_correct')
+
+
+def epsilon_label(epsilon: float) -> str:
+    """An epsilon as metric keys, records and file names write it (``0.25``, ``8``)."""
+    return f'{float(epsilon):g}'
+
+
+def swept(name: str, epsilon: Optional[float]) -> str:
+    """The name of a variant (or of the statistics' prefix) at one epsilon of
+    a sweep: ``advr@0.25``; the name itself for None (a run's largest
+    epsilon, or a run without a sweep)."""
+    return name if epsilon is None else f'{name}@{epsilon_label(epsilon)}'
+
+
+def split_swept(name: str) -> tuple:
+    """``'advr@0.25'`` -> ``('advr', 0.25)``; ``'advr'`` -> ``('advr', None)``."""
+    base, at, eps = name.partition('@')
+    if not at:
+        return name, None
+    try:
+        return base, float(eps)
+    except ValueError:
+        return name, None
 
 
 def _meta(sample) -> dict:

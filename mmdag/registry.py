@@ -50,6 +50,39 @@ def build_attack(cfg: dict):
     return cls(**cfg)
 
 
+def build_sweep(cfg: dict, epsilons):
+    """An :class:`~mmdag.attacks.EpsilonSweep` of the attack of ``cfg`` at
+    each of ``epsilons`` (0..255 scale): ``cfg`` with its ``epsilon`` set
+    to each (a ``WorstCase``'s members share it)."""
+    from mmdag.attacks import EpsilonSweep, budget_of
+    from mmdag.errors import MMDagError
+    cfg = dict(cfg or {})
+    name = cfg.get('type', 'DAG')
+    name = getattr(name, '__name__', name)
+    try:
+        epsilons = sorted({float(e) for e in epsilons})
+    except (TypeError, ValueError):
+        raise MMDagError(f'epsilons={epsilons!r}: give numbers on the 0..255 scale '
+                         '(e.g. epsilons=[0.25, 0.5, 1, 2, 4, 8])') from None
+    if not epsilons or epsilons[0] <= 0:
+        raise MMDagError(f'epsilons={epsilons!r}: give one or more budgets > 0 '
+                         '(0..255 scale, e.g. [0.25, 0.5, 1, 2, 4, 8])')
+    pairs = []
+    for e in epsilons:
+        try:
+            attack = build_attack({**cfg, 'epsilon': e})
+        except TypeError as err:
+            raise MMDagError(f'{name} takes no epsilon ({err}): an epsilon sweep needs an '
+                             'attack with a budget (pgd, segpgd, cospgd, apgd, dag, '
+                             'worstcase)') from None
+        if budget_of(attack) is None or abs(budget_of(attack) - e) > 1e-9:
+            raise MMDagError(f'{name} at epsilon {e:g} has budget {budget_of(attack)}: in a '
+                             "sweep the members of a WorstCase must not set their own "
+                             'epsilon (the sweep sets it)')
+        pairs.append((e, attack))
+    return EpsilonSweep(pairs)
+
+
 def attack_types() -> dict:
     """``tools/test.py --attack`` name (the registered name in lower case) ->
     the registered type."""

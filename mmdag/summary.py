@@ -1,5 +1,7 @@
-"""Table-1-style text summary of DAG runs."""
-from typing import Dict, Optional
+"""Table-1-style text summary of DAG runs, and the curve of an epsilon sweep."""
+from typing import Dict, Optional, Sequence
+
+from mmdag.contract import STATS_PREFIX, SWEPT_VARIANTS, swept
 
 #: The paper's scale of perturbations (PAPER.md, "Measures"), for comparison.
 PAPER_REFERENCE = 'paper (FCN/FR on VOC): ADVR a few %, PERM ~ORIG, p ~1e-3, L-inf < 10, <= 200 iters'
@@ -103,3 +105,60 @@ def format_matrix(rows, cols, cells) -> str:
         vals = [f'{cells[(r, c)]:.2f}' if (r, c) in cells else '' for c in cols]
         out.append(f'| {r} | ' + ' | '.join(vals) + ' |')
     return '\n'.join(out)
+
+
+#: The attack statistics a sweep's rows carry.
+SWEEP_STATS = ('linf', 'p', 'iters', 'success', 'target_success', 'images')
+
+
+def sweep_section(metrics: dict, epsilons: Sequence[float]) -> Optional[dict]:
+    """The curve of an epsilon sweep from a run's metrics: per epsilon
+    (smallest first) the headline metric of ADVR, ADVR rounded to 8 bits and
+    PERM (in %, where the run has them), every metric of every variant, and
+    the attack statistics. The unmarked keys are the largest epsilon's.
+    None without a headline metric."""
+    metric = main_metric(metrics)
+    if metric is None or not epsilons:
+        return None
+    scale = metric_scale(metric)
+    top = max(epsilons)
+    rows = []
+    for e in sorted(epsilons):
+        level = None if e == top else e
+        variants, values = {}, {}
+        for v in SWEPT_VARIANTS:
+            head = swept(v, level) + '/'
+            found = {k[len(head):]: x for k, x in metrics.items() if k.startswith(head)}
+            if found:
+                values[v] = found
+                if metric in found:
+                    variants[v] = round(scale * float(found[metric]), 4)
+        stats_head = swept(STATS_PREFIX, level) + '/'
+        attack = {k: metrics[stats_head + k] for k in SWEEP_STATS if stats_head + k in metrics}
+        rows.append(dict(epsilon=e, variants=variants, attack=attack, metrics=values))
+    orig = metrics.get(f'orig/{metric}')
+    return dict(epsilons=sorted(epsilons), metric=metric,
+                metric_name=f"{metric.rsplit('/', 1)[-1]} (%)",
+                orig=None if orig is None else round(scale * float(orig), 4), rows=rows)
+
+
+def format_sweep(section: dict) -> str:
+    """A sweep's curve as a markdown table: per epsilon, the headline metric
+    of ADVR, ADVR rounded to 8 bits and PERM, the mean L-inf and the
+    fraction of attacked targets flipped; ORIG in the heading line."""
+    name = section['metric_name']
+
+    def cell(v):
+        return '-' if v is None else f'{v:.2f}'
+
+    lines = [f"ORIG {name}: {cell(section.get('orig'))}", '',
+             f'| epsilon (/255) | ADVR {name} | ADVR 8-bit | PERM | mean L-inf | '
+             'targets flipped |',
+             '|---:|---:|---:|---:|---:|---:|']
+    for r in section['rows']:
+        v, a = r['variants'], r['attack']
+        flipped = a.get('target_success')
+        lines.append(f"| {r['epsilon']:g} | {cell(v.get('advr'))} | {cell(v.get('advr_uint8'))} "
+                     f"| {cell(v.get('perm'))} | {cell(a.get('linf'))} | "
+                     f"{'-' if flipped is None else f'{100 * flipped:.1f}%'} |")
+    return '\n'.join(lines)

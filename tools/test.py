@@ -44,6 +44,10 @@ def parse_args(argv=None):
                         metavar='KEY=VALUE',
                         help='other DAGAttackHook arguments (e.g. log_interval=5), set on the '
                              'hook found by its type')
+    parser.add_argument('--epsilons', type=float, nargs='+', metavar='EPS', default=None,
+                        help='an epsilon sweep in one run: the attack at each of these L-inf '
+                        'budgets (0..255 scale, e.g. 0.25 0.5 1 2 4 8); the report holds the '
+                        'curve (a table and dag_curve.png)')
     parser.add_argument('--num-figures', type=int, default=None,
                         help='save this many Figure-1-style pictures to <work_dir>/figures')
     parser.add_argument('--save-perturbations', action='store_true',
@@ -164,10 +168,19 @@ def build_cfg(args):
     for key in ('model', 'test_dataloader', 'test_evaluator'):
         if key not in cfg:
             fail(f'config {args.config} has no {key}: use a full mmseg/mmdet test config')
+    if args.epsilons is not None and args.attack == 'none':
+        fail('--epsilons sweeps an attack: name one with --attack (e.g. --attack pgd)')
     if (args.attack not in (None, 'none') or args.attack_options or args.num_figures is not None
             or args.save_perturbations or args.perturbations or args.resume
-            or args.targets_options or args.hook_options):
+            or args.targets_options or args.hook_options or args.epsilons is not None):
         hook_options = dict(args.hook_options)
+        if args.epsilons is not None:
+            if args.perturbations:
+                fail('--epsilons and --perturbations do not go together: transfer the saved '
+                     'perturbations of one epsilon (<work_dir>/perturbations@EPS)')
+            if min(args.epsilons) <= 0:
+                fail(f'--epsilons {args.epsilons}: every budget must be > 0 (0..255 scale)')
+            hook_options['epsilons'] = list(args.epsilons)
         if args.resume:
             hook_options['resume'] = True
         if args.num_figures is not None:

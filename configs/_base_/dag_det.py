@@ -11,7 +11,7 @@ custom_hooks = [
         type='mmdag.DAGAttackHook',
         attack=dict(gamma=0.5, max_iters=200, adv_labels='random', seed=0),
         targets=dict(rpn_nms_iou=0.9, rpn_max_per_img=3000, iou_thr=0.1, score_thr=0.1),
-        variants=('orig', 'perm'),
+        variants=('orig', 'perm', 'advr_uint8'),
         num_figures=4),
     # weights-only checkpoint loading; refuses a checkpoint that does not fit the model
     dict(type='mmdag.CheckpointCheckHook')

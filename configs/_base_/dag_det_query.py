@@ -15,7 +15,7 @@ custom_hooks = [
         type='mmdag.DAGAttackHook',
         attack=dict(gamma=0.5, max_iters=200, adv_labels='random', seed=0),
         targets=dict(iou_thr=0.1, score_thr=None, query_selection='fixed'),
-        variants=('orig', 'perm'),
+        variants=('orig', 'perm', 'advr_uint8'),
         num_figures=4),
     # weights-only checkpoint loading; refuses a checkpoint that does not fit the model
     dict(type='mmdag.CheckpointCheckHook')

@@ -16,7 +16,7 @@ custom_hooks = [
             epsilon=None,
             quantize=False,
             seed=0),
-        variants=('orig', 'perm'),
+        variants=('orig', 'perm', 'advr_uint8'),
         num_figures=4),
     # weights-only checkpoint loading; refuses a checkpoint that does not fit the model
     dict(type='mmdag.CheckpointCheckHook')

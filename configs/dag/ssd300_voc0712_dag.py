@@ -12,7 +12,7 @@ custom_hooks = [
         type='mmdag.DAGAttackHook',
         attack=dict(gamma=0.5, max_iters=200, adv_labels='random', seed=0),
         targets=dict(score_thr=None),
-        variants=('orig', 'perm'),
+        variants=('orig', 'perm', 'advr_uint8'),
         num_figures=4)
 ]
 test_evaluator = dict(

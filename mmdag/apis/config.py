@@ -22,8 +22,11 @@ def add_dag_to_config(cfg: Config, attack: Optional[dict] = None,
     Args:
         cfg (Config): a config with ``model``, ``test_dataloader``,
             ``test_evaluator``.
-        attack (dict, optional): ``DAG`` arguments to set (e.g.
-            ``dict(max_iters=50)``).
+        attack (dict, optional): the attack's arguments to set (e.g.
+            ``dict(max_iters=50)``), merged into the hook's; with a ``type``
+            other than the hook's attack (``'PGD'`` on a config of DAG's),
+            they replace the hook's attack settings, which are that other
+            attack's.
         hook_options (dict, optional): other ``DAGAttackHook`` arguments
             (``num_figures``, ``variants``...).
         targets (dict, optional): target adapter arguments to set (e.g.
@@ -39,6 +42,10 @@ def add_dag_to_config(cfg: Config, attack: Optional[dict] = None,
     for key, extra in (('attack', attack), ('targets', targets)):
         if extra:
             merged = dict(hook.get(key, None) or {})
+            if key == 'attack' and _attack_type(extra.get('type')) not in (
+                    None, _attack_type(merged.get('type', 'DAG'))):
+                # another attack than the config's: its settings belong to that one
+                merged = {}
             merged.update(extra)
             hook[key] = merged
     for k, v in (hook_options or {}).items():
@@ -55,6 +62,13 @@ def add_dag_to_config(cfg: Config, attack: Optional[dict] = None,
     else:
         cfg.test_evaluator = _wrap(evaluator, with_stats=True)
     return cfg
+
+
+def _attack_type(name) -> Optional[str]:
+    """An attack type's registered name (a class by its name), or None."""
+    if name is None:
+        return None
+    return getattr(name, '__name__', str(name)).rsplit('.', 1)[-1]
 
 
 def add_mmdag_import(cfg: Config) -> Config:

@@ -5,6 +5,7 @@ from .budgeted import PGD, CosPGD, SegPGD, SignGradientAttack
 from .dag import DAG, DAGResult
 from .labels import STRATEGIES, derangement
 from .replay import Replay
+from .sweep import EpsilonSweep, budget_of
 from .stats import permute_perturbation, perturbation_stats
 from .targets import TargetSet
 from .worst_case import WorstCase
@@ -12,4 +13,4 @@ from .worst_case import WorstCase
 __all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED', 'DAG', 'DAGResult',
            'Replay', 'TargetSet', 'STRATEGIES', 'derangement', 'permute_perturbation',
            'perturbation_stats', 'PGD', 'SegPGD', 'CosPGD', 'SignGradientAttack', 'APGD',
-           'WorstCase']
+           'WorstCase', 'EpsilonSweep', 'budget_of']

@@ -1,6 +1,6 @@
 """What an attack on a batch returns: :class:`AttackResult`."""
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from torch import Tensor
 
@@ -30,8 +30,12 @@ class AttackResult:
             backward passes the image took part in: the loop's, a clean check
             before a random start and the re-check of ``quantize``; target
             building and the predictions are not counted).
+        sweep: an epsilon sweep (:class:`~mmdag.attacks.EpsilonSweep`): the
+            result at every epsilon, smallest first (the fields above are
+            the largest's); None otherwise.
     """
     adv_images: List[Tensor]
     perturbations: List[Tensor]
     adv_labels: Optional[List[Tensor]] = None
     stats: List[dict] = field(default_factory=list)
+    sweep: Optional[Dict[float, 'AttackResult']] = None

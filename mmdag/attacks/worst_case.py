@@ -91,21 +91,32 @@ class WorstCase:
         self.names = [t if types[:k + 1].count(t) == 1 else f'{t}#{types[:k + 1].count(t)}'
                       for k, t in enumerate(types)]
 
+    @property
+    def epsilon(self) -> Optional[float]:
+        """The budget every member shares (None when they differ or one has none)."""
+        eps = {getattr(m, 'epsilon', None) for m in self.attacks}
+        return eps.pop() if len(eps) == 1 else None
+
     def settings(self) -> dict:
         return dict(type='WorstCase', seed=self.seed,
                     attacks=[_typed_settings(m) for m in self.attacks])
 
     def __call__(self, images: Sequence[Tensor], targets: TargetSet,
                  seeds: Optional[Sequence[int]] = None,
-                 regions: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> AttackResult:
+                 regions: Optional[Sequence[Optional[Tuple[int, int]]]] = None,
+                 clean_logits: Optional[Sequence[Tensor]] = None) -> AttackResult:
+        """Attack a batch (the arguments of :meth:`IterativeAttack.__call__`;
+        ``clean_logits`` given by the caller are shared by the members that
+        start at random and not counted here)."""
         num = len(images)
         seeds = derive_seeds(self.seed, seeds, num)
         # one clean forward for every member that starts at random (their
         # attacked targets are chosen on the clean image); counted once
         shared = [isinstance(m, IterativeAttack) and getattr(m, 'random_start', False)
                   for m in self.attacks]
-        clean = None
-        if any(shared):
+        clean = None if clean_logits is None else list(clean_logits)
+        own_clean = clean is None and any(shared)
+        if own_clean:
             with torch.no_grad():
                 clean = [z.detach() for z in targets.logits(list(images), list(range(num)))]
         results = [m(images, targets, seeds=seeds, regions=regions,
@@ -124,7 +135,7 @@ class WorstCase:
             members = {n: res.stats[i]['correct_frac'] for n, res in zip(self.names, results)}
             s.update(winner=self.names[k], members=members,
                      forwards=sum(res.stats[i].get('forwards', 0) for res in results)
-                     + (clean is not None),
+                     + own_clean,
                      backwards=sum(res.stats[i].get('backwards', 0) for res in results))
             stats.append(s)
         # adversarial labels only where every winner has them (DAG's)

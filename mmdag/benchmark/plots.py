@@ -8,25 +8,10 @@
 
 Each writes its PNG atomically (a killed run leaves no half picture).
 """
-import io
 from typing import List, Optional, Sequence
 
-from mmdag.fileio import write_atomic
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use('Agg')   # files only, no display
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(fig, path: str) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format='png', dpi=100, bbox_inches='tight')
-    _pyplot().close(fig)
-    write_atomic(path, buffer.getvalue())
-    return path
+from mmdag.plotting import pyplot as _pyplot
+from mmdag.plotting import save_png as _save
 
 
 def convergence_plot(conv: dict, path: str, title: str = '') -> str:

@@ -7,12 +7,14 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.runner.amp import autocast
 
-from mmdag.attacks import Replay
+from mmdag.attacks import Replay, budget_of
+from mmdag.attacks.checks import round_in_bounds
 from mmdag.compat import repair_stock_model
-from mmdag.contract import (BATCH_INFO, EXTRA_VARIANTS, RUN_INFO, STATS_FIELD, VARIANTS_FIELD,
-                            image_name, pred_fields, unwrap)
+from mmdag.contract import (BATCH_INFO, EXTRA_VARIANTS, RUN_INFO, STATS_FIELD, SWEEP_STATS_FIELD,
+                            SWEPT_VARIANTS, VARIANTS_FIELD, epsilon_label, image_name,
+                            pred_fields, swept, unwrap)
 from mmdag.errors import MMDagError
-from mmdag.registry import HOOKS, build_attack
+from mmdag.registry import HOOKS, build_attack, build_sweep
 from mmdag.targets import find_adapter
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
 
@@ -55,7 +57,22 @@ class DAGAttackHook(Hook):
         targets (dict): arguments of the target adapter (e.g.
             ``use_gt=False``). Defaults to {}.
         variants (Sequence[str]): extra predictions to make, out of
-            ``('orig', 'perm')``. Defaults to both.
+            ``('orig', 'perm', 'advr_uint8')``; ``advr_uint8`` is ADVR
+            rounded to 8 bits inside the budget (what an image file can
+            hold: the deployable figure beside the float one). Defaults to
+            all three.
+        epsilons (Sequence[float], optional): an epsilon sweep in one run:
+            the attack runs at each of these budgets (0..255 scale; its
+            ``epsilon`` is set to each, a ``WorstCase``'s members share it),
+            each from the clean image on the same targets, as a run at that
+            epsilon alone would. The largest epsilon is what the loop
+            predicts (the unmarked ``advr`` keys, the pictures, the records'
+            top-level statistics); every other adds ``advr@<eps>``,
+            ``perm@<eps>``, ``advr_uint8@<eps>`` and ``dag@<eps>``
+            metric keys, a ``sweep`` entry in each record, and with
+            ``save_perturbations`` a ``perturbations@<eps>`` directory. The
+            report holds the curve (a table and ``dag_curve.png``). Defaults
+            to None (one run at the attack's own budget).
         perm_seed (int): seed of the PERM pixel permutation. Defaults to 0.
         num_figures (int): Figure-1-style pictures to save under
             ``<work_dir>/figures`` (the first images of each rank, shared
@@ -114,7 +131,8 @@ class DAGAttackHook(Hook):
     def __init__(self,
                  attack: Optional[dict] = None,
                  targets: Optional[dict] = None,
-                 variants: Sequence[str] = ('orig', 'perm'),
+                 variants: Sequence[str] = EXTRA_VARIANTS,
+                 epsilons: Optional[Sequence[float]] = None,
                  perm_seed: int = 0,
                  num_figures: int = 0,
                  report: Optional[str] = 'dag_report.json',
@@ -127,14 +145,22 @@ class DAGAttackHook(Hook):
                  log_interval: Optional[int] = None) -> None:
         unknown = set(variants) - set(EXTRA_VARIANTS)
         if unknown:
-            raise ValueError(f'unknown variants {sorted(unknown)}; the hook makes orig and perm')
+            raise ValueError(f'unknown variants {sorted(unknown)}; the hook makes '
+                             f'{list(EXTRA_VARIANTS)}')
         self.attack_cfg = dict(attack or {})
-        self.dag = build_attack(self.attack_cfg)
         if isinstance(perturbations, str):
             perturbations = [perturbations]
         self.perturbations = list(perturbations) if perturbations else None
-        #: what each batch runs: the attack, or the replay of saved perturbations
-        self.attack = self.dag if self.perturbations is None else Replay(self.dag)
+        if epsilons is not None and self.perturbations:
+            raise MMDagError('epsilons (a sweep) and perturbations (transfer) do not go '
+                             'together: transfer the saved perturbations of one epsilon')
+        #: the sweep's attacks, one per epsilon (None: no sweep)
+        self.sweep = None if epsilons is None else build_sweep(self.attack_cfg, epsilons)
+        #: the attack (at the largest epsilon of a sweep)
+        self.dag = build_attack(self.attack_cfg) if self.sweep is None else self.sweep.primary
+        #: what each batch runs: the attack, the sweep, or the replay of saved perturbations
+        self.attack = (Replay(self.dag) if self.perturbations is not None
+                       else self.sweep or self.dag)
         self.targets_cfg = dict(targets or {})
         self.variants = tuple(variants)
         self.perm_seed = perm_seed
@@ -163,9 +189,24 @@ class DAGAttackHook(Hook):
         if DAGResumeHook not in have:   # every run keeps the state it resumes from
             runner.register_hook(DAGResumeHook(self.resume))
 
+    @property
+    def other_epsilons(self) -> list:
+        """The epsilons of the sweep but the largest (none without a sweep)."""
+        return [] if self.sweep is None else self.sweep.epsilons[:-1]
+
+    def made_variants(self) -> list:
+        """The variants this hook's run predicts: ``advr`` (the loop's), the
+        extra ``variants``, and at each other epsilon of a sweep its swept
+        ones (``advr@0.5``...)."""
+        made = ['advr'] + [v for v in EXTRA_VARIANTS if v in self.variants]
+        for e in self.other_epsilons:
+            made += [swept(v, e) for v in SWEPT_VARIANTS if v == 'advr' or v in self.variants]
+        return made
+
     def state_settings(self) -> dict:
         """This hook's part of the settings a resumed run must share."""
-        return dict(attack=self.dag.settings(), targets=self.targets_cfg,
+        attack = self.dag.settings() if self.sweep is None else self.sweep.settings()
+        return dict(attack=attack, targets=self.targets_cfg,
                     variants=list(self.variants), perm_seed=self.perm_seed,
                     transfer_from=self.perturbations, resize=self.resize_perturbations,
                     attack_autocast=self.attack_autocast, test_fp16=self._fp16)
@@ -185,6 +226,7 @@ class DAGAttackHook(Hook):
                                    if k not in ('variants', 'resize')},
                          environment=environment(model), state=state)
         runner.message_hub.update_info(RUN_INFO, self._run, resumed=False)
+        self._configure_metrics(runner)
         self._preflight(runner)
         self._interval = self.log_interval or next(
             (h.interval for h in getattr(runner, 'hooks', ()) if isinstance(h, LoggerHook)), 1)
@@ -209,22 +251,40 @@ class DAGAttackHook(Hook):
         names = [image_name(s, k) for k, s in enumerate(samples)]
         records = make_records(names, [s.metainfo.get('img_path') for s in samples],
                                result.stats, seconds, get_rank(), batch_idx)
+        # the run's largest epsilon (None) and, in a sweep, each other one
+        levels = [(None, result)] + [(e, result.sweep[e]) for e in self.other_epsilons]
+        if result.sweep is not None:
+            for k, rec in enumerate(records):
+                rec['sweep'] = {epsilon_label(e): _no_trace(res.stats[k])
+                                for e, res in result.sweep.items()}
         if self.save_perturbations:
-            for k, (s, r) in enumerate(zip(samples, result.perturbations)):
-                save_perturbation(osp.join(runner.work_dir, 'perturbations'), s, r, k,
-                                  frame=self._frame)
+            for e, res in levels:
+                for k, (s, r) in enumerate(zip(samples, res.perturbations)):
+                    save_perturbation(osp.join(runner.work_dir, swept('perturbations', e)), s, r,
+                                      k, frame=self._frame)
         self._run['settings']['targets'] = dict(adapter=type(targets).__name__,
                                                 **getattr(targets, 'settings', {}))
         extra = {}
         if 'orig' in self.variants:
             extra['orig'] = self._predict(model, clean, samples)
-        if 'perm' in self.variants:
-            perm = perm_images(clean, result.perturbations, samples, self.perm_seed,
-                               self.dag.clip_range)
-            extra['perm'] = self._predict(model, perm, samples)
+        for e, res in levels:
+            if e is not None:
+                extra[swept('advr', e)] = self._predict(model, res.adv_images, samples)
+            if 'perm' in self.variants:
+                perm = perm_images(clean, res.perturbations, samples, self.perm_seed,
+                                   self.dag.clip_range)
+                extra[swept('perm', e)] = self._predict(model, perm, samples)
+            if 'advr_uint8' in self.variants:
+                budget = e if e is not None else budget_of(self.attack)
+                rounded = [round_in_bounds(x.to(r.device).float(), r, self.dag.clip_range, budget)
+                           for x, r in zip(clean, res.perturbations)]
+                extra[swept('advr_uint8', e)] = self._predict(model, rounded, samples)
         for k, s in enumerate(samples):
             s.set_field(result.stats[k], STATS_FIELD)
             s.set_field({v: extra[v][k] for v in extra}, VARIANTS_FIELD)
+            if result.sweep is not None:
+                s.set_field({epsilon_label(e): res.stats[k] for e, res in levels if e is not None},
+                            SWEEP_STATS_FIELD)
         total = len(runner.test_dataloader) if hasattr(runner.test_dataloader, '__len__') else None
         if (batch_idx + 1) % self._interval == 0 or batch_idx + 1 == total:
             self._log_progress(runner, batch_idx, result.stats, total)
@@ -234,12 +294,23 @@ class DAGAttackHook(Hook):
             clean=clean, samples=samples, result=result, orig=extra.get('orig'),
             names=names, records=records), resumed=False)
 
+    def _configure_metrics(self, runner) -> None:
+        """Tell every :class:`~mmdag.evaluation.DAGMetric` of the test
+        evaluator which variants and epsilons this run predicts."""
+        from mmdag.evaluation import DAGMetric
+        evaluator = getattr(getattr(runner, 'test_loop', None), 'evaluator', None)
+        for m in getattr(evaluator, 'metrics', None) or []:
+            if isinstance(m, DAGMetric):
+                m.configure(self.made_variants(), self.other_epsilons)
+
     def _preflight(self, runner) -> None:
         """What would otherwise fail only when its batch arrives, hours in:
         a perturbation directory that cannot be written, test images without
         a saved perturbation."""
         if self.save_perturbations:
-            check_writable(osp.join(runner.work_dir, 'perturbations'), 'no --save-perturbations')
+            for e in [None] + self.other_epsilons:
+                check_writable(osp.join(runner.work_dir, swept('perturbations', e)),
+                               'no --save-perturbations')
         if not self.perturbations:
             return
         for d in self.perturbations:
@@ -277,3 +348,8 @@ class DAGAttackHook(Hook):
         if self._restore_test_step is not None:
             self._restore_test_step()
             self._restore_test_step = None
+
+
+def _no_trace(stats: dict) -> dict:
+    """An epsilon's statistics in a record's ``sweep`` (its trace is long)."""
+    return {k: v for k, v in stats.items() if k != 'trace'}

@@ -6,9 +6,10 @@ from typing import Optional
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
-from mmdag.contract import BATCH_INFO, RUN_INFO, VARIANTS
+from mmdag.contract import BATCH_INFO, RUN_INFO, STATS_PREFIX, VARIANTS
 from mmdag.fileio import write_atomic
 from mmdag.registry import HOOKS
+from mmdag.summary import format_sweep, sweep_section
 
 from .records import RECORDS, append_records, convergence, read_records, unique_records
 
@@ -64,9 +65,10 @@ class DAGReportHook(Hook):
             head, _, name = key.partition('/')
             if head in VARIANTS and name:
                 variants.setdefault(head, {})[name] = value
-            elif head == 'dag' and name:
+            elif head == STATS_PREFIX and name:
                 attack[name] = value
         run = runner.message_hub.get_info(RUN_INFO) or {}
+        epsilons = ((run.get('settings') or {}).get('attack') or {}).get('epsilons')
         report = dict(
             variants=variants,
             attack=attack,
@@ -77,6 +79,8 @@ class DAGReportHook(Hook):
             checkpoint=runner.cfg.get('load_from'),
             checkpoint_fit=runner.message_hub.get_info('mmdag_checkpoint_fit'),
             metrics=metrics)
+        if epsilons:
+            report['sweep'] = self._sweep(runner, metrics, epsilons)
         records_path = self.records_path(runner)
         if records_path:
             lines, skipped = read_records(records_path)
@@ -87,6 +91,24 @@ class DAGReportHook(Hook):
         path = osp.join(runner.work_dir, self.report)
         write_atomic(path, json.dumps(report, indent=2, default=_jsonable))
         runner.logger.info(f'DAG report written to {path}')
+
+    def _sweep(self, runner, metrics: dict, epsilons: list) -> Optional[dict]:
+        """The report's ``sweep``: the curve (rows, a markdown table) and its
+        picture ``dag_curve.png`` beside the report."""
+        section = sweep_section(metrics, epsilons)
+        if section is None:
+            return None
+        section['table'] = format_sweep(section)
+        try:
+            from mmdag.plotting import sweep_curve
+            title = osp.splitext(osp.basename(str(getattr(runner.cfg, 'filename', '') or '')))[0]
+            path = sweep_curve(section, osp.join(runner.work_dir, 'dag_curve.png'), title)
+            section['picture'] = osp.basename(path) if path else None
+        except ImportError as e:   # no matplotlib: the table still goes in the report
+            section['picture'] = None
+            runner.logger.warning(f'DAG: no sweep picture ({e})')
+        runner.logger.info('DAG epsilon sweep:\n' + section['table'])
+        return section
 
 
 def _jsonable(obj):

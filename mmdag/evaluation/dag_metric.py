@@ -6,11 +6,52 @@ import numpy as np
 from mmengine.dist import broadcast_object_list, collect_results, is_main_process
 from mmengine.evaluator import BaseMetric
 
-from mmdag.contract import NOT_ATTACKED, STATS_FIELD, VARIANTS, VARIANTS_FIELD
+from mmdag.contract import (NOT_ATTACKED, STATS_FIELD, STATS_PREFIX, SWEEP_STATS_FIELD, VARIANTS,
+                            VARIANTS_FIELD, epsilon_label, split_swept, swept)
 from mmdag.errors import MMDagError
 from mmdag.registry import METRICS
 
-_DAG_FIELDS = (VARIANTS_FIELD, STATS_FIELD)
+_DAG_FIELDS = (VARIANTS_FIELD, STATS_FIELD, SWEEP_STATS_FIELD)
+
+
+def attack_statistics(results: list) -> dict:
+    """The attack statistics of per-image stats dicts (see :class:`DAGMetric`)."""
+    # images whose logits became NaN / inf have no decision to count: they
+    # are reported apart and left out of every mean (never as flipped)
+    # and images with no target correct on the clean image have nothing to flip
+    apart = NOT_ATTACKED
+    attacked = [r for r in results if r['status'] not in apart]
+    out = dict(images=len(results), **{k: sum(r['status'] == k for r in results)
+                                       for k in apart})
+    if attacked:
+        out.update(
+            iters=float(np.mean([r['iters'] for r in attacked])),
+            p=float(np.mean([r['p'] for r in attacked])),
+            linf=float(np.mean([r['linf'] for r in attacked])),
+            success=float(np.mean([r['converged'] for r in attacked])),
+            target_success=float(np.mean([1 - r['correct_frac'] for r in attacked])))
+    return out
+
+
+class _SweepStats(BaseMetric):
+    """The attack statistics at one epsilon of a sweep (not the largest),
+    keys ``dag@<epsilon>/...``: read from the samples' sweep field."""
+
+    def __init__(self, epsilon: float, collect_device: str = 'cpu',
+                 prefix: str = STATS_PREFIX) -> None:
+        super().__init__(collect_device=collect_device, prefix=swept(prefix, epsilon))
+        self.label = epsilon_label(epsilon)
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for s in data_samples:
+            stats = (s.get(SWEEP_STATS_FIELD) or {}).get(self.label)
+            if stats is None:
+                raise MMDagError(f'DAGMetric found no attack statistics at epsilon {self.label}: '
+                                 'the DAGAttackHook and the metric disagree on the sweep')
+            self.results.append(dict(stats))
+
+    def compute_metrics(self, results: list) -> dict:
+        return attack_statistics(results)
 
 
 @METRICS.register_module()
@@ -27,11 +68,19 @@ class DAGMetric(BaseMetric):
     active set emptied), ``dag/target_success`` (mean fraction of targets
     flipped), ``dag/images`` and ``dag/no_targets``.
 
+    ``advr_uint8`` is ADVR rounded to 8 bits inside the budget (the
+    deployable figure). In an epsilon sweep (the hook's ``epsilons``) the
+    unmarked keys are the largest epsilon's (what the loop predicts) and
+    every other epsilon adds its own: ``advr@0.5/mIoU``, ``perm@0.5/mIoU``,
+    ``advr_uint8@0.5/mIoU``, ``dag@0.5/linf``...
+
     Args:
         metric (dict): config of the wrapped metric, built in the default
             scope (e.g. ``dict(type='IoUMetric', iou_metrics=['mIoU'])``).
-        variants (Sequence[str]): which of orig / advr / perm to evaluate.
-            Defaults to all three.
+        variants (Sequence[str], optional): which variants to evaluate, out
+            of orig / advr / perm / advr_uint8 (and ``advr@0.5``... in a
+            sweep). Defaults to None: every variant the attack hook predicts
+            (it says which before the first batch, :meth:`configure`).
         output_dir / keep_results / format_only: passed to the ``advr``
             metric only (what mmseg's ``tools/test.py --out`` sets).
         with_stats (bool): report the attack statistics. Set False on all
@@ -42,26 +91,63 @@ class DAGMetric(BaseMetric):
     """
     default_prefix = 'dag'
 
-    def __init__(self, metric: dict, variants: Sequence[str] = VARIANTS,
+    def __init__(self, metric: dict, variants: Optional[Sequence[str]] = None,
                  with_stats: bool = True, collect_device: str = 'cpu',
                  prefix: Optional[str] = None, **advr_only) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.with_stats = with_stats
-        bad = set(variants) - set(VARIANTS)
-        if bad:
-            raise ValueError(f'unknown variants {sorted(bad)}; choose from {VARIANTS}')
-        self.metrics = {}
+        if variants is not None:
+            bad = {v for v in variants if split_swept(v)[0] not in VARIANTS}
+            if bad:
+                raise ValueError(f'unknown variants {sorted(bad)}; choose from {VARIANTS} '
+                                 "(at one epsilon of a sweep: 'advr@0.5')")
+        self.requested = None if variants is None else tuple(variants)
+        self._metric_cfg = copy.deepcopy(dict(metric))
+        self._advr_only = advr_only
+        self._dataset_meta = None
+        self.metrics: dict = {}
+        #: the attack statistics at each epsilon of a sweep but the largest
+        self.sweep_stats: dict = {}
+        # until the attack hook says what it predicts (configure): these
+        self._build(self.requested or ('orig', 'advr', 'perm'))
+        self._restored: Optional[dict] = None
+        self._live_indices: Optional[list] = None
+
+    def _build(self, variants: Sequence[str]) -> None:
+        built = {}
         for v in variants:
-            cfg = copy.deepcopy(dict(metric))
+            if v in self.metrics:
+                built[v] = self.metrics[v]
+                continue
+            cfg = copy.deepcopy(self._metric_cfg)
             # a metric's own prefix (needed when an evaluator lists two of a
             # kind) stays inside the variant's: advr/dice/mDice
             inner = cfg.get('prefix', None)
-            cfg.update(prefix=f'{v}/{inner}' if inner else v, collect_device=collect_device)
+            cfg.update(prefix=f'{v}/{inner}' if inner else v, collect_device=self.collect_device)
             if v == 'advr':
-                cfg.update({k: val for k, val in advr_only.items() if val is not None})
-            self.metrics[v] = METRICS.build(cfg)
-        self._restored: Optional[dict] = None
-        self._live_indices: Optional[list] = None
+                cfg.update({k: val for k, val in self._advr_only.items() if val is not None})
+            built[v] = METRICS.build(cfg)
+            if self._dataset_meta is not None:
+                built[v].dataset_meta = self._dataset_meta
+        self.metrics = built
+
+    def configure(self, made: Sequence[str], epsilons: Sequence[float] = ()) -> None:
+        """What the attack hook predicts (:class:`mmdag.engine.DAGAttackHook`
+        calls this before the first batch): ``made``, the variants it
+        attaches (``advr`` is the loop's prediction; ``advr@0.5``... at the
+        other epsilons of a sweep), and ``epsilons``, those other epsilons.
+        The metric evaluates what it was asked for (``variants``), or all of
+        ``made``."""
+        if self.requested is not None:
+            missing = [v for v in self.requested if v not in made]
+            if missing:
+                raise MMDagError(
+                    f'DAGMetric(variants=...) asks for {missing}, which the DAGAttackHook does '
+                    f'not predict (it makes {list(made)}): add them to the hook\'s variants or '
+                    'epsilons, or leave the metric\'s variants unset')
+        self._build(self.requested or tuple(made))
+        self.sweep_stats = {e: _SweepStats(e, self.collect_device, self.prefix)
+                            for e in epsilons} if self.with_stats else {}
 
     @property
     def dataset_meta(self) -> Optional[dict]:
@@ -72,6 +158,8 @@ class DAGMetric(BaseMetric):
         self._dataset_meta = meta
         for m in self.metrics.values():
             m.dataset_meta = meta
+        for m in getattr(self, 'sweep_stats', {}).values():
+            m.dataset_meta = meta
 
     @staticmethod
     def _variant(sample: dict, variant: str) -> dict:
@@ -80,7 +168,7 @@ class DAGMetric(BaseMetric):
                                "dict(type='mmdag.DAGAttackHook') to custom_hooks "
                                "(or run tools/test.py with --attack dag).")
         out = {k: v for k, v in sample.items() if k not in _DAG_FIELDS}
-        if variant != 'advr':
+        if variant != 'advr':   # the loop's own prediction
             preds = sample[VARIANTS_FIELD].get(variant)
             if preds is None:
                 raise MMDagError(f"DAGMetric needs the '{variant}' predictions: add it to the "
@@ -93,32 +181,26 @@ class DAGMetric(BaseMetric):
             metric.process(data_batch, [self._variant(s, v) for s in data_samples])
         if self.with_stats:
             self.results.extend(dict(s[STATS_FIELD]) for s in data_samples)
+            for stats in self.sweep_stats.values():
+                stats.process(data_batch, data_samples)
 
     def compute_metrics(self, results: list) -> dict:
-        # images whose logits became NaN / inf have no decision to count: they
-        # are reported apart and left out of every mean (never as flipped)
-        # and images with no target correct on the clean image have nothing to flip
-        apart = NOT_ATTACKED
-        attacked = [r for r in results if r['status'] not in apart]
-        out = dict(images=len(results), **{k: sum(r['status'] == k for r in results)
-                                           for k in apart})
-        if attacked:
-            out.update(
-                iters=float(np.mean([r['iters'] for r in attacked])),
-                p=float(np.mean([r['p'] for r in attacked])),
-                linf=float(np.mean([r['linf'] for r in attacked])),
-                success=float(np.mean([r['converged'] for r in attacked])),
-                target_success=float(np.mean([1 - r['correct_frac'] for r in attacked])))
-        return out
+        return attack_statistics(results)
 
     # ------------------------------------------------------------ resuming
-    def result_lists(self) -> dict:
-        """The per-image result lists: each variant's wrapped metric and,
-        under ``'_stats'``, the attack statistics."""
-        lists = {v: m.results for v, m in self.metrics.items()}
+    def _parts(self) -> list:
+        """``(key, metric)`` of every part with per-image results: each
+        variant's wrapped metric, the statistics (``'_stats'``) and those at
+        each other epsilon of a sweep (``'_stats@0.5'``)."""
+        parts = list(self.metrics.items())
         if self.with_stats:
-            lists['_stats'] = self.results
-        return lists
+            parts.append(('_stats', self))
+            parts += [(swept('_stats', e), m) for e, m in self.sweep_stats.items()]
+        return parts
+
+    def result_lists(self) -> dict:
+        """The per-image result lists of every part (:meth:`_parts`)."""
+        return {k: (m.results if m is not self else self.results) for k, m in self._parts()}
 
     def restore(self, restored: dict, live_indices: list) -> None:
         """Results of images finished by an earlier run, merged in at
@@ -131,16 +213,13 @@ class DAGMetric(BaseMetric):
     def evaluate(self, size: int) -> dict:
         if self._restored is not None:
             metrics = {}
-            for key, metric in (list(self.metrics.items())
-                                + ([('_stats', self)] if self.with_stats else [])):
+            for key, metric in self._parts():
                 metrics.update(self._evaluate_merged(metric, size, self._restored.get(key, [])))
             return metrics
         # every inner metric gathers across ranks: call each on every rank
         metrics = {}
-        for m in self.metrics.values():
-            metrics.update(m.evaluate(size))
-        if self.with_stats:
-            metrics.update(super().evaluate(size))
+        for _, m in self._parts():
+            metrics.update(super().evaluate(size) if m is self else m.evaluate(size))
         return metrics
 
     def _evaluate_merged(self, metric: BaseMetric, size: int, restored: list) -> dict:

@@ -165,7 +165,7 @@ def test_tools_test_detection_on_device(model, tiny_voc, tmp_path):
               '--num-figures', '2', '--save-perturbations', '--work-dir', wd, '--cfg-options', *opts])
     rep = report(wd)
     assert rep['environment']['device'].startswith(DEVICE)
-    assert set(rep['variants']) == {'orig', 'advr', 'perm'}
+    assert set(rep['variants']) == {'orig', 'advr', 'perm', 'advr_uint8'}
     assert rep['attack']['images'] == 6
     assert len(os.listdir(osp.join(wd, 'perturbations'))) == 6
 

@@ -36,7 +36,7 @@ def test_demo_chain_detection_small(tmp_path):
               '--train-iters', '150', '--attack-options', 'max_iters=10'])
     rep = json.load(open(tmp_path / 'wd' / 'det' / 'dag_report.json'))
     v = rep['variants']
-    assert set(v) == {'orig', 'advr', 'perm'} and all('mAP' in x for x in v.values())
+    assert set(v) == {'orig', 'advr', 'perm', 'advr_uint8'} and all('mAP' in x for x in v.values())
     assert rep['settings']['targets']['adapter'] == 'TwoStageTargets'
     assert rep['settings']['targets']['rpn_nms_iou'] == 0.9
     # no comparison of ADVR with ORIG here: after 10 steps on a detector trained

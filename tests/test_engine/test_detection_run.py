@@ -24,7 +24,7 @@ def test_detector_report_and_figures(tiny_voc, tmp_path):
                     f'test_dataloader.dataset.data_root={osp.dirname(tiny_voc)}/',
                     'custom_hooks.0.targets.score_thr=0.0'])
     rep = json.load(open(osp.join(wd, 'dag_report.json')))
-    assert set(rep['variants']) == {'orig', 'advr', 'perm'}
+    assert set(rep['variants']) == {'orig', 'advr', 'perm', 'advr_uint8'}
     assert all('mAP' in v for v in rep['variants'].values())
     assert rep['attack']['images'] == 6
     assert 'mAP' in res.stdout

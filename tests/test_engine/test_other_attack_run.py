@@ -52,7 +52,7 @@ def test_a_registered_attack_runs_through_tools_test(tiny_voc, trained_seg_check
     rep = json.load(open(osp.join(wd, 'dag_report.json')))
     assert rep['settings']['attack']['type'] == 'ToyFGSM'
     assert rep['settings']['attack']['epsilon'] == 6
-    assert set(rep['variants']) == {'orig', 'advr', 'perm'}
+    assert set(rep['variants']) == {'orig', 'advr', 'perm', 'advr_uint8'}
     assert all('mIoU' in v for v in rep['variants'].values())
     records = [json.loads(line) for line in open(osp.join(wd, 'dag_records.jsonl'))]
     assert len(records) == rep['attack']['images'] == 6
@@ -97,5 +97,5 @@ def test_pictures_are_drawn_from_the_loops_predictions(tiny_voc, random_seg_chec
         counts[figures] = len(calls)
         pictures = os.listdir(osp.join(cfg.work_dir, 'figures')) if figures else []
         assert len(pictures) == figures
-    # per batch: ORIG, PERM and the loop's ADVR
-    assert counts[3] == counts[0] == 3 * 3
+    # per batch: ORIG, PERM, ADVR rounded to 8 bits and the loop's ADVR
+    assert counts[3] == counts[0] == 3 * 4

@@ -56,7 +56,7 @@ def test_orig_and_perm_follow_the_loops_precision(fp16, tmp_path):
     hook.before_test_iter(runner, 0, batch)
     hook.after_test(runner)
     assert model.test_step is spy        # restored
-    assert calls == [fp16, fp16]         # orig, perm
+    assert calls == [fp16, fp16, fp16]   # orig, perm, advr_uint8
     # the attack's own forwards (targets and DAG steps) stay float32
     assert seen_in_attack and not any(seen_in_attack)
     assert all('dag_variants' in s for s in batch['data_samples'])

@@ -39,7 +39,7 @@ def attacked(tiny_voc, trained_seg_checkpoint, tmp_path_factory):
 def test_one_run_reports_orig_advr_perm_and_statistics(attacked):
     wd, res = attacked
     rep = report(wd)
-    assert set(rep['variants']) == {'orig', 'advr', 'perm'}
+    assert set(rep['variants']) == {'orig', 'advr', 'perm', 'advr_uint8'}
     for v in rep['variants'].values():
         assert {'mIoU', 'aAcc', 'mAcc'} <= set(v)
     att = rep['attack']

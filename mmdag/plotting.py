@@ -1,0 +1,60 @@
+"""Pictures as files (matplotlib, no display needed), written atomically.
+
+- :func:`pyplot`: matplotlib's pyplot on the file-only backend;
+- :func:`save_png`: a figure as a PNG, written atomically (a killed run
+  leaves no half picture), the figure closed;
+- :func:`sweep_curve`: an epsilon sweep's curve (the report's ``sweep``).
+"""
+import io
+from typing import Optional
+
+from mmdag.fileio import write_atomic
+
+
+def pyplot():
+    import matplotlib
+    matplotlib.use('Agg')   # files only, no display
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_png(fig, path: str) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format='png', dpi=100, bbox_inches='tight')
+    pyplot().close(fig)
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def sweep_curve(section: dict, path: str, title: str = '') -> Optional[str]:
+    """The headline metric against epsilon (log scale): ADVR, ADVR rounded
+    to 8 bits and PERM where the run has them, ORIG as a line; None when
+    the section has no headline metric."""
+    metric = section.get('metric')
+    rows = section.get('rows') or []
+    if not metric or not rows:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    eps = [r['epsilon'] for r in rows]
+    for variant, style in (('advr', dict(color='C3', marker='o', label='ADVR')),
+                           ('advr_uint8', dict(color='C1', marker='x', ls='--',
+                                               label='ADVR, 8-bit')),
+                           ('perm', dict(color='C0', marker='.', ls=':', label='PERM'))):
+        ys = [r['variants'].get(variant) for r in rows]
+        if any(y is not None for y in ys):
+            ax.plot([e for e, y in zip(eps, ys) if y is not None],
+                    [y for y in ys if y is not None], **style)
+    if section.get('orig') is not None:
+        ax.axhline(section['orig'], color='k', lw=1, ls='--', label='ORIG')
+    ax.set_xscale('log', base=2)
+    ax.set_xticks(eps)
+    ax.set_xticklabels([f'{e:g}' for e in eps], fontsize=8)
+    ax.set_xlabel('epsilon (0..255 scale, L-inf)')
+    ax.set_ylabel(section.get('metric_name', metric))
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return save_png(fig, path)

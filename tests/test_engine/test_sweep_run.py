@@ -1,0 +1,148 @@
+"""An epsilon sweep through the stock tools/test.py, as a user runs it:
+``--attack worstcase --epsilons 1 4``. The report holds the curve (rows, a
+table, a picture); each epsilon's figures are those of a run at that
+epsilon alone; every record has each epsilon inside its budget and the
+worst case at or below its members; a resumed sweep ends with the same
+report and a sweep with other epsilons is refused; the 8-bit figure equals
+ADVR when the attack already rounds."""
+import json
+import os
+import os.path as osp
+
+import pytest
+from conftest import TINY, data_root_opts, run_tool
+from test_resume import attackable_seg_checkpoint
+
+from mmdag.engine.records import read_records
+
+__all__ = ['attackable_seg_checkpoint']   # the fixture, imported for this module
+
+
+def command(tiny_voc, checkpoint, wd, *extra, attack=('attacks=pgd,segpgd', 'max_iters=2')):
+    return ['tools/test.py', TINY, checkpoint, '--work-dir', wd, *extra,
+            '--attack', 'worstcase', '--attack-options', *attack,
+            '--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.dataset.indices=2']
+
+
+def report(wd):
+    with open(osp.join(wd, 'dag_report.json')) as f:
+        return json.load(f)
+
+
+def stable(rep):
+    """A report without what differs between two runs of the same settings."""
+    return {k: v for k, v in rep['metrics'].items() if k not in ('time', 'data_time')}
+
+
+@pytest.fixture(scope='module')
+def sweep_run(tiny_voc, attackable_seg_checkpoint, tmp_path_factory):
+    wd = str(tmp_path_factory.mktemp('sweep') / 'wd')
+    res = run_tool(command(tiny_voc, attackable_seg_checkpoint, wd, '--epsilons', '4', '1',
+                           '--save-perturbations'))
+    return wd, res
+
+
+def test_the_report_holds_the_curve(sweep_run):
+    wd, res = sweep_run
+    rep = report(wd)
+    sweep = rep['sweep']
+    assert sweep['epsilons'] == [1.0, 4.0] and sweep['metric'] == 'mIoU'
+    assert [r['epsilon'] for r in sweep['rows']] == [1.0, 4.0]
+    m = rep['metrics']
+    # the unmarked keys are the largest epsilon's; each other has its own
+    top, low = sweep['rows'][1], sweep['rows'][0]
+    assert top['variants']['advr'] == round(m['advr/mIoU'], 4)
+    assert low['variants']['advr'] == round(m['advr@1/mIoU'], 4)
+    for row in sweep['rows']:
+        assert set(row['variants']) == {'advr', 'perm', 'advr_uint8'}
+        assert 0 < row['attack']['linf'] <= row['epsilon'] + 1e-3
+    assert m['dag@1/linf'] == low['attack']['linf'] and m['dag/linf'] == top['attack']['linf']
+    assert sweep['orig'] == round(m['orig/mIoU'], 4)
+    assert '| 1 |' in sweep['table'] and '| 4 |' in sweep['table']
+    assert sweep['picture'] == 'dag_curve.png' and osp.getsize(osp.join(wd, 'dag_curve.png')) > 0
+    assert rep['settings']['attack']['epsilons'] == [1.0, 4.0]
+    assert 'DAG epsilon sweep' in res.stdout + res.stderr
+
+
+def test_each_record_holds_every_epsilon_inside_its_budget(sweep_run):
+    wd, _ = sweep_run
+    records = read_records(osp.join(wd, 'dag_records.jsonl'))[0]
+    assert len(records) == 2
+    for r in records:
+        assert set(r['sweep']) == {'1', '4'}
+        # the top-level statistics are the largest epsilon's
+        assert r['sweep']['4']['correct_frac'] == r['correct_frac']
+        for label, s in r['sweep'].items():
+            assert s['linf'] <= float(label) + 1e-3
+            assert s['correct_frac'] == min(s['members'].values()) == s['members'][s['winner']]
+    for d in ('perturbations', 'perturbations@1'):
+        assert sorted(os.listdir(osp.join(wd, d))) == sorted(r['image'] + '.npz' for r in records)
+
+
+def test_each_epsilon_equals_a_run_at_that_epsilon_alone(sweep_run, tiny_voc,
+                                                          attackable_seg_checkpoint, tmp_path):
+    wd, _ = sweep_run
+    swept = report(wd)['metrics']
+    one = str(tmp_path / 'one')
+    run_tool(command(tiny_voc, attackable_seg_checkpoint, one,
+                     attack=('attacks=pgd,segpgd', 'max_iters=2', 'epsilon=1')))
+    alone = report(one)['metrics']
+    for k in ('advr/mIoU', 'advr_uint8/mIoU', 'perm/mIoU', 'dag/linf', 'dag/target_success'):
+        head, _, name = k.partition('/')
+        assert swept[f'{head}@1/{name}'] == alone[k], k
+    assert swept['orig/mIoU'] == alone['orig/mIoU']
+
+
+def test_a_resumed_sweep_ends_with_the_same_report(sweep_run, tiny_voc,
+                                                   attackable_seg_checkpoint):
+    wd, _ = sweep_run
+    before = report(wd)
+    res = run_tool(command(tiny_voc, attackable_seg_checkpoint, wd, '--epsilons', '1', '4',
+                           '--resume'))
+    assert 'resuming: 2 of 2 images done' in res.stdout + res.stderr
+    after = report(wd)
+    assert stable(after) == stable(before)
+    assert after['sweep']['rows'] == before['sweep']['rows']
+    res = run_tool(command(tiny_voc, attackable_seg_checkpoint, wd, '--epsilons', '1', '2',
+                           '--resume'), check=False)
+    assert res.returncode != 0 and 'epsilon' in res.stderr, res.stderr[-2000:]
+
+
+def test_the_8bit_figure_is_advr_when_the_attack_rounds(tiny_voc, attackable_seg_checkpoint,
+                                                        tmp_path):
+    wd = str(tmp_path / 'q')
+    run_tool(['tools/test.py', TINY, attackable_seg_checkpoint, '--work-dir', wd,
+              '--attack', 'pgd', '--attack-options', 'max_iters=2', 'epsilon=2.5',
+              'quantize=True', '--cfg-options', *data_root_opts(tiny_voc),
+              'test_dataloader.dataset.indices=1'])
+    v = report(wd)['variants']
+    assert v['advr_uint8'] == v['advr']
+
+
+def test_a_metric_asking_for_what_the_hook_does_not_make_is_refused():
+    from mmengine.registry import init_default_scope
+
+    from mmdag.errors import MMDagError
+    from mmdag.evaluation import DAGMetric
+    init_default_scope('mmseg')
+    metric = DAGMetric(metric=dict(type='IoUMetric'), variants=['orig', 'advr@2'])
+    with pytest.raises(MMDagError, match=r"asks for \['advr@2'\]"):
+        metric.configure(['advr', 'orig'], [])
+    # unset: every variant the hook makes, and each other epsilon's statistics
+    metric = DAGMetric(metric=dict(type='IoUMetric'))
+    metric.configure(['advr', 'orig', 'advr@2'], [2.0])
+    assert sorted(metric.result_lists()) == ['_stats', '_stats@2', 'advr', 'advr@2', 'orig']
+
+
+def test_another_attack_replaces_the_configs_attack_settings():
+    from mmengine.config import Config
+
+    from mmdag.apis import add_dag_to_config
+    cfg = Config.fromfile(TINY.replace('.py', '_dag.py'))
+    add_dag_to_config(cfg, dict(type='PGD', epsilon=2))
+    hook = next(h for h in cfg.custom_hooks if h['type'].endswith('DAGAttackHook'))
+    assert hook['attack'] == dict(type='PGD', epsilon=2)   # DAG's gamma is not PGD's
+    cfg = Config.fromfile(TINY.replace('.py', '_dag.py'))
+    add_dag_to_config(cfg, dict(max_iters=7))
+    hook = next(h for h in cfg.custom_hooks if h['type'].endswith('DAGAttackHook'))
+    assert hook['attack']['max_iters'] == 7 and hook['attack']['gamma'] == 0.5
