@@ -59,6 +59,22 @@ def swept(name: str, epsilon: Optional[float]) -> str:
     return name if epsilon is None else f'{name}@{epsilon_label(epsilon)}'
 
 
+def member_variant(member: str) -> str:
+    """The variant of an ensemble member's own adversarial images:
+    ``advr[PGD]`` (the ensemble's, the worst case per image, is ``advr``)."""
+    return f'advr[{member}]'
+
+
+def variant_parts(name: str) -> tuple:
+    """``'advr[PGD]@0.5'`` -> ``('advr', 'PGD', 0.5)``: the variant, the
+    ensemble member (None) and the epsilon of a sweep (None)."""
+    head, eps = split_swept(name)
+    base, bracket, member = head.partition('[')
+    if bracket and member.endswith(']'):
+        return base, member[:-1], eps
+    return head, None, eps
+
+
 def split_swept(name: str) -> tuple:
     """``'advr@0.25'`` -> ``('advr', 0.25)``; ``'advr'`` -> ``('advr', None)``."""
     base, at, eps = name.partition('@')

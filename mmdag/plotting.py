@@ -27,9 +27,10 @@ def save_png(fig, path: str) -> str:
 
 
 def sweep_curve(section: dict, path: str, title: str = '') -> Optional[str]:
-    """The headline metric against epsilon (log scale): ADVR, ADVR rounded
-    to 8 bits and PERM where the run has them, ORIG as a line; None when
-    the section has no headline metric."""
+    """The headline metric against epsilon (log scale): ADVR (an ensemble's
+    worst case), ADVR rounded to 8 bits, PERM and an ensemble's members
+    where the run has them, ORIG as a line; None when the section has no
+    headline metric."""
     metric = section.get('metric')
     rows = section.get('rows') or []
     if not metric or not rows:
@@ -37,7 +38,9 @@ def sweep_curve(section: dict, path: str, title: str = '') -> Optional[str]:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     eps = [r['epsilon'] for r in rows]
-    for variant, style in (('advr', dict(color='C3', marker='o', label='ADVR')),
+    worst = any(r.get('members') for r in rows)
+    for variant, style in (('advr', dict(color='C3', marker='o',
+                                         label='ADVR, worst case' if worst else 'ADVR')),
                            ('advr_uint8', dict(color='C1', marker='x', ls='--',
                                                label='ADVR, 8-bit')),
                            ('perm', dict(color='C0', marker='.', ls=':', label='PERM'))):
@@ -45,6 +48,11 @@ def sweep_curve(section: dict, path: str, title: str = '') -> Optional[str]:
         if any(y is not None for y in ys):
             ax.plot([e for e, y in zip(eps, ys) if y is not None],
                     [y for y in ys if y is not None], **style)
+    members = list(dict.fromkeys(n for r in rows for n in r.get('members', {})))
+    for k, name in enumerate(members):
+        ys = [r.get('members', {}).get(name) for r in rows]
+        ax.plot([e for e, y in zip(eps, ys) if y is not None], [y for y in ys if y is not None],
+                color=f'C{4 + k}', lw=1, alpha=0.8, marker='.', label=name)
     if section.get('orig') is not None:
         ax.axhline(section['orig'], color='k', lw=1, ls='--', label='ORIG')
     ax.set_xscale('log', base=2)

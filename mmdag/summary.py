@@ -1,7 +1,7 @@
 """Table-1-style text summary of DAG runs, and the curve of an epsilon sweep."""
 from typing import Dict, Optional, Sequence
 
-from mmdag.contract import STATS_PREFIX, SWEPT_VARIANTS, swept
+from mmdag.contract import STATS_PREFIX, SWEPT_VARIANTS, swept, variant_parts
 
 #: The paper's scale of perturbations (PAPER.md, "Measures"), for comparison.
 PAPER_REFERENCE = 'paper (FCN/FR on VOC): ADVR a few %, PERM ~ORIG, p ~1e-3, L-inf < 10, <= 200 iters'
@@ -135,30 +135,51 @@ def sweep_section(metrics: dict, epsilons: Sequence[float]) -> Optional[dict]:
                     variants[v] = round(scale * float(found[metric]), 4)
         stats_head = swept(STATS_PREFIX, level) + '/'
         attack = {k: metrics[stats_head + k] for k in SWEEP_STATS if stats_head + k in metrics}
-        rows.append(dict(epsilon=e, variants=variants, attack=attack, metrics=values))
+        members = {n: round(scale * float(v), 4)
+                   for n, v in member_values(metrics, metric, level).items()}
+        rows.append(dict(epsilon=e, variants=variants, attack=attack, metrics=values,
+                         **(dict(members=members) if members else {})))
     orig = metrics.get(f'orig/{metric}')
     return dict(epsilons=sorted(epsilons), metric=metric,
                 metric_name=f"{metric.rsplit('/', 1)[-1]} (%)",
                 orig=None if orig is None else round(scale * float(orig), 4), rows=rows)
 
 
+def member_values(metrics: dict, metric: str, epsilon: Optional[float] = None) -> dict:
+    """An ensemble's members' own ADVR of ``metric`` (unscaled), by member
+    name, at ``epsilon`` of a sweep (None: the unmarked keys)."""
+    out = {}
+    for key, value in metrics.items():
+        head, _, name = key.partition('/')
+        base, member, eps = variant_parts(head)
+        if base == 'advr' and member and eps == epsilon and name == metric:
+            out[member] = value
+    return out
+
+
 def format_sweep(section: dict) -> str:
     """A sweep's curve as a markdown table: per epsilon, the headline metric
-    of ADVR, ADVR rounded to 8 bits and PERM, the mean L-inf and the
-    fraction of attacked targets flipped; ORIG in the heading line."""
+    of an ensemble's members (where the attack is one), of ADVR (the worst
+    case of an ensemble), ADVR rounded to 8 bits and PERM, the mean L-inf
+    and the fraction of attacked targets flipped; ORIG in the heading line."""
     name = section['metric_name']
 
     def cell(v):
         return '-' if v is None else f'{v:.2f}'
 
+    members = list(dict.fromkeys(n for r in section['rows'] for n in r.get('members', {})))
+    worst = 'worst case' if members else ''
     lines = [f"ORIG {name}: {cell(section.get('orig'))}", '',
-             f'| epsilon (/255) | ADVR {name} | ADVR 8-bit | PERM | mean L-inf | '
-             'targets flipped |',
-             '|---:|---:|---:|---:|---:|---:|']
+             f'| epsilon (/255) | ' + ''.join(f'{n} | ' for n in members)
+             + f'ADVR {name}{" (" + worst + ")" if worst else ""} | ADVR 8-bit | PERM | '
+             'mean L-inf | targets flipped |',
+             '|---:|' + '---:|' * (len(members) + 5)]
     for r in section['rows']:
         v, a = r['variants'], r['attack']
         flipped = a.get('target_success')
-        lines.append(f"| {r['epsilon']:g} | {cell(v.get('advr'))} | {cell(v.get('advr_uint8'))} "
+        lines.append(f"| {r['epsilon']:g} | "
+                     + ''.join(f"{cell(r.get('members', {}).get(n))} | " for n in members)
+                     + f"{cell(v.get('advr'))} | {cell(v.get('advr_uint8'))} "
                      f"| {cell(v.get('perm'))} | {cell(a.get('linf'))} | "
                      f"{'-' if flipped is None else f'{100 * flipped:.1f}%'} |")
     return '\n'.join(lines)

@@ -33,9 +33,12 @@ class AttackResult:
         sweep: an epsilon sweep (:class:`~mmdag.attacks.EpsilonSweep`): the
             result at every epsilon, smallest first (the fields above are
             the largest's); None otherwise.
+        members: an ensemble (:class:`~mmdag.attacks.WorstCase`): each
+            member's own result on the batch, by member name; None otherwise.
     """
     adv_images: List[Tensor]
     perturbations: List[Tensor]
     adv_labels: Optional[List[Tensor]] = None
     stats: List[dict] = field(default_factory=list)
     sweep: Optional[Dict[float, 'AttackResult']] = None
+    members: Optional[Dict[str, 'AttackResult']] = None

@@ -84,4 +84,5 @@ class EpsilonSweep:
             sweep[e] = res
         top = sweep[self.epsilons[-1]]
         return AttackResult(adv_images=top.adv_images, perturbations=top.perturbations,
-                            adv_labels=top.adv_labels, stats=top.stats, sweep=sweep)
+                            adv_labels=top.adv_labels, stats=top.stats, sweep=sweep,
+                            members=top.members)

@@ -52,7 +52,9 @@ class WorstCase:
     member's name: its type, ``#2``, ``#3`` added to a type's later repeats),
     ``members`` (each member's ``correct_frac`` on the image, by name), and
     ``forwards``/``backwards`` summed over the members, the shared clean
-    forward counted once (what the image cost).
+    forward counted once (what the image cost). The result's ``members``
+    holds each member's own result (the attack hook predicts each member's
+    images too: the ``advr[<name>]`` metric keys).
 
     Args:
         attacks (Sequence[str | dict | attack]): the members, as registered
@@ -143,4 +145,4 @@ class WorstCase:
         if all(lab is not None for lab in labels):
             adv_labels = labels
         return AttackResult(adv_images=adv, perturbations=pert, adv_labels=adv_labels,
-                            stats=stats)
+                            stats=stats, members=dict(zip(self.names, results)))

@@ -7,12 +7,12 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.runner.amp import autocast
 
-from mmdag.attacks import Replay, budget_of
+from mmdag.attacks import Replay, WorstCase, budget_of
 from mmdag.attacks.checks import round_in_bounds
 from mmdag.compat import repair_stock_model
 from mmdag.contract import (BATCH_INFO, EXTRA_VARIANTS, RUN_INFO, STATS_FIELD, SWEEP_STATS_FIELD,
                             SWEPT_VARIANTS, VARIANTS_FIELD, epsilon_label, image_name,
-                            pred_fields, swept, unwrap)
+                            member_variant, pred_fields, swept, unwrap)
 from mmdag.errors import MMDagError
 from mmdag.registry import HOOKS, build_attack, build_sweep
 from mmdag.targets import find_adapter
@@ -72,7 +72,10 @@ class DAGAttackHook(Hook):
             metric keys, a ``sweep`` entry in each record, and with
             ``save_perturbations`` a ``perturbations@<eps>`` directory. The
             report holds the curve (a table and ``dag_curve.png``). Defaults
-            to None (one run at the attack's own budget).
+            to None (one run at the attack's own budget). With a
+            ``WorstCase`` attack, each member's own images are predicted too
+            (at every epsilon): ``advr[PGD]/mIoU``... beside the worst
+            case's ``advr/mIoU``, one forward per member and image.
         perm_seed (int): seed of the PERM pixel permutation. Defaults to 0.
         num_figures (int): Figure-1-style pictures to save under
             ``<work_dir>/figures`` (the first images of each rank, shared
@@ -201,7 +204,17 @@ class DAGAttackHook(Hook):
         made = ['advr'] + [v for v in EXTRA_VARIANTS if v in self.variants]
         for e in self.other_epsilons:
             made += [swept(v, e) for v in SWEPT_VARIANTS if v == 'advr' or v in self.variants]
+        for e in [None] + self.other_epsilons:
+            made += [swept(member_variant(n), e) for n in self.members]
         return made
+
+    @property
+    def members(self) -> list:
+        """The member names of an ensemble attack (a worst case), whose own
+        adversarial images are predicted too (``advr[<name>]``)."""
+        if self.perturbations is None and isinstance(self.dag, WorstCase):
+            return list(self.dag.names)
+        return []
 
     def state_settings(self) -> dict:
         """This hook's part of the settings a resumed run must share."""
@@ -270,6 +283,9 @@ class DAGAttackHook(Hook):
         for e, res in levels:
             if e is not None:
                 extra[swept('advr', e)] = self._predict(model, res.adv_images, samples)
+            for name, member in (res.members or {}).items():
+                extra[swept(member_variant(name), e)] = self._predict(model, member.adv_images,
+                                                                      samples)
             if 'perm' in self.variants:
                 perm = perm_images(clean, res.perturbations, samples, self.perm_seed,
                                    self.dag.clip_range)

@@ -6,7 +6,7 @@ from typing import Optional
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
-from mmdag.contract import BATCH_INFO, RUN_INFO, STATS_PREFIX, VARIANTS
+from mmdag.contract import BATCH_INFO, RUN_INFO, STATS_PREFIX, VARIANTS, variant_parts
 from mmdag.fileio import write_atomic
 from mmdag.registry import HOOKS
 from mmdag.summary import format_sweep, sweep_section
@@ -61,12 +61,16 @@ class DAGReportHook(Hook):
             return
         metrics = metrics or {}
         variants, attack = {}, {}
+        members = {}
         for key, value in metrics.items():
             head, _, name = key.partition('/')
+            base, member, eps = variant_parts(head)
             if head in VARIANTS and name:
                 variants.setdefault(head, {})[name] = value
             elif head == STATS_PREFIX and name:
                 attack[name] = value
+            elif base == 'advr' and member and eps is None and name:
+                members.setdefault(member, {})[name] = value
         run = runner.message_hub.get_info(RUN_INFO) or {}
         epsilons = ((run.get('settings') or {}).get('attack') or {}).get('epsilons')
         report = dict(
@@ -79,6 +83,8 @@ class DAGReportHook(Hook):
             checkpoint=runner.cfg.get('load_from'),
             checkpoint_fit=runner.message_hub.get_info('mmdag_checkpoint_fit'),
             metrics=metrics)
+        if members:   # an ensemble: each member's own ADVR beside the worst case's
+            report['members'] = members
         if epsilons:
             report['sweep'] = self._sweep(runner, metrics, epsilons)
         records_path = self.records_path(runner)

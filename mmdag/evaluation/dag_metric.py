@@ -7,7 +7,7 @@ from mmengine.dist import broadcast_object_list, collect_results, is_main_proces
 from mmengine.evaluator import BaseMetric
 
 from mmdag.contract import (NOT_ATTACKED, STATS_FIELD, STATS_PREFIX, SWEEP_STATS_FIELD, VARIANTS,
-                            VARIANTS_FIELD, epsilon_label, split_swept, swept)
+                            VARIANTS_FIELD, epsilon_label, swept, variant_parts)
 from mmdag.errors import MMDagError
 from mmdag.registry import METRICS
 
@@ -97,10 +97,11 @@ class DAGMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.with_stats = with_stats
         if variants is not None:
-            bad = {v for v in variants if split_swept(v)[0] not in VARIANTS}
+            bad = {v for v in variants if variant_parts(v)[0] not in VARIANTS}
             if bad:
                 raise ValueError(f'unknown variants {sorted(bad)}; choose from {VARIANTS} '
-                                 "(at one epsilon of a sweep: 'advr@0.5')")
+                                 "(at one epsilon of a sweep: 'advr@0.5'; an ensemble "
+                                 "member's: 'advr[PGD]')")
         self.requested = None if variants is None else tuple(variants)
         self._metric_cfg = copy.deepcopy(dict(metric))
         self._advr_only = advr_only

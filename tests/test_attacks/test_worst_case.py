@@ -67,6 +67,9 @@ def test_at_or_below_every_member_on_every_image():
         # the three random starts share one clean forward: two fewer than alone
         assert s['forwards'] == sum(a.stats[i]['forwards'] for a in alone) - 2
         assert s['backwards'] == sum(a.stats[i]['backwards'] for a in alone)
+        # each member's own result goes with the ensemble's (the hook predicts it)
+        for name, a in zip(('PGD', 'SegPGD', 'CosPGD'), alone):
+            assert torch.equal(res.members[name].adv_images[i], a.adv_images[i])
 
 
 def test_the_clean_forward_is_shared():

@@ -61,6 +61,12 @@ def test_the_report_holds_the_curve(sweep_run):
     assert '| 1 |' in sweep['table'] and '| 4 |' in sweep['table']
     assert sweep['picture'] == 'dag_curve.png' and osp.getsize(osp.join(wd, 'dag_curve.png')) > 0
     assert rep['settings']['attack']['epsilons'] == [1.0, 4.0]
+    # each member's own images predicted too, at every epsilon
+    assert set(rep['members']) == {'PGD', 'SegPGD'}
+    assert m['advr[PGD]/mIoU'] == rep['members']['PGD']['mIoU']
+    for row in sweep['rows']:
+        assert set(row['members']) == {'PGD', 'SegPGD'}
+    assert '| PGD | SegPGD |' in sweep['table']
     assert 'DAG epsilon sweep' in res.stdout + res.stderr
 
 
@@ -146,3 +152,17 @@ def test_another_attack_replaces_the_configs_attack_settings():
     add_dag_to_config(cfg, dict(max_iters=7))
     hook = next(h for h in cfg.custom_hooks if h['type'].endswith('DAGAttackHook'))
     assert hook['attack']['max_iters'] == 7 and hook['attack']['gamma'] == 0.5
+
+
+def test_with_one_image_the_worst_case_is_its_winners_figure(tiny_voc, attackable_seg_checkpoint,
+                                                              tmp_path):
+    wd = str(tmp_path / 'w')
+    run_tool(['tools/test.py', TINY, attackable_seg_checkpoint, '--work-dir', wd,
+              '--attack', 'worstcase', '--attack-options', 'attacks=pgd,cospgd,segpgd',
+              'max_iters=2', 'epsilon=6', '--cfg-options', *data_root_opts(tiny_voc),
+              'test_dataloader.dataset.indices=1'])
+    rep = report(wd)
+    [record] = read_records(osp.join(wd, 'dag_records.jsonl'))[0]
+    # the member predictions are of each member's own images: the winner's is the ADVR
+    assert rep['members'][record['winner']] == rep['variants']['advr']
+    assert set(rep['members']) == {'PGD', 'CosPGD', 'SegPGD'}
