@@ -23,6 +23,9 @@ VARIANTS = ('orig', 'advr', 'perm', 'advr_uint8')
 EXTRA_VARIANTS = ('orig', 'perm', 'advr_uint8')
 #: The variants that exist once per epsilon of a sweep (ORIG does not).
 SWEPT_VARIANTS = ('advr', 'perm', 'advr_uint8')
+#: The worst case of an ensemble's members chosen per image greedily for
+#: mIoU (:mod:`mmdag.evaluation.greedy`), beside ADVR's image-wise one.
+GREEDY_VARIANT = 'advr_greedy'
 #: Prefix of the attack statistics' metric keys (``dag/linf``).
 STATS_PREFIX = 'dag'
 

@@ -1,7 +1,7 @@
 """Table-1-style text summary of DAG runs, and the curve of an epsilon sweep."""
 from typing import Dict, Optional, Sequence
 
-from mmdag.contract import STATS_PREFIX, SWEPT_VARIANTS, swept, variant_parts
+from mmdag.contract import GREEDY_VARIANT, STATS_PREFIX, SWEPT_VARIANTS, swept, variant_parts
 
 #: The paper's scale of perturbations (PAPER.md, "Measures"), for comparison.
 PAPER_REFERENCE = 'paper (FCN/FR on VOC): ADVR a few %, PERM ~ORIG, p ~1e-3, L-inf < 10, <= 200 iters'
@@ -126,7 +126,7 @@ def sweep_section(metrics: dict, epsilons: Sequence[float]) -> Optional[dict]:
     for e in sorted(epsilons):
         level = None if e == top else e
         variants, values = {}, {}
-        for v in SWEPT_VARIANTS:
+        for v in (*SWEPT_VARIANTS, GREEDY_VARIANT):
             head = swept(v, level) + '/'
             found = {k[len(head):]: x for k, x in metrics.items() if k.startswith(head)}
             if found:
@@ -168,18 +168,22 @@ def format_sweep(section: dict) -> str:
         return '-' if v is None else f'{v:.2f}'
 
     members = list(dict.fromkeys(n for r in section['rows'] for n in r.get('members', {})))
+    greedy = any(GREEDY_VARIANT in r['variants'] for r in section['rows'])
     worst = 'worst case' if members else ''
     lines = [f"ORIG {name}: {cell(section.get('orig'))}", '',
-             f'| epsilon (/255) | ' + ''.join(f'{n} | ' for n in members)
-             + f'ADVR {name}{" (" + worst + ")" if worst else ""} | ADVR 8-bit | PERM | '
-             'mean L-inf | targets flipped |',
-             '|---:|' + '---:|' * (len(members) + 5)]
+             '| epsilon (/255) | ' + ''.join(f'{n} | ' for n in members)
+             + f'ADVR {name}{" (" + worst + ")" if worst else ""} | '
+             + ('worst case, greedy for mIoU | ' if greedy else '')
+             + 'ADVR 8-bit | PERM | mean L-inf | targets flipped |',
+             '|---:|' + '---:|' * (len(members) + 5 + greedy)]
     for r in section['rows']:
         v, a = r['variants'], r['attack']
         flipped = a.get('target_success')
         lines.append(f"| {r['epsilon']:g} | "
                      + ''.join(f"{cell(r.get('members', {}).get(n))} | " for n in members)
-                     + f"{cell(v.get('advr'))} | {cell(v.get('advr_uint8'))} "
+                     + f"{cell(v.get('advr'))} | "
+                     + (f"{cell(v.get(GREEDY_VARIANT))} | " if greedy else '')
+                     + f"{cell(v.get('advr_uint8'))} "
                      f"| {cell(v.get('perm'))} | {cell(a.get('linf'))} | "
                      f"{'-' if flipped is None else f'{100 * flipped:.1f}%'} |")
     return '\n'.join(lines)

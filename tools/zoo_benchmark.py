@@ -49,6 +49,13 @@ def parse_args(argv=None):
                    help='DAG arguments for every model (over the list\'s), e.g. max_iters=50')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='config overrides for every model (over the list\'s)')
+    p.add_argument('--attacks', nargs='+', metavar='ATTACK',
+                   help='budgeted attacks to run on every segmentation model besides DAG, in '
+                   'one worst-case run per model (e.g. pgd segpgd): a column per attack and '
+                   'the worst case per image (over the list\'s `attacks`; `none`: none)')
+    p.add_argument('--budget-options', nargs='+', action=DictAction, default={},
+                   help='settings of those attacks (over the list\'s `budget_options`), e.g. '
+                   'epsilon=4 max_iters=20')
     p.add_argument('--num-figures', type=int, default=1,
                    help='Figure-1 pictures saved per model (default 1)')
     p.add_argument('--transfer', action='store_true',
@@ -267,15 +274,19 @@ def run_list(args, entries, bench_dir, prog):
                 results[name] = dict(row=dict(model=name, failed=reason), ran=True)
                 prog.end_model()
                 continue
-        test_args = [e['config'], ckpt, '--work-dir', wd, '--attack', 'dag', '--num-figures',
-                     '0' if e.get('transfer_from') else str(args.num_figures)]
+        attack = e.get('attack', 'dag')
+        test_args = [e['config'], ckpt, '--work-dir', wd, '--attack', attack, '--num-figures',
+                     '0' if e.get('transfer_from') or attack != 'dag' else str(args.num_figures)]
         if e.get('transfer_from'):
             test_args += ['--perturbations', e['transfer_from'], '--resize-perturbations']
-        elif args.transfer:
+        elif args.transfer and attack == 'dag':
             test_args.append('--save-perturbations')
         if what == 'resume':
             test_args.append('--resume')
-        test_args += options('--attack-options', {**e['attack_options'], **args.attack_options})
+        # --attack-options are DAG's; a worst-case run has its own (budget_options)
+        test_args += options('--attack-options', {**e['attack_options'],
+                                                  **(args.attack_options if attack == 'dag'
+                                                     else {})})
         test_args += options('--cfg-options', {**e['cfg_options'], **args.cfg_options})
         prog.line(f'[zoo] {k}/{n} {name}: ' + ('resuming the killed run' if what == 'resume'
                                                else 'attacking') + f' (log: {wd}/benchmark.log)')
@@ -300,6 +311,36 @@ def run_list(args, entries, bench_dir, prog):
             results[name] = dict(row=row or dict(model=name, failed='no report'), ran=True)
         prog.end_model()
     return results
+
+
+def budget_settings(args, list_path: str):
+    """The budgeted attacks and their settings: ``--attacks`` and
+    ``--budget-options`` over the list's ``attacks`` and ``budget_options``."""
+    from mmengine.config import Config
+    from mmdag.registry import attack_types
+    cfg = Config.fromfile(list_path)
+    attacks = args.attacks if args.attacks is not None else list(cfg.get('attacks', None) or [])
+    attacks = [] if attacks == ['none'] else [str(a).lower() for a in attacks]
+    known = attack_types()
+    bad = [a for a in attacks if a not in known or a in ('dag', 'worstcase')]
+    if bad:
+        sys.exit(f'error: --attacks {bad}: budgeted attacks are '
+                 + ', '.join(a for a in sorted(known) if a not in ('dag', 'worstcase')))
+    budget = {**dict(cfg.get('budget_options', None) or {}), **args.budget_options}
+    return attacks, budget
+
+
+def budget_entries(entries, rows, bench_dir, attacks, budget):
+    """One worst-case run over ``attacks`` per finished segmentation model,
+    in ``DIR/<name>/attacks`` (each member's own figure comes with it)."""
+    out = []
+    for e in entries:
+        if (rows.get(e['name']) or {}).get('metric') != 'mIoU':
+            continue   # detectors' budgeted attacks are their own (DetPGD, TOG): not yet
+        out.append(dict(e, name=f"{e['name']}.attacks", model=e['name'],
+                        work_dir=osp.join(bench_dir, e['name'], 'attacks'), attack='worstcase',
+                        attack_options={**budget, 'attacks': list(attacks)}))
+    return out
 
 
 def transfer_entries(entries, rows, bench_dir):
@@ -347,8 +388,9 @@ def transfer_table(entries, pairs, bench_dir):
 def main(argv=None):
     args = parse_args(argv)
     from mmdag.benchmark.plots import variants_chart
-    from mmdag.benchmark.zoo_benchmark import (fingerprint, format_rows, load_model_list,
-                                          model_row, plan, write_if_changed, write_tables)
+    from mmdag.benchmark.zoo_benchmark import (budget_row, fingerprint, format_rows,
+                                               load_model_list, model_row, plan,
+                                               write_if_changed, write_tables)
     from mmdag.errors import MMDagError
     from mmdag.paths import resolve_config
     # relative paths (lists, configs, checkpoints, work dirs) are read from the
@@ -359,6 +401,7 @@ def main(argv=None):
         sys.exit(f'error: {e}')
     for e in entries:
         e['config'] = resolve_config(e['config'])
+    attacks, budget = budget_settings(args, resolve_config(args.list))
     selected = entries
     if args.models:
         unknown = sorted(set(args.models) - {e['name'] for e in entries})
@@ -400,6 +443,28 @@ def main(argv=None):
     meta = dict(list=args.list, attack_options=args.attack_options,
                 cfg_options=args.cfg_options, launcher=args.launcher,
                 processes=args.gpus if args.launcher != 'none' else 1)
+    if attacks:
+        good = {r['model']: r for r in rows if not r.get('failed')}
+        runs = budget_entries([e for e in entries if e['name'] in good], good, bench_dir,
+                              attacks, budget)
+        # --models: the others' finished runs go in the tables, nothing of theirs is run
+        todo = [b for b in runs if b['model'] in {e['name'] for e in selected}]
+        bres = {}
+        if todo:
+            with Progress(len(todo)) as prog:
+                bres = run_list(args, todo, bench_dir, prog)
+            ran = ran or any(r['ran'] for r in bres.values())
+        for row in rows:
+            run = next((b for b in runs if b['model'] == row['model']), None)
+            if run is None:
+                continue
+            got = (bres.get(run['name']) or {}).get('row') or {}
+            if got.get('failed'):
+                row['attacks'] = dict(failed=got['failed'])
+            elif run in todo or plan(run['work_dir'], fingerprint(
+                    run, run_options(args, run))) == 'skip':
+                row['attacks'] = budget_row(run['work_dir'])
+        meta.update(attacks=attacks, budget_options=budget)
     pic_dir = osp.join(bench_dir, 'pictures')
     for e, row in zip(entries, rows):
         if not row.get('failed'):

@@ -29,3 +29,8 @@ models = [
                       'test_dataloader.dataset.indices': 8},
          attack_options=dict(max_iters=20)),
 ]
+# Besides DAG, on every segmentation model: PGD and SegPGD at 4/255, and the
+# worst case of the two per image, in one run per model (DIR/<name>/attacks).
+# --attacks and --budget-options override these; --attacks none skips them.
+attacks = ['pgd', 'segpgd']
+budget_options = dict(epsilon=4, max_iters=10)

@@ -23,6 +23,12 @@ class TargetSet:
         num_classes (int): number of classes ``C`` of the logits.
     """
 
+    #: what the logits are, for the attacks whose loss needs it (the
+    #: budgeted attacks' cross-entropy): ``'softmax'`` logits, the
+    #: ``'log_scores'`` of a mask-classification head (log of non-negative
+    #: class scores) or per-class ``'sigmoid'`` logits without a background
+    activation: str = 'softmax'
+
     #: classes the model's own structure forbids as adversarial labels (e.g. a
     #: detector's background logit); an attack adds them to its own exclusions.
     exclude_adv: Sequence[int] = ()

@@ -199,5 +199,5 @@ def random_checkpoint(config: str, cfg_options: dict, path: str, seed: int = 0) 
 
 
 # the tables, where the tools have always imported them from
-from .zoo_tables import (COLUMNS, csv_text, format_rows, markdown, model_row,  # noqa: E402,F401
-                         write_if_changed, write_tables)
+from .zoo_tables import (COLUMNS, budget_row, csv_text, format_rows,  # noqa: E402,F401
+                         markdown, model_row, write_if_changed, write_tables)

@@ -10,12 +10,12 @@ from typing import Dict, List, Optional
 
 from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
 from mmdag.fileio import write_atomic
-from mmdag.summary import main_metric, metric_scale
+from mmdag.summary import main_metric, member_values, metric_scale
 
 
 COLUMNS = ('model', 'metric', 'ORIG', 'ADVR', 'PERM', 'iters_mean', 'iters_median', 'p',
            'linf', 'success', 'images', 'sec_per_image', 'device', 'date', 'mmdag', 'mmseg',
-           'mmdet', 'torch', 'checkpoint', 'settings')
+           'mmdet', 'torch', 'checkpoint', 'settings', 'attacks')
 
 
 def model_row(name: str, work_dir: str) -> Optional[dict]:
@@ -63,6 +63,50 @@ def model_row(name: str, work_dir: str) -> Optional[dict]:
         config=rep.get('config'))
 
 
+def budget_row(work_dir: str) -> Optional[dict]:
+    """The budgeted attacks' part of a model's row, from its worst-case run
+    (``<model work dir>/attacks``): the budget, each member's ADVR and the
+    worst case per image (the run's ADVR), also rounded to 8 bits, in %;
+    the members' wins; images and seconds per image. None without a report."""
+    rep_path = osp.join(work_dir, 'dag_report.json')
+    if not osp.isfile(rep_path):
+        return None
+    with open(rep_path) as f:
+        rep = json.load(f)
+    metrics = rep.get('metrics') or {}
+    metric = main_metric(metrics)
+    if metric is None:
+        return None
+    scale = metric_scale(metric)
+    members = (rep.get('settings') or {}).get('attack', {}).get('attacks') or []
+    records = unique_records(read_records(osp.join(work_dir, 'dag_records.jsonl'))[0])
+    wins: Dict[str, int] = {}
+    for r in records:
+        if r.get('winner') and r.get('status') not in NOT_ATTACKED:
+            wins[r['winner']] = wins.get(r['winner'], 0) + 1
+    seconds = [r['seconds'] for r in records if isinstance(r.get('seconds'), (int, float))]
+
+    def value(key):
+        x = metrics.get(key)
+        return None if x is None else round(scale * float(x), 2)
+
+    return dict(
+        epsilon=members[0].get('epsilon') if members else None,
+        max_iters=members[0].get('max_iters') if members else None,
+        members={n: round(scale * float(v), 2)
+                 for n, v in member_values(metrics, metric).items()},
+        worst=value(f'advr/{metric}'), worst_uint8=value(f'advr_uint8/{metric}'),
+        worst_greedy=value(f'advr_greedy/{metric}'),
+        wins=wins, images=(rep.get('attack') or {}).get('images', len(records)),
+        sec_per_image=round(sum(seconds) / len(seconds), 3) if seconds else None)
+
+
+def _attack_names(rows: List[dict]) -> List[str]:
+    """The budgeted attacks of the rows' worst-case runs, in run order."""
+    return list(dict.fromkeys(n for r in rows
+                              for n in ((r.get('attacks') or {}).get('members') or {})))
+
+
 def _round(v, n):
     return round(float(v), n) if isinstance(v, (int, float)) else None
 
@@ -90,7 +134,44 @@ def format_rows(rows: List[dict]) -> str:
             f"{_cell(r['p'], '{:8.2e}'):>8} {_cell(r['linf'], '{:6.2f}'):>6} "
             f"{_cell(succ, '{:6.1f}%'):>7} {_cell(r['images']):>5} "
             f"{_cell(r['sec_per_image'], '{:6.2f}'):>6}")
-    return '\n'.join(lines)
+    return '\n'.join(lines + _budget_lines(rows, markdown=False))
+
+
+def _budget_lines(rows: List[dict], markdown: bool = True) -> List[str]:
+    """The budgeted attacks' table: per model with a worst-case run, ORIG,
+    each attack's ADVR, the worst case per image and its 8-bit figure."""
+    names = _attack_names(rows)
+    runs = [r for r in rows if not r.get('failed') and r.get('attacks')]
+    if not names or not runs:
+        return []
+    first = next((r['attacks'] for r in runs if not r['attacks'].get('failed')), {})
+    eps, iters = first.get('epsilon'), first.get('max_iters')
+    title = (f"Budgeted attacks (L-inf epsilon {_cell(eps)} on the 0..255 scale, "
+             f"{_cell(iters)} iterations): {', '.join(names)} and the worst case per image")
+    head = ['model', 'metric', 'ORIG', *names, 'worst case', 'worst, greedy', 'worst, 8-bit',
+            'wins', 'images', 's/img']
+    out = ['', title, '']
+    if markdown:
+        out += ['| ' + ' | '.join(head) + ' |', '|---|---|' + '---:|' * (len(head) - 2)]
+    else:
+        out += [' '.join(f'{h[:12]:>12}' if k else f'{h:<32}' for k, h in enumerate(head))]
+    for r in runs:
+        a = r['attacks']
+        if a.get('failed'):
+            cells = [r['model'], f"failed: {a['failed']}"]
+        else:
+            wins = ', '.join(f'{n} {k}' for n, k in (a.get('wins') or {}).items()) or '-'
+            cells = [r['model'], _cell(r['metric']), _cell(r['ORIG'], '{:.2f}'),
+                     *(_cell((a.get('members') or {}).get(n), '{:.2f}') for n in names),
+                     _cell(a.get('worst'), '{:.2f}'), _cell(a.get('worst_greedy'), '{:.2f}'),
+                     _cell(a.get('worst_uint8'), '{:.2f}'),
+                     wins, _cell(a.get('images')), _cell(a.get('sec_per_image'), '{:.2f}')]
+        if markdown:
+            out.append('| ' + ' | '.join(cells) + ' |')
+        else:
+            out.append(' '.join(f'{c[:12]:>12}' if k else f'{c[:32]:<32}'
+                                for k, c in enumerate(cells)))
+    return out
 
 
 def markdown(rows: List[dict]) -> str:
@@ -117,6 +198,13 @@ def markdown(rows: List[dict]) -> str:
             'perturbation (PERM). iters, p, L-inf, success: over the attacked images (those '
             'with a target correct on the clean image). s/img: attack seconds per image '
             '(target building and the DAG loop).', '']
+    budget = _budget_lines(rows)
+    if budget:
+        out += budget + ['', 'Worst case: per image, the attack that left the fewest attacked '
+                         'targets correct (SEA\'s criterion); wins: the images each attack '
+                         'won. Greedy: per image, the attack chosen greedily for the mIoU '
+                         '(SEA\'s selection). 8-bit: the worst case rounded to 8-bit images '
+                         'inside the budget.', '']
     for r in rows:
         if r.get('failed'):
             continue

@@ -6,7 +6,8 @@ from typing import Optional
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
-from mmdag.contract import BATCH_INFO, RUN_INFO, STATS_PREFIX, VARIANTS, variant_parts
+from mmdag.contract import (BATCH_INFO, GREEDY_VARIANT, RUN_INFO, STATS_PREFIX, VARIANTS,
+                            variant_parts)
 from mmdag.fileio import write_atomic
 from mmdag.registry import HOOKS
 from mmdag.summary import format_sweep, sweep_section
@@ -65,7 +66,7 @@ class DAGReportHook(Hook):
         for key, value in metrics.items():
             head, _, name = key.partition('/')
             base, member, eps = variant_parts(head)
-            if head in VARIANTS and name:
+            if (head in VARIANTS or head == GREEDY_VARIANT) and name:
                 variants.setdefault(head, {})[name] = value
             elif head == STATS_PREFIX and name:
                 attack[name] = value

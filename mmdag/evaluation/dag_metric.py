@@ -6,10 +6,13 @@ import numpy as np
 from mmengine.dist import broadcast_object_list, collect_results, is_main_process
 from mmengine.evaluator import BaseMetric
 
-from mmdag.contract import (NOT_ATTACKED, STATS_FIELD, STATS_PREFIX, SWEEP_STATS_FIELD, VARIANTS,
-                            VARIANTS_FIELD, epsilon_label, swept, variant_parts)
+from mmdag.contract import (GREEDY_VARIANT, NOT_ATTACKED, STATS_FIELD, STATS_PREFIX,
+                            SWEEP_STATS_FIELD, VARIANTS, VARIANTS_FIELD, epsilon_label, swept,
+                            variant_parts)
 from mmdag.errors import MMDagError
 from mmdag.registry import METRICS
+
+from .greedy import GreedyWorstCase
 
 _DAG_FIELDS = (VARIANTS_FIELD, STATS_FIELD, SWEEP_STATS_FIELD)
 
@@ -83,6 +86,12 @@ class DAGMetric(BaseMetric):
             (it says which before the first batch, :meth:`configure`).
         output_dir / keep_results / format_only: passed to the ``advr``
             metric only (what mmseg's ``tools/test.py --out`` sets).
+        greedy (bool): with an ensemble attack (``WorstCase``) and an IoU
+            metric, also report the worst case chosen per image greedily
+            for mIoU over the members' own predictions (SEA's selection,
+            :mod:`mmdag.evaluation.greedy`): ``advr_greedy/mIoU``... and how
+            many images took each member (``advr_greedy/images_PGD``...).
+            Defaults to True.
         with_stats (bool): report the attack statistics. Set False on all
             but one ``DAGMetric`` of a multi-metric evaluator (the keys would
             clash). Defaults to True.
@@ -93,9 +102,12 @@ class DAGMetric(BaseMetric):
 
     def __init__(self, metric: dict, variants: Optional[Sequence[str]] = None,
                  with_stats: bool = True, collect_device: str = 'cpu',
-                 prefix: Optional[str] = None, **advr_only) -> None:
+                 prefix: Optional[str] = None, greedy: bool = True, **advr_only) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.with_stats = with_stats
+        self.greedy = bool(greedy)
+        #: the greedy worst case for mIoU of an ensemble's members, per epsilon
+        self.greedy_parts: dict = {}
         if variants is not None:
             bad = {v for v in variants if variant_parts(v)[0] not in VARIANTS}
             if bad:
@@ -149,6 +161,15 @@ class DAGMetric(BaseMetric):
         self._build(self.requested or tuple(made))
         self.sweep_stats = {e: _SweepStats(e, self.collect_device, self.prefix)
                             for e in epsilons} if self.with_stats else {}
+        self.greedy_parts = {}
+        for level in [None, *epsilons] if self.greedy else []:
+            members = [(v, variant_parts(v)[1]) for v in self.metrics
+                       if variant_parts(v)[1] and variant_parts(v)[2] == level]
+            loop = swept('advr', level)
+            if len(members) > 1 and loop in self.metrics:
+                self.greedy_parts[level] = GreedyWorstCase(
+                    [v for v, _ in members], [n for _, n in members], self.metrics[loop],
+                    swept(GREEDY_VARIANT, level), self.collect_device)
 
     @property
     def dataset_meta(self) -> Optional[dict]:
@@ -180,6 +201,12 @@ class DAGMetric(BaseMetric):
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for v, metric in self.metrics.items():
             metric.process(data_batch, [self._variant(s, v) for s in data_samples])
+        n = len(data_samples)
+        for level, part in self.greedy_parts.items():
+            winners = [(s[STATS_FIELD] if level is None else
+                        s[SWEEP_STATS_FIELD][epsilon_label(level)]).get('winner')
+                       for s in data_samples]
+            part.add([self.metrics[v].results[-n:] for v in part.variants], winners)
         if self.with_stats:
             self.results.extend(dict(s[STATS_FIELD]) for s in data_samples)
             for stats in self.sweep_stats.values():
@@ -194,6 +221,7 @@ class DAGMetric(BaseMetric):
         variant's wrapped metric, the statistics (``'_stats'``) and those at
         each other epsilon of a sweep (``'_stats@0.5'``)."""
         parts = list(self.metrics.items())
+        parts += [(swept(GREEDY_VARIANT, e), m) for e, m in self.greedy_parts.items()]
         if self.with_stats:
             parts.append(('_stats', self))
             parts += [(swept('_stats', e), m) for e, m in self.sweep_stats.items()]

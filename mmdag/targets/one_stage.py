@@ -107,6 +107,7 @@ class OneStageTargets(TargetSet):
         self.samples = list(data_samples)
         self.sigmoid = spec.sigmoid if spec.sigmoid is not None else bool(
             getattr(head, 'use_sigmoid_cls', False))
+        self.activation = 'sigmoid' if self.sigmoid else 'softmax'
         if score_thr is None:
             score_thr = float((head.test_cfg or {}).get('score_thr', 0.05))
         self.settings = dict(head=type(head).__name__, sigmoid=self.sigmoid,

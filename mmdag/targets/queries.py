@@ -96,6 +96,7 @@ class QueryTargets(TargetSet):
         self.model, self.head = model, head
         self.samples = list(data_samples)
         self.sigmoid = _sigmoid_head(head)
+        self.activation = 'sigmoid' if self.sigmoid else 'softmax'
         num_classes = head.num_classes
         self.num_logits = num_classes if self.sigmoid else num_classes + 1
         if score_thr is None:

@@ -112,6 +112,9 @@ class SegmentationTargets(TargetSet):
         self.model = model
         self.samples = list(data_samples)
         self.settings = dict(use_gt=use_gt)
+        # the budgeted attacks' cross-entropy: of the logits, or of the
+        # normalised class scores of a mask-classification head
+        self.activation = 'log_scores' if mask_classification(model) else 'softmax'
         head = model.decode_head
         head = head[-1] if isinstance(head, torch.nn.ModuleList) else head  # cascade: last stage
         num_classes = model.out_channels

@@ -48,7 +48,18 @@ def test_demo_list_end_to_end(tmp_path):
     rep = json.load(open(bench / 'demo_fcn' / 'dag_report.json'))
     assert rows[0]['ADVR'] == round(rep['variants']['advr']['mIoU'], 2)
     assert len(open(bench / 'benchmark.csv').read().splitlines()) == 4
-    assert open(bench / 'benchmark.md').read().count('\n| ') == 3
+    # Table 1, and the list's budgeted attacks (PGD, SegPGD, the worst case
+    # per image) on the two segmentors, in one run each under <model>/attacks
+    assert open(bench / 'benchmark.md').read().count('\n| ') == 3 + 1 + 2   # + a header
+    assert 'attacks' not in rows[1]   # the detector's budgeted attacks: not yet
+    for r, name in ((rows[0], 'demo_fcn'), (rows[2], 'zoo_fcn_r50-d8_random')):
+        a = r['attacks']
+        brep = json.load(open(bench / name / 'attacks' / 'dag_report.json'))
+        assert set(a['members']) == {'PGD', 'SegPGD'} and a['epsilon'] == 4.0
+        assert a['worst'] == round(brep['variants']['advr']['mIoU'], 2)
+        assert a['members']['PGD'] == round(brep['members']['PGD']['mIoU'], 2)
+        assert sum(a['wins'].values()) <= a['images'] == 2
+    assert 'worst case' in first.stdout
     pics = set(os.listdir(bench / 'pictures'))
     assert 'variants.png' in pics
     for name in NAMES:
@@ -67,7 +78,7 @@ def test_demo_list_end_to_end(tmp_path):
                *(osp.join('pictures', p) for p in pics))}
     again = run_tool(cmd, env=env)
     out = again.stdout + again.stderr
-    assert out.count('finished earlier with these settings, skipped') == 3 + 2
+    assert out.count('finished earlier with these settings, skipped') == 3 + 2 + 2
     assert 'attacking' not in out and 'nothing to run' in again.stdout
     assert {f: os.stat(bench / f).st_mtime_ns for f in stamps} == stamps
 
@@ -83,8 +94,18 @@ def test_demo_list_end_to_end(tmp_path):
     assert len(state) == 2
     state[-1].unlink()
     figures = os.listdir(bench / 'demo_fcn' / 'figures')
+    # ... and so was its worst-case run
+    attacks = bench / 'demo_fcn' / 'attacks'
+    entry = json.load(open(attacks / 'zoo_entry.json'))
+    json.dump(dict(entry, status='running'), open(attacks / 'zoo_entry.json', 'w'))
+    os.remove(attacks / 'dag_report.json')
+    state = sorted((attacks / 'dag_state').glob('*-batch*.npz'),
+                   key=lambda p: int(p.stem.rsplit('batch', 1)[1]))
+    state[-1].unlink()
     resumed = run_tool(cmd + ['--models', 'demo_fcn'], env=env)
     assert 'demo_fcn: resuming the killed run' in resumed.stdout + resumed.stderr
+    assert 'demo_fcn.attacks: resuming the killed run' in resumed.stdout + resumed.stderr
+    assert '1 of 2 images done by the earlier run' in open(attacks / 'benchmark.log').read()
     log = open(bench / 'demo_fcn' / 'benchmark.log').read()
     assert '--resume' in log and '1 of 2 images done by the earlier run, 1 to go' in log
     # the killed run's picture counts towards --num-figures 1
@@ -94,6 +115,9 @@ def test_demo_list_end_to_end(tmp_path):
     row = new_rows[0]
     assert {k: row[k] for k in ('ORIG', 'ADVR', 'PERM', 'iters_mean', 'p')} == \
         {k: rows[0][k] for k in ('ORIG', 'ADVR', 'PERM', 'iters_mean', 'p')}
+    # the resumed worst-case run ends with the same figures (its timing aside)
+    assert {k: v for k, v in row['attacks'].items() if k != 'sec_per_image'} == \
+        {k: v for k, v in rows[0]['attacks'].items() if k != 'sec_per_image'}
 
 
 def test_bad_list_is_one_line(tmp_path):

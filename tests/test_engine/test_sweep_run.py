@@ -54,7 +54,7 @@ def test_the_report_holds_the_curve(sweep_run):
     assert top['variants']['advr'] == round(m['advr/mIoU'], 4)
     assert low['variants']['advr'] == round(m['advr@1/mIoU'], 4)
     for row in sweep['rows']:
-        assert set(row['variants']) == {'advr', 'perm', 'advr_uint8'}
+        assert set(row['variants']) == {'advr', 'perm', 'advr_uint8', 'advr_greedy'}
         assert 0 < row['attack']['linf'] <= row['epsilon'] + 1e-3
     assert m['dag@1/linf'] == low['attack']['linf'] and m['dag/linf'] == top['attack']['linf']
     assert sweep['orig'] == round(m['orig/mIoU'], 4)
@@ -66,6 +66,11 @@ def test_the_report_holds_the_curve(sweep_run):
     assert m['advr[PGD]/mIoU'] == rep['members']['PGD']['mIoU']
     for row in sweep['rows']:
         assert set(row['members']) == {'PGD', 'SegPGD'}
+        # the greedy worst case for mIoU: at or below the image-wise one and each member
+        v = row['variants']
+        assert v['advr_greedy'] <= min(v['advr'], *row['members'].values())
+        picked = row['metrics']['advr_greedy']
+        assert picked['images_PGD'] + picked['images_SegPGD'] == 2
     assert '| PGD | SegPGD |' in sweep['table']
     assert 'DAG epsilon sweep' in res.stdout + res.stderr
 

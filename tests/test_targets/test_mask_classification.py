@@ -65,6 +65,8 @@ def test_correct_is_the_stock_prediction(name):
     with attack_mode(model):
         targets = build_targets(model, [image], b['data_samples'])
         assert isinstance(targets, SegmentationTargets)
+        # the budgeted attacks' cross-entropy normalises the log scores
+        assert targets.activation == 'log_scores'
         with torch.no_grad():
             z = targets.logits([image], [0])[0]
     assert torch.isfinite(z).all()

@@ -78,8 +78,10 @@ def test_one_stage_zoo_detectors_attack_reduces_eq1(name):
     assert eq1_loss(t, res.adv_images, res.adv_labels) < before
     if not t.sigmoid:
         assert t.num_classes == 81 and all((a != 80).all() for a in res.adv_labels)
+        assert t.activation == 'softmax'
     else:
         assert t.num_classes == 80
+        assert t.activation == 'sigmoid'   # the budgeted attacks' loss is then the BCE
 
 
 def test_sigmoid_rule_is_the_heads_test_score_threshold():
