@@ -163,6 +163,15 @@ def test_segmentation_batch_may_mix_sizes():
         alone, _ = attack_batch(model, one, dict(max_iters=2))
         assert alone.stats[0]['iters'] == res.stats[k]['iters'] == 2
         assert torch.allclose(alone.perturbations[0], res.perturbations[k], atol=1e-4)
+    # an epsilon sweep (the Python API's attack too): each epsilon as a batch of one
+    from mmdag.registry import build_sweep
+    pgd = dict(type='PGD', max_iters=2, alpha=1.0)
+    res, _ = attack_batch(model, batch, build_sweep(pgd, [1, 3]))
+    for k, one in enumerate((a, b)):
+        for e in (1.0, 3.0):
+            alone, _ = attack_batch(model, one, dict(pgd, epsilon=e))
+            assert torch.allclose(alone.perturbations[0], res.sweep[e].perturbations[k],
+                                  atol=1e-4)
     with torch.no_grad():
         preds = grouped_test_step(model, dict(inputs=batch['inputs'],
                                               data_samples=[s.clone() for s in batch['data_samples']]))
