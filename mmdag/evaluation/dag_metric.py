@@ -167,9 +167,12 @@ class DAGMetric(BaseMetric):
                        if variant_parts(v)[1] and variant_parts(v)[2] == level]
             loop = swept('advr', level)
             if len(members) > 1 and loop in self.metrics:
+                # a metric's own prefix stays inside, as the variants' do
+                inner = self._metric_cfg.get('prefix', None)
+                prefix = swept(GREEDY_VARIANT, level) + (f'/{inner}' if inner else '')
                 self.greedy_parts[level] = GreedyWorstCase(
                     [v for v, _ in members], [n for _, n in members], self.metrics[loop],
-                    swept(GREEDY_VARIANT, level), self.collect_device)
+                    prefix, self.collect_device)
 
     @property
     def dataset_meta(self) -> Optional[dict]:

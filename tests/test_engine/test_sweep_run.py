@@ -143,6 +143,11 @@ def test_a_metric_asking_for_what_the_hook_does_not_make_is_refused():
     metric = DAGMetric(metric=dict(type='IoUMetric'))
     metric.configure(['advr', 'orig', 'advr@2'], [2.0])
     assert sorted(metric.result_lists()) == ['_stats', '_stats@2', 'advr', 'advr@2', 'orig']
+    # an ensemble's members: their greedy worst case, inside a metric's own prefix
+    metric = DAGMetric(metric=dict(type='IoUMetric', prefix='dice'))
+    metric.configure(['advr', 'advr[PGD]', 'advr[SegPGD]'], [])
+    assert 'advr_greedy' in metric.result_lists()
+    assert metric.greedy_parts[None].prefix == 'advr_greedy/dice'
 
 
 def test_another_attack_replaces_the_configs_attack_settings():
