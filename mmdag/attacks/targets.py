@@ -29,6 +29,10 @@ class TargetSet:
     #: class scores) or per-class ``'sigmoid'`` logits without a background
     activation: str = 'softmax'
 
+    #: a detector's background (or no-object) class, where its head has one
+    #: (softmax heads); None otherwise (segmentation, sigmoid heads)
+    background = None
+
     #: classes the model's own structure forbids as adversarial labels (e.g. a
     #: detector's background logit); an attack adds them to its own exclusions.
     exclude_adv: Sequence[int] = ()

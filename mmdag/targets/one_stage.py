@@ -160,6 +160,7 @@ class OneStageTargets(TargetSet):
         super().__init__(labels, self.num_logits)
         if not self.sigmoid:
             self.exclude_adv = (num_classes, )   # background is never an adversarial label
+            self.background = num_classes
 
     def logits(self, images: Sequence[Tensor], indices: Sequence[int]) -> List[Tensor]:
         def forward(group):

@@ -141,6 +141,7 @@ class QueryTargets(TargetSet):
         super().__init__(labels, self.num_logits)
         if not self.sigmoid:
             self.exclude_adv = (num_classes, )   # no-object is never an adversarial label
+            self.background = num_classes
 
     mask_queries = False
 

@@ -287,6 +287,7 @@ class TwoStageTargets(TargetSet):
             labels.append(lab[keep])
         super().__init__(labels, num_classes + 1)
         self.exclude_adv = (num_classes, )   # background is never an adversarial label
+        self.background = num_classes
 
     def logits(self, images: Sequence[Tensor], indices: Sequence[int]) -> List[Tensor]:
         def forward(group):
