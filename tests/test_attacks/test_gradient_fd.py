@@ -91,3 +91,42 @@ def test_budgeted_attacks_through_the_python_api():
         for x, adv, s in zip(batch['inputs'], result.adv_images, result.stats):
             assert (adv - x.float().to(adv.device)).abs().max() <= 2.0 + 1e-3
             assert s['num_targets'] == targets.labels[result.stats.index(s)].numel()
+
+
+def test_tog_first_gradient_matches_finite_differences():
+    """TOG vanishing on a two-stage detector (Faster R-CNN, random weights,
+    its proposals fixed by the targets): the gradient of the background
+    cross-entropy through the data preprocessor, the backbone and RoIAlign,
+    against central differences, pixel by pixel."""
+    from test_two_stage import TARGETS
+    from test_two_stage import build as build_det
+    from test_two_stage import make_batch as det_batch
+
+    from mmdag.attacks import TOGVanishing
+    from mmdag.attacks.tog import vanishing_loss
+    from mmdag.engine.step import attack_mode
+    from mmdag.targets import TwoStageTargets
+    model = build_det('faster_fpn')
+    batch = det_batch(num=1, seed=4)
+    x = batch['inputs'][0].float()
+    with attack_mode(model):
+        targets = TwoStageTargets(model, [x], batch['data_samples'], **TARGETS)
+        attack = TOGVanishing(max_iters=1, random_start=False)
+        g = first_gradient(attack, [x], targets)
+        n = targets.labels[0].numel()
+
+        def loss(img):   # the attack's loss, summed in float64
+            with torch.no_grad():
+                z = targets.logits([img], [0])[0].double()
+                return float(-vanishing_loss(z, targets).sum() / n)
+
+        flat = g.abs().flatten()
+        picks = flat.topk(4).indices.tolist() + [7, 1234, 4321]
+        h, scale = 0.5, float(flat.max())
+        assert scale > 0
+        for k in picks:
+            e = torch.zeros(x.numel())
+            e[k] = h
+            e = e.view_as(x)
+            fd = (loss(x + e) - loss(x - e)) / (2 * h)
+            assert fd == pytest.approx(float(g.flatten()[k]), rel=0.02, abs=1e-3 * scale), k
