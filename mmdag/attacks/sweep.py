@@ -9,11 +9,11 @@ forward (counted in the first one's ``forwards``).
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import torch
 from torch import Tensor
 
 from .result import AttackResult
 from .targets import TargetSet
+from .worst_case import clean_forward, starts_at_random
 
 __all__ = ['EpsilonSweep', 'budget_of']
 
@@ -22,15 +22,6 @@ def budget_of(attack) -> Optional[float]:
     """The L-inf budget of an attack: its ``epsilon`` (an ensemble's is the
     one all its members share; None when they differ or one has none)."""
     return getattr(attack, 'epsilon', None)
-
-
-def _takes_clean(attack) -> bool:
-    """Whether the attack makes a clean forward before a random start (one
-    that the sweep can make once for all)."""
-    members = getattr(attack, 'attacks', None)
-    if members is not None:
-        return any(_takes_clean(m) for m in members)
-    return bool(getattr(attack, 'random_start', False))
 
 
 class EpsilonSweep:
@@ -69,14 +60,12 @@ class EpsilonSweep:
     def __call__(self, images: Sequence[Tensor], targets: TargetSet,
                  seeds: Optional[Sequence[int]] = None,
                  regions: Optional[Sequence[Optional[Tuple[int, int]]]] = None) -> AttackResult:
-        num = len(images)
         clean = None
-        if any(_takes_clean(a) for a in self.attacks):
-            with torch.no_grad():
-                clean = [z.detach() for z in targets.logits(list(images), list(range(num)))]
+        if any(starts_at_random(a) for a in self.attacks):
+            clean = clean_forward(images, targets)
         sweep: Dict[float, AttackResult] = {}
         for k, (e, a) in enumerate(zip(self.epsilons, self.attacks)):
-            extra = dict(clean_logits=clean) if clean is not None and _takes_clean(a) else {}
+            extra = dict(clean_logits=clean) if clean is not None and starts_at_random(a) else {}
             res = a(images, targets, seeds=seeds, regions=regions, **extra)
             if k == 0 and clean is not None:
                 for s in res.stats:

@@ -20,7 +20,7 @@ from torch import Tensor
 from .base import AttackResult, IterativeAttack, derive_seeds
 from .targets import TargetSet
 
-__all__ = ['WorstCase']
+__all__ = ['WorstCase', 'starts_at_random', 'clean_forward']
 
 
 def _build(attack, shared: dict):
@@ -37,6 +37,23 @@ def _build(attack, shared: dict):
         from mmdag.registry import build_attack
         return build_attack({**shared, **attack})
     return attack
+
+
+def starts_at_random(attack) -> bool:
+    """Whether an attack makes a clean forward before its random start (an
+    ensemble: whether a member does): a forward a caller running several
+    attacks on one batch can make once and pass as ``clean_logits``."""
+    members = getattr(attack, 'attacks', None)
+    if members is not None:
+        return any(starts_at_random(m) for m in members)
+    return isinstance(attack, IterativeAttack) and bool(getattr(attack, 'random_start', False))
+
+
+def clean_forward(images: Sequence[Tensor], targets: TargetSet) -> List[Tensor]:
+    """The targets' logits on the clean images, without a graph: the
+    ``clean_logits`` that attacks on one batch share."""
+    with torch.no_grad():
+        return [z.detach() for z in targets.logits(list(images), list(range(len(images))))]
 
 
 def _typed_settings(attack) -> dict:
@@ -114,13 +131,11 @@ class WorstCase:
         seeds = derive_seeds(self.seed, seeds, num)
         # one clean forward for every member that starts at random (their
         # attacked targets are chosen on the clean image); counted once
-        shared = [isinstance(m, IterativeAttack) and getattr(m, 'random_start', False)
-                  for m in self.attacks]
+        shared = [starts_at_random(m) for m in self.attacks]
         clean = None if clean_logits is None else list(clean_logits)
         own_clean = clean is None and any(shared)
         if own_clean:
-            with torch.no_grad():
-                clean = [z.detach() for z in targets.logits(list(images), list(range(num)))]
+            clean = clean_forward(images, targets)
         results = [m(images, targets, seeds=seeds, regions=regions,
                      **(dict(clean_logits=clean) if use else {}))
                    for m, use in zip(self.attacks, shared)]

@@ -6,7 +6,7 @@ import io
 import json
 import os.path as osp
 import statistics
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
 from mmdag.fileio import write_atomic
@@ -18,18 +18,32 @@ COLUMNS = ('model', 'metric', 'ORIG', 'ADVR', 'PERM', 'iters_mean', 'iters_media
            'mmdet', 'torch', 'checkpoint', 'settings', 'attacks')
 
 
-def model_row(name: str, work_dir: str) -> Optional[dict]:
-    """The Table-1 row of a finished model run (None without a report)."""
+def _read_run(work_dir: str) -> Optional[Tuple[dict, List[dict]]]:
+    """A finished run's report and its records, each image once (None
+    without a report)."""
     rep_path = osp.join(work_dir, 'dag_report.json')
     if not osp.isfile(rep_path):
         return None
     with open(rep_path) as f:
         rep = json.load(f)
+    return rep, unique_records(read_records(osp.join(work_dir, 'dag_records.jsonl'))[0])
+
+
+def _sec_per_image(records: List[dict]) -> Optional[float]:
+    """The mean attack seconds per image of a run's records."""
+    seconds = [r['seconds'] for r in records if isinstance(r.get('seconds'), (int, float))]
+    return round(sum(seconds) / len(seconds), 3) if seconds else None
+
+
+def model_row(name: str, work_dir: str) -> Optional[dict]:
+    """The Table-1 row of a finished model run (None without a report)."""
+    run = _read_run(work_dir)
+    if run is None:
+        return None
+    rep, records = run
     metrics = rep.get('metrics') or {}
     metric = main_metric(metrics)
     scale = metric_scale(metric) if metric else 1.0
-    records, _ = read_records(osp.join(work_dir, 'dag_records.jsonl'))
-    records = unique_records(records)
     attacked = [r for r in records if r.get('status') not in NOT_ATTACKED]
     attack = rep.get('attack') or {}
     env = rep.get('environment') or {}
@@ -43,7 +57,6 @@ def model_row(name: str, work_dir: str) -> Optional[dict]:
         x = metrics.get(f'{v}/{metric}') if metric else None
         return None if x is None else round(scale * float(x), 2)
 
-    seconds = [r['seconds'] for r in records if isinstance(r.get('seconds'), (int, float))]
     return dict(
         model=name, metric=metric.rsplit('/', 1)[-1] if metric else None,
         ORIG=variant('orig'), ADVR=variant('advr'), PERM=variant('perm'),
@@ -52,7 +65,7 @@ def model_row(name: str, work_dir: str) -> Optional[dict]:
         p=_round(attack.get('p'), 8), linf=_round(attack.get('linf'), 3),
         success=_round(attack.get('success'), 4),
         images=attack.get('images', len(records)),
-        sec_per_image=round(sum(seconds) / len(seconds), 3) if seconds else None,
+        sec_per_image=_sec_per_image(records),
         device=env.get('device_name') or env.get('device'),
         world_size=env.get('world_size'),
         date=entry.get('finished_at'),
@@ -68,23 +81,20 @@ def budget_row(work_dir: str) -> Optional[dict]:
     (``<model work dir>/attacks``): the budget, each member's ADVR and the
     worst case per image (the run's ADVR), also rounded to 8 bits, in %;
     the members' wins; images and seconds per image. None without a report."""
-    rep_path = osp.join(work_dir, 'dag_report.json')
-    if not osp.isfile(rep_path):
+    run = _read_run(work_dir)
+    if run is None:
         return None
-    with open(rep_path) as f:
-        rep = json.load(f)
+    rep, records = run
     metrics = rep.get('metrics') or {}
     metric = main_metric(metrics)
     if metric is None:
         return None
     scale = metric_scale(metric)
     members = (rep.get('settings') or {}).get('attack', {}).get('attacks') or []
-    records = unique_records(read_records(osp.join(work_dir, 'dag_records.jsonl'))[0])
     wins: Dict[str, int] = {}
     for r in records:
         if r.get('winner') and r.get('status') not in NOT_ATTACKED:
             wins[r['winner']] = wins.get(r['winner'], 0) + 1
-    seconds = [r['seconds'] for r in records if isinstance(r.get('seconds'), (int, float))]
 
     def value(key):
         x = metrics.get(key)
@@ -98,7 +108,7 @@ def budget_row(work_dir: str) -> Optional[dict]:
         worst=value(f'advr/{metric}'), worst_uint8=value(f'advr_uint8/{metric}'),
         worst_greedy=value(f'advr_greedy/{metric}'),
         wins=wins, images=(rep.get('attack') or {}).get('images', len(records)),
-        sec_per_image=round(sum(seconds) / len(seconds), 3) if seconds else None)
+        sec_per_image=_sec_per_image(records))
 
 
 def _attack_names(rows: List[dict]) -> List[str]:

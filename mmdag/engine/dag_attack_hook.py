@@ -8,24 +8,23 @@ from mmengine.hooks import Hook, LoggerHook
 from mmengine.runner.amp import autocast
 
 from mmdag.attacks import Replay, WorstCase, budget_of
-from mmdag.attacks.checks import round_in_bounds
 from mmdag.compat import repair_stock_model
 from mmdag.contract import (BATCH_INFO, EXTRA_VARIANTS, RUN_INFO, STATS_FIELD, SWEEP_STATS_FIELD,
-                            SWEPT_VARIANTS, VARIANTS_FIELD, epsilon_label, image_name,
-                            member_variant, pred_fields, swept, unwrap)
+                            VARIANTS_FIELD, epsilon_label, image_name, pred_fields, swept, unwrap)
 from mmdag.errors import MMDagError
 from mmdag.registry import HOOKS, build_attack, build_sweep
 from mmdag.targets import find_adapter
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
 
 from .figure_hook import DAGFigureHook
-from .perturbations import image_names, load_perturbation, save_perturbation
-from .preflight import check_writable
+from .perturbations import load_perturbation, save_perturbation
+from .preflight import check_saved_perturbations, check_writable
 from .records import RECORDS, make_records
 from .report_hook import DAGReportHook
 from .resume_hook import DAGResumeHook
 from .run_info import environment, pipeline_frame
-from .step import attack_batch, perm_images
+from .step import attack_batch
+from .variants import variant_images, variant_names
 
 
 @HOOKS.register_module()
@@ -201,12 +200,7 @@ class DAGAttackHook(Hook):
         """The variants this hook's run predicts: ``advr`` (the loop's), the
         extra ``variants``, and at each other epsilon of a sweep its swept
         ones (``advr@0.5``...)."""
-        made = ['advr'] + [v for v in EXTRA_VARIANTS if v in self.variants]
-        for e in self.other_epsilons:
-            made += [swept(v, e) for v in SWEPT_VARIANTS if v == 'advr' or v in self.variants]
-        for e in [None] + self.other_epsilons:
-            made += [swept(member_variant(n), e) for n in self.members]
-        return made
+        return variant_names(self.variants, self.other_epsilons, self.members)
 
     @property
     def members(self) -> list:
@@ -263,13 +257,9 @@ class DAGAttackHook(Hook):
         seconds = time.perf_counter() - t0
         names = [image_name(s, k) for k, s in enumerate(samples)]
         records = make_records(names, [s.metainfo.get('img_path') for s in samples],
-                               result.stats, seconds, get_rank(), batch_idx)
+                               result.stats, seconds, get_rank(), batch_idx, sweep=result.sweep)
         # the run's largest epsilon (None) and, in a sweep, each other one
         levels = [(None, result)] + [(e, result.sweep[e]) for e in self.other_epsilons]
-        if result.sweep is not None:
-            for k, rec in enumerate(records):
-                rec['sweep'] = {epsilon_label(e): _no_trace(res.stats[k])
-                                for e, res in result.sweep.items()}
         if self.save_perturbations:
             for e, res in levels:
                 for k, (s, r) in enumerate(zip(samples, res.perturbations)):
@@ -277,24 +267,10 @@ class DAGAttackHook(Hook):
                                       k, frame=self._frame)
         self._run['settings']['targets'] = dict(adapter=type(targets).__name__,
                                                 **getattr(targets, 'settings', {}))
-        extra = {}
-        if 'orig' in self.variants:
-            extra['orig'] = self._predict(model, clean, samples)
-        for e, res in levels:
-            if e is not None:
-                extra[swept('advr', e)] = self._predict(model, res.adv_images, samples)
-            for name, member in (res.members or {}).items():
-                extra[swept(member_variant(name), e)] = self._predict(model, member.adv_images,
-                                                                      samples)
-            if 'perm' in self.variants:
-                perm = perm_images(clean, res.perturbations, samples, self.perm_seed,
-                                   self.dag.clip_range)
-                extra[swept('perm', e)] = self._predict(model, perm, samples)
-            if 'advr_uint8' in self.variants:
-                budget = e if e is not None else budget_of(self.attack)
-                rounded = [round_in_bounds(x.to(r.device).float(), r, self.dag.clip_range, budget)
-                           for x, r in zip(clean, res.perturbations)]
-                extra[swept('advr_uint8', e)] = self._predict(model, rounded, samples)
+        extra = {name: self._predict(model, images, samples)
+                 for name, images in variant_images(clean, samples, levels, self.variants,
+                                                    budget_of(self.attack), self.perm_seed,
+                                                    self.dag.clip_range)}
         for k, s in enumerate(samples):
             s.set_field(result.stats[k], STATS_FIELD)
             s.set_field({v: extra[v][k] for v in extra}, VARIANTS_FIELD)
@@ -327,21 +303,8 @@ class DAGAttackHook(Hook):
             for e in [None] + self.other_epsilons:
                 check_writable(osp.join(runner.work_dir, swept('perturbations', e)),
                                'no --save-perturbations')
-        if not self.perturbations:
-            return
-        for d in self.perturbations:
-            if not osp.isdir(d):
-                raise MMDagError(f'perturbation directory {d} not found: pass the '
-                                 '<work_dir>/perturbations of a run with save_perturbations=True')
-        dataset = runner.test_dataloader.dataset
-        for d in self.perturbations:
-            missing = [n for n in image_names(dataset)
-                       if not osp.isfile(osp.join(d, n + '.npz'))]
-            if missing:
-                raise MMDagError(
-                    f'{len(missing)} of the {len(dataset)} test images have no saved perturbation '
-                    f'in {d} (e.g. {missing[0]}): save the perturbations on the same test set '
-                    '(--save-perturbations), or check the directory')
+        if self.perturbations:
+            check_saved_perturbations(self.perturbations, runner.test_dataloader.dataset)
 
     @staticmethod
     def _log_progress(runner, batch_idx: int, stats: list, total: Optional[int]) -> None:
@@ -364,8 +327,3 @@ class DAGAttackHook(Hook):
         if self._restore_test_step is not None:
             self._restore_test_step()
             self._restore_test_step = None
-
-
-def _no_trace(stats: dict) -> dict:
-    """An epsilon's statistics in a record's ``sweep`` (its trace is long)."""
-    return {k: v for k, v in stats.items() if k != 'trace'}

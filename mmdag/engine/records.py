@@ -13,6 +13,9 @@ reader skips. Fields of a line:
   correct), ``num_targets``, ``num_correct``, ``converged``, ``status``,
   ``forwards``, ``backwards`` and ``trace`` (the fraction still correct at
   each check, ``X_0`` to the last);
+- in an epsilon sweep, ``sweep``: those statistics at every epsilon
+  (``{"0.5": {...}, ...}``, without the traces; the top-level ones are the
+  largest epsilon's);
 - ``seconds``: the batch's attack time (target building and DAG loop)
   shared equally among its images, and ``batch_seconds``.
 """
@@ -22,7 +25,7 @@ import os
 import time
 from typing import List, Optional, Tuple
 
-from mmdag.contract import NOT_ATTACKED
+from mmdag.contract import NOT_ATTACKED, epsilon_label
 
 RECORDS = 'dag_records.jsonl'
 __all__ = ['RECORDS', 'NOT_ATTACKED', 'make_records', 'append_records', 'read_records',
@@ -30,14 +33,21 @@ __all__ = ['RECORDS', 'NOT_ATTACKED', 'make_records', 'append_records', 'read_re
 
 
 def make_records(names: List[str], paths: List[Optional[str]], stats: List[dict],
-                 seconds: float, rank: int, batch: int) -> List[dict]:
-    """One record per image of a batch."""
+                 seconds: float, rank: int, batch: int,
+                 sweep: Optional[dict] = None) -> List[dict]:
+    """One record per image of a batch; with an epsilon sweep's results
+    (``{epsilon: AttackResult}``), its ``sweep``: the image's statistics at
+    every epsilon, without their traces."""
     n = max(1, len(stats))
     out = []
-    for name, path, s in zip(names, paths, stats):
+    for k, (name, path, s) in enumerate(zip(names, paths, stats)):
         rec = dict(image=name, img_path=path, rank=rank, batch=batch)
-        rec.update({k: _plain(v) for k, v in s.items()})
+        rec.update({k_: _plain(v) for k_, v in s.items()})
         rec.update(seconds=round(seconds / n, 6), batch_seconds=round(seconds, 6))
+        if sweep is not None:
+            rec['sweep'] = {epsilon_label(e): {k_: _plain(v) for k_, v in res.stats[k].items()
+                                               if k_ != 'trace'}
+                            for e, res in sweep.items()}
         out.append(rec)
     return out
 

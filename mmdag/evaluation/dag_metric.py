@@ -162,9 +162,10 @@ class DAGMetric(BaseMetric):
         self.sweep_stats = {e: _SweepStats(e, self.collect_device, self.prefix)
                             for e in epsilons} if self.with_stats else {}
         self.greedy_parts = {}
+        parts = {v: variant_parts(v) for v in self.metrics}
         for level in [None, *epsilons] if self.greedy else []:
-            members = [(v, variant_parts(v)[1]) for v in self.metrics
-                       if variant_parts(v)[1] and variant_parts(v)[2] == level]
+            members = [(v, member) for v, (_, member, eps) in parts.items()
+                       if member and eps == level]
             loop = swept('advr', level)
             if len(members) > 1 and loop in self.metrics:
                 # a metric's own prefix stays inside, as the variants' do

@@ -26,6 +26,24 @@ def first_gradient(attack, images, targets):
     return seen[0]
 
 
+def assert_matches_central_differences(g, x, loss):
+    """``g`` is the gradient of ``loss`` at ``x``: central differences pixel
+    by pixel (h = 0.5 on 0..255), at the pixels of the largest gradients and
+    at a few others, within 2%. A direction over the whole image is no
+    check: its thousands of steps cross ReLU kinks, and its difference
+    quotient drifts by several percent with h."""
+    flat = g.abs().flatten()
+    picks = flat.topk(4).indices.tolist() + [7, 1234, 4321]
+    h, scale = 0.5, float(flat.max())
+    assert scale > 0
+    for k in picks:
+        e = torch.zeros(x.numel())
+        e[k] = h
+        e = e.view_as(x)
+        fd = (loss(x + e) - loss(x - e)) / (2 * h)
+        assert fd == pytest.approx(float(g.flatten()[k]), rel=0.02, abs=1e-3 * scale), k
+
+
 @pytest.mark.parametrize('make', [lambda: PGD(max_iters=1, random_start=False),
                                   lambda: SegPGD(max_iters=1, random_start=False),
                                   lambda: CosPGD(max_iters=1, random_start=False),
@@ -62,20 +80,7 @@ def test_first_gradient_matches_finite_differences(make, trained_seg_checkpoint)
             state = attack.init_image(0, labels, targets, z0, ok0)[1]
             return float(attack.loss(0, z, labels, state, ok0, ok0))
 
-    # central differences pixel by pixel (h = 0.5 on 0..255): at the pixels of
-    # the largest gradients and at a few others. A direction over the whole
-    # image is no check: its thousands of steps cross ReLU kinks, and its
-    # difference quotient drifts by several percent with h
-    flat = g.abs().flatten()
-    picks = flat.topk(4).indices.tolist() + [7, 1234, 4321]
-    h, scale = 0.5, float(flat.max())
-    assert scale > 0
-    for k in picks:
-        e = torch.zeros(x.numel())
-        e[k] = h
-        e = e.view_as(x)
-        fd = (loss(x + e) - loss(x - e)) / (2 * h)
-        assert fd == pytest.approx(float(g.flatten()[k]), rel=0.02, abs=1e-3 * scale), k
+    assert_matches_central_differences(g, x, loss)
 
 
 def test_budgeted_attacks_through_the_python_api():
@@ -120,13 +125,4 @@ def test_tog_first_gradient_matches_finite_differences():
                 z = targets.logits([img], [0])[0].double()
                 return float(-vanishing_loss(z, targets).sum() / n)
 
-        flat = g.abs().flatten()
-        picks = flat.topk(4).indices.tolist() + [7, 1234, 4321]
-        h, scale = 0.5, float(flat.max())
-        assert scale > 0
-        for k in picks:
-            e = torch.zeros(x.numel())
-            e[k] = h
-            e = e.view_as(x)
-            fd = (loss(x + e) - loss(x - e)) / (2 * h)
-            assert fd == pytest.approx(float(g.flatten()[k]), rel=0.02, abs=1e-3 * scale), k
+        assert_matches_central_differences(g, x, loss)
