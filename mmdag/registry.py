@@ -26,8 +26,10 @@ ATTACKS = Registry('attack', scope='mmdag')
 def _register_builtin_attacks() -> None:
     # mmdag.attacks stays plain PyTorch (no OpenMMLab import): its attacks are
     # registered here rather than by a decorator there
-    from mmdag.attacks import APGD, DAG, PGD, CosPGD, SegPGD, TOGVanishing, WorstCase
-    for attack in (DAG, PGD, SegPGD, CosPGD, APGD, WorstCase, TOGVanishing):
+    from mmdag.attacks import (APGD, DAG, PGD, CosPGD, DetPGD, SegPGD, TOGMislabel,
+                               TOGUntargeted, TOGVanishing, WorstCase)
+    for attack in (DAG, PGD, SegPGD, CosPGD, APGD, WorstCase, TOGVanishing, TOGMislabel,
+                   TOGUntargeted, DetPGD):
         ATTACKS.register_module(attack.__name__, module=attack)
 
 

@@ -8,10 +8,12 @@ from .replay import Replay
 from .sweep import EpsilonSweep, budget_of
 from .stats import permute_perturbation, perturbation_stats
 from .targets import TargetSet
-from .tog import TOGVanishing
+from .det_pgd import DetPGD
+from .tog import TOGMislabel, TOGUntargeted, TOGVanishing
 from .worst_case import WorstCase
 
 __all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED', 'DAG', 'DAGResult',
            'Replay', 'TargetSet', 'STRATEGIES', 'derangement', 'permute_perturbation',
            'perturbation_stats', 'PGD', 'SegPGD', 'CosPGD', 'SignGradientAttack', 'APGD',
-           'WorstCase', 'EpsilonSweep', 'budget_of', 'TOGVanishing']
+           'WorstCase', 'EpsilonSweep', 'budget_of', 'TOGVanishing',
+           'TOGMislabel', 'TOGUntargeted', 'DetPGD']

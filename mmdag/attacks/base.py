@@ -66,6 +66,10 @@ class IterativeAttack:
 
     #: stop an image once its active set is (at most ``stop_fraction`` of) empty
     early_stop = True
+    #: the loss is a function of the targets' logits (:meth:`loss`); False:
+    #: of the images themselves (:meth:`images_loss`, e.g. a detector's own
+    #: loss), and the loop's forward of the logits only checks (no graph)
+    loss_on_logits = True
     #: return, per image, the perturbation of the check with the fewest
     #: targets still correct rather than the last one (:meth:`best_score`)
     keep_best = False
@@ -112,6 +116,13 @@ class IterativeAttack:
         """The scalar whose gradient :meth:`update` receives, for one image at
         iteration ``m``: ``logits [N, C]``, true ``labels [N]``, the image's
         state, the active set and the attacked targets (bool ``[N]``)."""
+        raise NotImplementedError
+
+    def images_loss(self, m: int, images: List[Tensor], indices: List[int],
+                    targets: TargetSet, states: list) -> Tensor:
+        """With ``loss_on_logits = False``: the scalar whose gradient
+        :meth:`update` receives, from the stepping images themselves
+        (``indices``: their batch positions; ``states``: theirs)."""
         raise NotImplementedError
 
     def update(self, m: int, x0: List[Tensor], r: List[Tensor],
@@ -225,7 +236,7 @@ class IterativeAttack:
                 break
             # the last forward only checks what is still correct: no graph
             last = m == self.max_iters
-            with torch.set_grad_enabled(not last):
+            with torch.set_grad_enabled(not last and self.loss_on_logits):
                 xs = [(x0[i] + r[i]).requires_grad_(not last) for i in run]
                 logits = targets.logits(xs, run)
             # per-image state stays on the device; one transfer to the host
@@ -275,11 +286,16 @@ class IterativeAttack:
                 elif last:
                     status[i] = 'max_iters'
                 else:
-                    loss = loss + self.loss(m, logits[j], labels[i], states[i], active[j],
-                                            attacked[i])
+                    if self.loss_on_logits:
+                        loss = loss + self.loss(m, logits[j], labels[i], states[i], active[j],
+                                                attacked[i])
                     stepping.append(j)
             if not stepping:
                 continue
+            if not self.loss_on_logits:
+                ids = [run[j] for j in stepping]
+                loss = self.images_loss(m, [xs[j] for j in stepping], ids, targets,
+                                        [states[i] for i in ids])
             grads = torch.autograd.grad(loss, [xs[j] for j in stepping])
             # nothing moves in the padding around an image
             grads = [g.detach() if masks[run[j]] is None else g.detach() * masks[run[j]]

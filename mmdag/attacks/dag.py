@@ -12,9 +12,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from mmdag.errors import SettingError
 from .base import STATUS, AttackResult, IterativeAttack
-from .labels import STRATEGIES, class_derangement
+from .labels import STRATEGIES, draw_adv_labels
 from .targets import TargetSet
 
 #: The result of :class:`DAG` (the attack-neutral result, with adversarial labels).
@@ -91,22 +90,7 @@ class DAG(IterativeAttack):
     # ------------------------------------------------------------------ labels
     def _choose_adv_labels(self, i_seed: int, labels: Tensor, targets: TargetSet,
                            clean_logits: Tensor) -> Tensor:
-        num_classes = targets.num_classes
-        gen = torch.Generator().manual_seed(i_seed)
-        exclude = tuple(self.exclude_classes) + tuple(targets.exclude_adv)
-        kwargs = dict(clean_logits=clean_logits, exclude=exclude)
-        if self.adv_labels == 'permute':
-            # one permutation for the whole run: it depends on the base seed only
-            kwargs['perm'] = class_derangement(num_classes, exclude,
-                                               torch.Generator().manual_seed(self.seed))
-        elif self.adv_labels == 'target':
-            if not 0 <= self.target_class < num_classes:
-                raise SettingError(
-                    f'target_class {self.target_class} is out of range: the model scores '
-                    f'{num_classes} classes (0 to {num_classes - 1}); set the attack\'s '
-                    'target_class to one of them')
-            kwargs['target'] = self.target_class
-        return STRATEGIES[self.adv_labels](labels, num_classes, gen, **kwargs)
+        return draw_adv_labels(self, i_seed, labels, targets, clean_logits)
 
     def settings(self) -> dict:
         """DAG's arguments. Without ``type``: the reports and the saved

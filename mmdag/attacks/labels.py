@@ -11,6 +11,8 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 from torch import Tensor
 
+from mmdag.errors import SettingError
+
 LabelStrategy = Callable[..., Tensor]
 
 
@@ -116,3 +118,26 @@ STRATEGIES: Dict[str, LabelStrategy] = {
     'target': target_labels,
     'least_likely': least_likely_labels,
 }
+
+
+def draw_adv_labels(attack, i_seed: int, labels: Tensor, targets, clean_logits: Tensor) -> Tensor:
+    """One image's adversarial labels for an attack with DAG's label
+    settings (``adv_labels``, ``target_class``, ``exclude_classes`` and the
+    base ``seed`` of a class permutation), from the image's seed ``i_seed``;
+    the target set's own exclusions (a detector's background) are added."""
+    num_classes = targets.num_classes
+    gen = torch.Generator().manual_seed(i_seed)
+    exclude = tuple(attack.exclude_classes) + tuple(targets.exclude_adv)
+    kwargs = dict(clean_logits=clean_logits, exclude=exclude)
+    if attack.adv_labels == 'permute':
+        # one permutation for the whole run: it depends on the base seed only
+        kwargs['perm'] = class_derangement(num_classes, exclude,
+                                           torch.Generator().manual_seed(attack.seed))
+    elif attack.adv_labels == 'target':
+        if not 0 <= attack.target_class < num_classes:
+            raise SettingError(
+                f'target_class {attack.target_class} is out of range: the model scores '
+                f'{num_classes} classes (0 to {num_classes - 1}); set the attack\'s '
+                'target_class to one of them')
+        kwargs['target'] = attack.target_class
+    return STRATEGIES[attack.adv_labels](labels, num_classes, gen, **kwargs)

@@ -11,6 +11,8 @@ from typing import List, Sequence
 import torch
 from torch import Tensor
 
+from mmdag.errors import MMDagError
+
 
 class TargetSet:
     """Dense recognition targets of a batch of images.
@@ -58,6 +60,15 @@ class TargetSet:
             list[Tensor]: ``[N_i, C]`` logits, one per entry of ``indices``.
         """
         raise NotImplementedError
+
+    def detector_loss(self, images: Sequence[Tensor], indices: Sequence[int],
+                      seeds: Sequence[int], terms: str = 'all') -> List[Tensor]:
+        """A detector's own training loss on each image (DetPGD's objective),
+        differentiable with respect to it; ``seeds`` seed the loss's random
+        draws (samplers), one per image; ``terms``: ``'all'`` or ``'cls'``.
+        Detection adapters implement it (:mod:`mmdag.targets.det_loss`)."""
+        raise MMDagError(f'{type(self).__name__} has no detector loss: detpgd attacks detectors '
+                         '(for segmentation use pgd, segpgd, cospgd or apgd)')
 
     def correct(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Which targets are still classified as their true label.

@@ -7,6 +7,7 @@ from torch import Tensor
 from mmdag.attacks import TargetSet
 from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
+from .det_loss import DetectorLoss
 from .batching import map_canvas_groups
 from .common import above_threshold, gt_in_input_frame, score_logit  # noqa: F401
 from .common import features as _features
@@ -23,7 +24,7 @@ def dense_head_of(model):
 
 
 @TARGETS.register_module()
-class OneStageTargets(TargetSet):
+class OneStageTargets(DetectorLoss, TargetSet):
     """Priors that the dense head's own assigner matches to ground truth.
 
     On the clean image the head's own target code (the one its
@@ -105,6 +106,7 @@ class OneStageTargets(TargetSet):
             raise ValueError(f"gt_frame must be 'original' or 'input', got {gt_frame!r}")
         self.model, self.head, self.spec = model, head, spec
         self.samples = list(data_samples)
+        self.gt_frame = gt_frame
         self.sigmoid = spec.sigmoid if spec.sigmoid is not None else bool(
             getattr(head, 'use_sigmoid_cls', False))
         self.activation = 'sigmoid' if self.sigmoid else 'softmax'

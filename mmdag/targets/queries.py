@@ -42,6 +42,7 @@ from torch import Tensor
 
 from mmdag.attacks import TargetSet
 from mmdag.registry import TARGETS
+from .det_loss import DetectorLoss
 from .batching import map_canvas_groups
 from .common import above_threshold, gt_in_input_frame, score_logit
 from .query_selection import QuerySelection, two_stage_selection
@@ -54,7 +55,7 @@ def _sigmoid_head(head) -> bool:
 
 
 @TARGETS.register_module()
-class QueryTargets(TargetSet):
+class QueryTargets(DetectorLoss, TargetSet):
     """Decoder queries of a DETR-like detector that detect a ground-truth
     object on the clean image (see the module docstring for the rules).
 
@@ -95,6 +96,7 @@ class QueryTargets(TargetSet):
         head = self._head(model)
         self.model, self.head = model, head
         self.samples = list(data_samples)
+        self.gt_frame = gt_frame
         self.sigmoid = _sigmoid_head(head)
         self.activation = 'sigmoid' if self.sigmoid else 'softmax'
         num_classes = head.num_classes

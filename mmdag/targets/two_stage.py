@@ -10,6 +10,7 @@ from torch import Tensor
 from mmdag.attacks import TargetSet
 from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
+from .det_loss import DetectorLoss
 from .batching import map_canvas_groups
 from .common import features as _features, gt_in_input_frame  # noqa: F401
 
@@ -181,7 +182,7 @@ def assign_proposals(iou: Tensor, gt_labels: Tensor, probs: Tensor, iou_thr: flo
 
 
 @TARGETS.register_module()
-class TwoStageTargets(TargetSet):
+class TwoStageTargets(DetectorLoss, TargetSet):
     """Dense RPN proposals that overlap a ground-truth box (Xie et al., Sec. 3.2).
 
     On the clean image the detector's own RPN proposes boxes with NMS at
@@ -240,6 +241,7 @@ class TwoStageTargets(TargetSet):
             raise ValueError(f"gt_frame must be 'original' or 'input', got {gt_frame!r}")
         self.model = model
         self.samples = list(data_samples)
+        self.gt_frame = gt_frame
         self.settings = dict(rpn_nms_iou=rpn_nms_iou, rpn_max_per_img=rpn_max_per_img,
                              rpn_nms_pre=rpn_nms_pre, iou_thr=iou_thr, score_thr=score_thr)
         num_classes = bbox_head.num_classes

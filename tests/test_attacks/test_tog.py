@@ -7,7 +7,8 @@ import pytest
 import torch
 from test_dag import LinearPixels
 
-from mmdag.attacks import TOGVanishing
+from mmdag.attacks import DetPGD, TOGMislabel, TOGUntargeted, TOGVanishing
+from mmdag.attacks.labels import random_labels
 from mmdag.errors import MMDagError
 
 C = 5   # the last class is the background
@@ -26,6 +27,7 @@ def problem(seed=0, num_images=2, size=6):
 
 class SoftmaxDetections(LinearPixels):
     background = C - 1
+    exclude_adv = (C - 1,)   # as the detection adapters: never an adversarial label
 
 
 class SigmoidDetections(LinearPixels):
@@ -80,3 +82,71 @@ def test_targets_without_a_background_are_refused():
     w, b, imgs, labels = problem()
     with pytest.raises(MMDagError, match='TOG vanishing needs a detector'):
         TOGVanishing(max_iters=1)(imgs, LinearPixels(w, b, labels))
+
+
+def test_mislabel_steps_down_the_cross_entropy_towards_the_drawn_labels():
+    w, b, imgs, labels = problem(seed=3)
+    t = SoftmaxDetections(w, b, labels)
+    res = TOGMislabel(alpha=2.0, max_iters=1, random_start=False, seed=4)(imgs, t, seeds=[0, 1])
+    for k, (x, r, adv) in enumerate(zip(imgs, res.perturbations, res.adv_labels)):
+        z = logits_of(w, b, x)
+        ok = z.argmax(1) == labels[k]
+        # DAG's random labels from the image's seed, the background excluded
+        drawn = random_labels(labels[k], C, torch.Generator().manual_seed(4 * 1_000_003 + k),
+                              exclude=(C - 1,))
+        assert torch.equal(adv, torch.where(ok, drawn, torch.full_like(drawn, -1)))
+        assert not (adv == C - 1).any() and not (adv == labels[k]).any()
+        p = z.softmax(1)
+        onehot = torch.nn.functional.one_hot(adv.clamp_min(0), C).float()
+        grad = ((p - onehot) * ok[:, None]) @ w           # d sum CE(z, adv) / d x, per pixel
+        torch.testing.assert_close(r, (-2.0 * grad.sign()).T.reshape(r.shape), atol=1e-4, rtol=0)
+
+
+def test_untargeted_steps_up_the_cross_entropy_of_the_clean_detections():
+    w, b, imgs, labels = problem(seed=5)
+    res = TOGUntargeted(alpha=2.0, max_iters=1, random_start=False)(
+        imgs, SoftmaxDetections(w, b, labels))
+    for k, (x, r) in enumerate(zip(imgs, res.perturbations)):
+        z = logits_of(w, b, x)
+        ok = z.argmax(1) == labels[k]
+        onehot = torch.nn.functional.one_hot(labels[k], C).float()
+        grad = ((z.softmax(1) - onehot) * ok[:, None]) @ w
+        torch.testing.assert_close(r, (2.0 * grad.sign()).T.reshape(r.shape), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('kind', [TOGMislabel, TOGUntargeted])
+def test_mislabel_and_untargeted_flip_detections_inside_the_budget(kind):
+    w, b, imgs, labels = problem(seed=2)
+    res = kind(epsilon=64.0, alpha=16.0, max_iters=6, seed=1)(imgs, SoftmaxDetections(w, b, labels))
+    for x, adv, s in zip(imgs, res.adv_images, res.stats):
+        assert float((adv - x).abs().max()) <= 64.0 + 1e-4
+        assert 0 <= float(adv.min()) and float(adv.max()) <= 255
+        assert s['num_correct'] > 0 and s['correct_frac'] < 0.5
+
+
+class QuadraticDetector(SoftmaxDetections):
+    """A toy whose 'detector loss' is ``sum((x - c)^2)`` per image."""
+
+    def __init__(self, *args, centre=100.0):
+        super().__init__(*args)
+        self.centre, self.loss_calls = centre, []
+
+    def detector_loss(self, images, indices, seeds, terms='all'):
+        self.loss_calls.append((list(indices), list(seeds), terms))
+        return [((x - self.centre) ** 2).sum() for x in images]
+
+
+def test_detpgd_steps_up_the_detector_loss_with_per_image_per_step_seeds():
+    w, b, imgs, labels = problem(seed=6)
+    t = QuadraticDetector(w, b, labels)
+    res = DetPGD(alpha=2.0, max_iters=2, random_start=False, terms='cls', seed=3)(
+        imgs, t, seeds=[10, 20])
+    for x, r in zip(imgs, res.perturbations):
+        # two sign steps away from the centre, where no pixel is at it
+        expect = (4.0 * (x - 100.0).sign()).clamp(-8, 8)
+        expect = (x + expect).clamp(0, 255) - x
+        torch.testing.assert_close(r, expect, atol=1e-4, rtol=0)
+    base = [3 * 1_000_003 + s for s in (10, 20)]
+    expect = [([0, 1], [base[0] * 1_000_003 + m, base[1] * 1_000_003 + m], 'cls')
+              for m in range(2)]
+    assert t.loss_calls == expect

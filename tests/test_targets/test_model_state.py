@@ -17,7 +17,9 @@ from mmdag.apis import attack_batch
 
 SEG_ATTACKS = [dict(max_iters=2), dict(type='PGD', max_iters=2), dict(type='APGD', max_iters=4),
                dict(type='WorstCase', attacks=['segpgd', 'cospgd'], max_iters=2)]
-DET_ATTACKS = [dict(max_iters=2), dict(type='TOGVanishing', max_iters=2)]
+DET_ATTACKS = [dict(max_iters=2), dict(type='TOGVanishing', max_iters=2),
+               dict(type='TOGMislabel', max_iters=2), dict(type='TOGUntargeted', max_iters=2),
+               dict(type='DetPGD', max_iters=2), dict(type='DetPGD', max_iters=2, terms='cls')]
 
 
 def snapshot(model):

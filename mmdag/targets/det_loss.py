@@ -1,0 +1,173 @@
+"""A detector's own training loss on attacked images (what DetPGD ascends).
+
+mmdet computes a detector's losses in ``model.loss`` only, and several heads
+read ``self.training`` there (FCOS scales its box regression by the stride
+only at test time; DINO builds its denoising queries only in training). So
+the loss is computed in *loss mode* (:func:`loss_mode`): every module's
+``training`` flag is set, except those of normalisation and dropout layers
+(and attention layers with built-in dropout), which stay in eval mode: no
+running statistic is updated, nothing is drawn at random by dropout, and
+every flag is restored afterwards. What else the loss draws at random (the
+RoI and anchor samplers of two-stage detectors, DINO's denoising noise)
+comes from a generator seeded per image and step, so a run is reproducible.
+
+The loss is computed **one image at a time**, on the image's own canvas:
+mmdet normalises its losses over the batch (and across processes, through
+``reduce_mean``), which would make an image's gradient depend on its batch
+companions and make every process wait for the others inside an attack.
+Here no collective runs (``torch.distributed`` reads as not initialised
+during the call), and an image's loss is what a batch of one gives.
+
+The ground truth is brought to the network-input frame first (the zoo test
+pipelines load it in the original image's frame), with instance masks on the
+input canvas for models whose loss needs them (the sample's own masks, or
+the filled boxes where it has none).
+"""
+from contextlib import contextmanager
+from typing import List, Sequence
+
+import torch
+from torch import Tensor
+
+from mmdag.attacks.det_pgd import TERMS
+from mmdag.errors import MMDagError
+from .batching import canvas_of
+from .common import gt_in_input_frame
+
+__all__ = ['DetectorLoss', 'loss_mode', 'sum_losses', 'LOSS_TERMS']
+
+#: which of a detector's loss terms DetPGD ascends: ``'all'`` (every term
+#: whose key has ``loss``, as mmengine's ``parse_losses`` sums them) or
+#: ``'cls'`` (the classification and objectness terms only, as ARES does:
+#: keys with ``cls``, ``conf`` or ``obj``)
+LOSS_TERMS = TERMS
+_CLS_KEYS = ('cls', 'conf', 'obj')
+
+
+def _stays_eval(module) -> bool:
+    """Layers whose training mode updates state or draws at random."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from torch.nn.modules.dropout import _DropoutNd
+    from torch.nn.modules.instancenorm import _InstanceNorm
+    if isinstance(module, (_BatchNorm, _InstanceNorm, _DropoutNd, torch.nn.MultiheadAttention)):
+        return True
+    name = type(module).__name__.lower()
+    return 'norm' in name or 'drop' in name
+
+
+@contextmanager
+def loss_mode(model):
+    """Every module of ``model`` in training mode but normalisation, dropout
+    and attention-with-dropout layers (module docstring); the flags are
+    restored on exit."""
+    saved = [(m, m.training) for m in model.modules()]
+    try:
+        for m, _ in saved:
+            m.training = not _stays_eval(m)
+        yield
+    finally:
+        for m, flag in saved:
+            m.training = flag
+
+
+@contextmanager
+def _single_process():
+    """``torch.distributed.is_initialized()`` reads False inside: mmdet's
+    ``reduce_mean`` of the loss normalisers stays local to the image."""
+    import torch.distributed as dist
+    stock = dist.is_initialized
+    dist.is_initialized = lambda: False
+    try:
+        yield
+    finally:
+        dist.is_initialized = stock
+
+
+def sum_losses(losses: dict, terms: str = 'all') -> Tensor:
+    """The total of a detector's loss dict as mmengine's ``parse_losses``
+    makes it (each value's mean, lists summed, keys with ``loss``), over the
+    chosen ``terms`` (:data:`LOSS_TERMS`)."""
+    if terms not in LOSS_TERMS:
+        raise ValueError(f'terms must be one of {LOSS_TERMS}, got {terms!r}')
+    total = None
+    for key, value in losses.items():
+        if 'loss' not in key:
+            continue
+        if terms == 'cls' and not any(k in key for k in _CLS_KEYS):
+            continue
+        parts = value if isinstance(value, (list, tuple)) else [value]
+        for v in parts:
+            total = v.mean() if total is None else total + v.mean()
+    if total is None:
+        raise MMDagError(f'the detector returned no {terms!r} loss term among '
+                         f'{sorted(losses)}: choose terms from {LOSS_TERMS}')
+    return total
+
+
+def _needs_masks(model) -> bool:
+    """Whether the model's loss takes instance masks: a mask branch (Mask
+    R-CNN, HTC...), an instance segmentor (SOLO, CondInst, YOLACT...), a
+    MaskFormer, or a head for instances (RTMDet-Ins)."""
+    from mmdet.models.detectors import MaskFormer
+    from mmdet.models.detectors.single_stage_instance_seg import SingleStageInstanceSegmentor
+    if getattr(model, 'with_mask', False):
+        return True
+    if isinstance(model, (SingleStageInstanceSegmentor, MaskFormer)):
+        return True
+    return 'Ins' in type(getattr(model, 'bbox_head', None)).__name__
+
+
+class DetectorLoss:
+    """The detector's own loss, per image (module docstring): a mix-in of the
+    detection target sets (they hold ``model``, ``samples`` and
+    ``gt_frame``)."""
+
+    model = None
+    samples: list = []
+    gt_frame = 'original'
+
+    def _loss_sample(self, i: int, image: Tensor):
+        """Image ``i``'s data sample with its ground truth in the input frame
+        (made once per image)."""
+        cache = self.__dict__.setdefault('_loss_samples', {})
+        if i not in cache:
+            sample = self.samples[i]
+            canvas = canvas_of(self.model, image.shape)
+            meta = dict(sample.metainfo, batch_input_shape=canvas)
+            masks = _needs_masks(self.model)
+            gt = gt_in_input_frame(sample, self.gt_frame, image.device, meta=meta, masks=masks)
+            if gt is None:
+                raise MMDagError('DetPGD needs the ground truth of every image: the test '
+                                 "pipeline must load annotations (LoadAnnotations) and pack "
+                                 'gt_instances')
+            out = sample.clone()
+            out.gt_instances = gt
+            if 'ignored_instances' in sample:
+                ignored = type(sample)(metainfo=sample.metainfo)
+                ignored.gt_instances = sample.ignored_instances
+                ign = gt_in_input_frame(ignored, self.gt_frame, image.device)
+                if ign is not None:
+                    out.ignored_instances = ign
+            for key in ('pred_instances', 'pred_panoptic_seg', 'pred_sem_seg'):
+                if key in out:
+                    delattr(out, key)
+            cache[i] = out
+        return cache[i]
+
+    def detector_loss(self, images: Sequence[Tensor], indices: Sequence[int],
+                      seeds: Sequence[int], terms: str = 'all') -> List[Tensor]:
+        """The detector's loss (:func:`sum_losses` of ``terms``) of each image,
+        differentiable with respect to it; ``seeds``: one per image, for the
+        loss's own random draws."""
+        model = self.model
+        out = []
+        for x, i, seed in zip(images, indices, seeds):
+            sample = self._loss_sample(i, x)
+            devices = [x.device] if x.is_cuda else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(int(seed) % (2 ** 63))
+                data = model.data_preprocessor(dict(inputs=[x], data_samples=[sample]), False)
+                with loss_mode(model), _single_process():
+                    losses = model.loss(data['inputs'], data['data_samples'])
+            out.append(sum_losses(losses, terms))
+        return out
