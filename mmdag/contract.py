@@ -26,6 +26,14 @@ SWEPT_VARIANTS = ('advr', 'perm', 'advr_uint8')
 #: The worst case of an ensemble's members chosen per image greedily for
 #: mIoU (:mod:`mmdag.evaluation.greedy`), beside ADVR's image-wise one.
 GREEDY_VARIANT = 'advr_greedy'
+#: The worst case of an ensemble's members chosen per image on a detector's
+#: output: the fewest objects found (:mod:`mmdag.evaluation.det_errors`).
+DET_WORST_VARIANT = 'advr_worst'
+#: The worst cases chosen per image on the predictions, and their labels.
+CHOSEN_VARIANTS = {GREEDY_VARIANT: 'worst case, greedy for mIoU',
+                   DET_WORST_VARIANT: 'worst case, fewest objects found'}
+#: Prefix of the detection error breakdown's metric keys (``errors/advr/missed``).
+ERRORS_PREFIX = 'errors'
 #: Prefix of the attack statistics' metric keys (``dag/linf``).
 STATS_PREFIX = 'dag'
 

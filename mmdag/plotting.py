@@ -43,6 +43,8 @@ def sweep_curve(section: dict, path: str, title: str = '') -> Optional[str]:
                                          label='ADVR, worst case' if worst else 'ADVR')),
                            ('advr_greedy', dict(color='C3', marker='s', ls=':', ms=4,
                                                 label='worst case, greedy for mIoU')),
+                           ('advr_worst', dict(color='C3', marker='s', ls=':', ms=4,
+                                               label='worst case, fewest objects found')),
                            ('advr_uint8', dict(color='C1', marker='x', ls='--',
                                                label='ADVR, 8-bit')),
                            ('perm', dict(color='C0', marker='.', ls=':', label='PERM'))):
@@ -67,4 +69,35 @@ def sweep_curve(section: dict, path: str, title: str = '') -> Optional[str]:
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
+    return save_png(fig, path)
+
+
+def error_bars(section: dict, path: str, title: str = '') -> Optional[str]:
+    """A detector's error breakdown (the report's ``errors``) as one stacked
+    bar per variant: the objects found, covered by a wrong class,
+    mislocalised and missed (they add up to the objects), with the boxes
+    fabricated on the background written beside; None without variants."""
+    rows = section.get('variants') or {}
+    if not rows:
+        return None
+    plt = pyplot()
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(6.0, 0.45 * len(names) + 1.2))
+    left = [0] * len(names)
+    for kind, color, label in (('tp', 'C2', 'found'), ('wrong_class', 'C1', 'wrong class'),
+                               ('mislocalised', 'C4', 'mislocalised'),
+                               ('missed', 'C3', 'missed')):
+        widths = [rows[n].get(kind, 0) for n in names]
+        ax.barh(names, widths, left=left, color=color, label=label)
+        left = [a + b for a, b in zip(left, widths)]
+    for k, n in enumerate(names):
+        ax.text(left[k], k, f"  +{rows[n].get('fabricated', 0)} fabricated", va='center',
+                fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"objects ({section.get('gt')}), detections at score >= "
+                  f"{section.get('score_thr')}")
+    ax.set_xlim(0, max(left) * 1.45 if max(left) else 1)
+    ax.legend(fontsize=7, ncol=4, loc='lower center', bbox_to_anchor=(0.5, 1.0))
+    if title:
+        ax.set_title(title, fontsize=10, pad=22)
     return save_png(fig, path)

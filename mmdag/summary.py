@@ -1,7 +1,7 @@
 """Table-1-style text summary of DAG runs, and the curve of an epsilon sweep."""
 from typing import Dict, Optional, Sequence
 
-from mmdag.contract import GREEDY_VARIANT, STATS_PREFIX, SWEPT_VARIANTS, swept, variant_parts
+from mmdag.contract import CHOSEN_VARIANTS, STATS_PREFIX, SWEPT_VARIANTS, swept, variant_parts
 
 #: The paper's scale of perturbations (PAPER.md, "Measures"), for comparison.
 PAPER_REFERENCE = 'paper (FCN/FR on VOC): ADVR a few %, PERM ~ORIG, p ~1e-3, L-inf < 10, <= 200 iters'
@@ -126,7 +126,7 @@ def sweep_section(metrics: dict, epsilons: Sequence[float]) -> Optional[dict]:
     for e in sorted(epsilons):
         level = None if e == top else e
         variants, values = {}, {}
-        for v in (*SWEPT_VARIANTS, GREEDY_VARIANT):
+        for v in (*SWEPT_VARIANTS, *CHOSEN_VARIANTS):
             head = swept(v, level) + '/'
             found = {k[len(head):]: x for k, x in metrics.items() if k.startswith(head)}
             if found:
@@ -168,22 +168,60 @@ def format_sweep(section: dict) -> str:
         return '-' if v is None else f'{v:.2f}'
 
     members = list(dict.fromkeys(n for r in section['rows'] for n in r.get('members', {})))
-    greedy = any(GREEDY_VARIANT in r['variants'] for r in section['rows'])
+    chosen = [c for c in CHOSEN_VARIANTS if any(c in r['variants'] for r in section['rows'])]
     worst = 'worst case' if members else ''
     lines = [f"ORIG {name}: {cell(section.get('orig'))}", '',
              '| epsilon (/255) | ' + ''.join(f'{n} | ' for n in members)
              + f'ADVR {name}{" (" + worst + ")" if worst else ""} | '
-             + ('worst case, greedy for mIoU | ' if greedy else '')
+             + ''.join(f'{CHOSEN_VARIANTS[c]} | ' for c in chosen)
              + 'ADVR 8-bit | PERM | mean L-inf | targets flipped |',
-             '|---:|' + '---:|' * (len(members) + 5 + greedy)]
+             '|---:|' + '---:|' * (len(members) + 5 + len(chosen))]
     for r in section['rows']:
         v, a = r['variants'], r['attack']
         flipped = a.get('target_success')
         lines.append(f"| {r['epsilon']:g} | "
                      + ''.join(f"{cell(r.get('members', {}).get(n))} | " for n in members)
                      + f"{cell(v.get('advr'))} | "
-                     + (f"{cell(v.get(GREEDY_VARIANT))} | " if greedy else '')
+                     + ''.join(f"{cell(v.get(c))} | " for c in chosen)
                      + f"{cell(v.get('advr_uint8'))} "
                      f"| {cell(v.get('perm'))} | {cell(a.get('linf'))} | "
                      f"{'-' if flipped is None else f'{100 * flipped:.1f}%'} |")
     return '\n'.join(lines)
+
+
+def error_section(metrics: dict) -> Optional[dict]:
+    """The detection error breakdown of a run (:mod:`mmdag.evaluation.det_errors`)
+    from its metrics: the objects (``gt``, by size), and per variant (``orig``,
+    ``advr``, each member's ``advr[PGD]``, the worst case ``advr_worst``; at
+    each epsilon of a sweep ``advr@2``...) the count of each kind, by size
+    where the run split it, and whether the objects' kinds add up to ``gt``.
+    None without a breakdown (segmentation)."""
+    from mmdag.contract import DET_WORST_VARIANT, ERRORS_PREFIX
+    from mmdag.evaluation.det_errors import KINDS, OBJECT_KINDS, SIZES
+    head = ERRORS_PREFIX + '/'
+    if head + 'gt' not in metrics:
+        return None
+    variants: Dict[str, dict] = {}
+    for key, value in metrics.items():
+        if key.startswith(head):
+            variant, _, kind = key[len(head):].rpartition('/')
+        else:
+            first, _, rest = key.partition('/')
+            if variant_parts(first)[0] != DET_WORST_VARIANT or not rest.startswith(head):
+                continue
+            variant, kind = first, rest[len(head):]
+        if variant:
+            variants.setdefault(variant, {})[kind] = int(value)
+    gt = int(metrics[head + 'gt'])
+    out = dict(score_thr=metrics.get(head + 'score_thr'), gt=gt,
+               gt_by_size={s: int(metrics[f'{head}gt_{s}']) for s in SIZES
+                           if f'{head}gt_{s}' in metrics}, variants={})
+    for v, counts in variants.items():
+        row = {k: counts[k] for k in KINDS if k in counts}
+        sized = {s: {k: counts[f'{k}_{s}'] for k in KINDS if f'{k}_{s}' in counts}
+                 for s in SIZES}
+        if any(sized.values()):
+            row['by_size'] = sized
+        row['adds_up'] = sum(row.get(k, 0) for k in OBJECT_KINDS) == gt
+        out['variants'][v] = row
+    return out

@@ -6,11 +6,11 @@ from typing import Optional
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
-from mmdag.contract import (BATCH_INFO, GREEDY_VARIANT, RUN_INFO, STATS_PREFIX, VARIANTS,
-                            variant_parts)
+from mmdag.contract import (BATCH_INFO, CHOSEN_VARIANTS, ERRORS_PREFIX, RUN_INFO, STATS_PREFIX,
+                            VARIANTS, variant_parts)
 from mmdag.fileio import write_atomic
 from mmdag.registry import HOOKS
-from mmdag.summary import format_sweep, sweep_section
+from mmdag.summary import error_section, format_sweep, sweep_section
 
 from .records import RECORDS, append_records, convergence, read_records, unique_records
 
@@ -66,7 +66,9 @@ class DAGReportHook(Hook):
         for key, value in metrics.items():
             head, _, name = key.partition('/')
             base, member, eps = variant_parts(head)
-            if (head in VARIANTS or head == GREEDY_VARIANT) and name:
+            if head == ERRORS_PREFIX or name.startswith(ERRORS_PREFIX + '/'):
+                continue   # the error breakdown: its own section
+            if (head in VARIANTS or head in CHOSEN_VARIANTS) and name:
                 variants.setdefault(head, {})[name] = value
             elif head == STATS_PREFIX and name:
                 attack[name] = value
@@ -86,6 +88,9 @@ class DAGReportHook(Hook):
             metrics=metrics)
         if members:   # an ensemble: each member's own ADVR beside the worst case's
             report['members'] = members
+        errors = error_section(metrics)
+        if errors:
+            report['errors'] = self._errors(runner, errors)
         if epsilons:
             report['sweep'] = self._sweep(runner, metrics, epsilons)
         records_path = self.records_path(runner)
@@ -98,6 +103,21 @@ class DAGReportHook(Hook):
         path = osp.join(runner.work_dir, self.report)
         write_atomic(path, json.dumps(report, indent=2, default=_jsonable))
         runner.logger.info(f'DAG report written to {path}')
+
+    def _errors(self, runner, section: dict) -> dict:
+        """The report's ``errors`` with its picture ``dag_errors.png`` (the
+        unmarked variants: the largest epsilon's) beside the report."""
+        try:
+            from mmdag.plotting import error_bars
+            title = osp.splitext(osp.basename(str(getattr(runner.cfg, 'filename', '') or '')))[0]
+            shown = dict(section, variants={v: r for v, r in section['variants'].items()
+                                            if '@' not in v})
+            path = error_bars(shown, osp.join(runner.work_dir, 'dag_errors.png'), title)
+            section['picture'] = osp.basename(path) if path else None
+        except ImportError as e:   # no matplotlib: the counts still go in the report
+            section['picture'] = None
+            runner.logger.warning(f'DAG: no error picture ({e})')
+        return section
 
     def _sweep(self, runner, metrics: dict, epsilons: list) -> Optional[dict]:
         """The report's ``sweep``: the curve (rows, a markdown table) and its

@@ -6,12 +6,13 @@ import numpy as np
 from mmengine.dist import broadcast_object_list, collect_results, is_main_process
 from mmengine.evaluator import BaseMetric
 
-from mmdag.contract import (GREEDY_VARIANT, NOT_ATTACKED, STATS_FIELD, STATS_PREFIX,
+from mmdag.contract import (DET_WORST_VARIANT, ERRORS_PREFIX, GREEDY_VARIANT, NOT_ATTACKED, STATS_FIELD, STATS_PREFIX,
                             SWEEP_STATS_FIELD, VARIANTS, VARIANTS_FIELD, epsilon_label, swept,
                             variant_parts)
 from mmdag.errors import MMDagError
 from mmdag.registry import METRICS
 
+from .det_errors import DetectionErrors, DetectionWorstCase, sample_breakdown
 from .greedy import GreedyWorstCase
 
 _DAG_FIELDS = (VARIANTS_FIELD, STATS_FIELD, SWEEP_STATS_FIELD)
@@ -92,6 +93,16 @@ class DAGMetric(BaseMetric):
             :mod:`mmdag.evaluation.greedy`): ``advr_greedy/mIoU``... and how
             many images took each member (``advr_greedy/images_PGD``...).
             Defaults to True.
+        score_thr (float): detectors: the score above which a detection
+            counts in the error breakdown and the detection worst case
+            (:mod:`mmdag.evaluation.det_errors`): keys ``errors/advr/missed``,
+            ``errors/orig/fabricated``... (also by object size for the
+            unmarked variants) and, with an ensemble attack, the worst case
+            per image by fewest objects found, ``advr_worst/mAP``,
+            ``advr_worst/images_PGD``, ``advr_worst/errors/missed``...
+            Defaults to 0.3 (mmdet's visualisation threshold; the zoo's
+            test-time 0.05 keeps boxes for ranking, not as detections).
+        errors (bool): detectors: report the error breakdown. Defaults to True.
         with_stats (bool): report the attack statistics. Set False on all
             but one ``DAGMetric`` of a multi-metric evaluator (the keys would
             clash). Defaults to True.
@@ -102,12 +113,19 @@ class DAGMetric(BaseMetric):
 
     def __init__(self, metric: dict, variants: Optional[Sequence[str]] = None,
                  with_stats: bool = True, collect_device: str = 'cpu',
-                 prefix: Optional[str] = None, greedy: bool = True, **advr_only) -> None:
+                 prefix: Optional[str] = None, greedy: bool = True, score_thr: float = 0.3,
+                 errors: bool = True, **advr_only) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.with_stats = with_stats
         self.greedy = bool(greedy)
+        self.score_thr = float(score_thr)
+        self.errors = bool(errors)
         #: the greedy worst case for mIoU of an ensemble's members, per epsilon
         self.greedy_parts: dict = {}
+        #: detectors: the worst case by fewest objects found, per epsilon
+        #: (with its members' variants), and the error breakdown
+        self.worst_parts: dict = {}
+        self.error_part: Optional[DetectionErrors] = None
         if variants is not None:
             bad = {v for v in variants if variant_parts(v)[0] not in VARIANTS}
             if bad:
@@ -161,19 +179,29 @@ class DAGMetric(BaseMetric):
         self._build(self.requested or tuple(made))
         self.sweep_stats = {e: _SweepStats(e, self.collect_device, self.prefix)
                             for e in epsilons} if self.with_stats else {}
-        self.greedy_parts = {}
+        self.greedy_parts, self.worst_parts = {}, {}
         parts = {v: variant_parts(v) for v in self.metrics}
-        for level in [None, *epsilons] if self.greedy else []:
+        # a metric's own prefix stays inside, as the variants' do
+        inner = self._metric_cfg.get('prefix', None)
+        inner = f'/{inner}' if inner else ''
+        for level in [None, *epsilons]:
             members = [(v, member) for v, (_, member, eps) in parts.items()
                        if member and eps == level]
             loop = swept('advr', level)
-            if len(members) > 1 and loop in self.metrics:
-                # a metric's own prefix stays inside, as the variants' do
-                inner = self._metric_cfg.get('prefix', None)
-                prefix = swept(GREEDY_VARIANT, level) + (f'/{inner}' if inner else '')
+            if len(members) < 2 or loop not in self.metrics:
+                continue
+            variants, names = [v for v, _ in members], [n for _, n in members]
+            if self.greedy:
                 self.greedy_parts[level] = GreedyWorstCase(
-                    [v for v, _ in members], [n for _, n in members], self.metrics[loop],
-                    prefix, self.collect_device)
+                    variants, names, self.metrics[loop], swept(GREEDY_VARIANT, level) + inner,
+                    self.collect_device)
+            self.worst_parts[level] = (variants, DetectionWorstCase(
+                names, self.metrics[loop], swept(DET_WORST_VARIANT, level) + inner,
+                self.collect_device))
+        broken = [v for v, (base, _, _) in parts.items() if base in ('orig', 'advr')]
+        self.error_part = DetectionErrors(
+            broken, [v for v in broken if parts[v][2] is None], self.score_thr,
+            self.collect_device, ERRORS_PREFIX) if self.errors else None
 
     @property
     def dataset_meta(self) -> Optional[dict]:
@@ -206,11 +234,28 @@ class DAGMetric(BaseMetric):
         for v, metric in self.metrics.items():
             metric.process(data_batch, [self._variant(s, v) for s in data_samples])
         n = len(data_samples)
+
+        def winners(level):
+            return [(s[STATS_FIELD] if level is None else
+                     s[SWEEP_STATS_FIELD][epsilon_label(level)]).get('winner')
+                    for s in data_samples]
+
         for level, part in self.greedy_parts.items():
-            winners = [(s[STATS_FIELD] if level is None else
-                        s[SWEEP_STATS_FIELD][epsilon_label(level)]).get('winner')
-                       for s in data_samples]
-            part.add([self.metrics[v].results[-n:] for v in part.variants], winners)
+            part.add([self.metrics[v].results[-n:] for v in part.variants], winners(level))
+        if self.error_part or self.worst_parts:
+            # a detector: what each variant broke, and the worst case by it
+            # (one result per image, None when the model is not a detector)
+            need = set(self.error_part.variants if self.error_part else [])
+            need.update(v for variants, _ in self.worst_parts.values() for v in variants)
+            detector = bool(data_samples) and sample_breakdown(
+                self._variant(data_samples[0], 'advr')) is not None
+            rows = {v: [sample_breakdown(self._variant(s, v), self.score_thr) if detector
+                        else None for s in data_samples] for v in need}
+            if self.error_part is not None:
+                self.error_part.add({v: rows[v] for v in self.error_part.variants})
+            for level, (variants, part) in self.worst_parts.items():
+                part.add([self.metrics[v].results[-n:] for v in variants],
+                         [rows[v] for v in variants], winners(level))
         if self.with_stats:
             self.results.extend(dict(s[STATS_FIELD]) for s in data_samples)
             for stats in self.sweep_stats.values():
@@ -226,6 +271,9 @@ class DAGMetric(BaseMetric):
         each other epsilon of a sweep (``'_stats@0.5'``)."""
         parts = list(self.metrics.items())
         parts += [(swept(GREEDY_VARIANT, e), m) for e, m in self.greedy_parts.items()]
+        parts += [(swept(DET_WORST_VARIANT, e), m) for e, (_, m) in self.worst_parts.items()]
+        if self.error_part is not None:
+            parts.append((ERRORS_PREFIX, self.error_part))
         if self.with_stats:
             parts.append(('_stats', self))
             parts += [(swept('_stats', e), m) for e, m in self.sweep_stats.items()]

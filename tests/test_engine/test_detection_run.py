@@ -94,3 +94,38 @@ def test_tog_vanishing_through_tools_test(tiny_voc, random_seg_checkpoint, tmp_p
                     'test_dataloader.dataset.indices=1'], check=False)
     assert res.returncode != 0 and 'TOG vanishing needs a detector' in res.stderr
     assert 'Traceback' not in res.stderr, res.stderr[-2000:]
+
+
+def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
+    """Three detection attacks, their worst case and a sweep in one command
+    on the demo Faster R-CNN (random weights): each variant's error breakdown
+    adds up to the objects, the worst case's mAP is at or below each
+    member's at every epsilon, and the report draws the breakdown."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / 'random_det.pth')
+    torch.save({'state_dict': MODELS.build(Config.fromfile(DET).model).state_dict()}, ckpt)
+    wd = str(tmp_path / 'wd')
+    res = run_tool(['tools/test.py', DET, ckpt, '--attack', 'worstcase', '--attack-options',
+                    'attacks=detpgd,togvanishing,toguntargeted', 'max_iters=1', '--epsilons', '2',
+                    '4', '--work-dir', wd, '--cfg-options',
+                    f'test_dataloader.dataset.data_root={osp.dirname(tiny_voc)}/',
+                    'test_dataloader.dataset.indices=3', 'custom_hooks.0.targets.score_thr=0.0',
+                    'test_evaluator.score_thr=0.0'])
+    rep = json.load(open(osp.join(wd, 'dag_report.json')))
+    m = rep['metrics']
+    members = ('DetPGD', 'TOGVanishing', 'TOGUntargeted')
+    errors = rep['errors']
+    assert errors['score_thr'] == 0.0 and errors['gt'] > 0
+    for level in ('', '@2'):
+        for v in ('advr', 'advr_worst', *(f'advr[{n}]' for n in members)):
+            assert errors['variants'][v + level]['adds_up'], v + level
+        worst = m[f'advr_worst{level}/mAP']
+        assert all(worst <= m[f'advr[{n}]{level}/mAP'] for n in members)
+        assert sum(m[f'advr_worst{level}/images_{n}'] for n in members) == 3
+    assert errors['variants']['orig']['adds_up'] and 'by_size' in errors['variants']['advr']
+    assert errors['picture'] == 'dag_errors.png' and osp.isfile(osp.join(wd, 'dag_errors.png'))
+    assert 'fewest objects found' in rep['sweep']['table'] and 'fewest objects' in res.stdout

@@ -142,12 +142,15 @@ def test_a_metric_asking_for_what_the_hook_does_not_make_is_refused():
     # unset: every variant the hook makes, and each other epsilon's statistics
     metric = DAGMetric(metric=dict(type='IoUMetric'))
     metric.configure(['advr', 'orig', 'advr@2'], [2.0])
-    assert sorted(metric.result_lists()) == ['_stats', '_stats@2', 'advr', 'advr@2', 'orig']
+    # (and the detection error breakdown: one None per image for a segmentor)
+    assert sorted(metric.result_lists()) == ['_stats', '_stats@2', 'advr', 'advr@2', 'errors',
+                                             'orig']
     # an ensemble's members: their greedy worst case, inside a metric's own prefix
     metric = DAGMetric(metric=dict(type='IoUMetric', prefix='dice'))
     metric.configure(['advr', 'advr[PGD]', 'advr[SegPGD]'], [])
     assert 'advr_greedy' in metric.result_lists()
     assert metric.greedy_parts[None].prefix == 'advr_greedy/dice'
+    assert metric.worst_parts[None][1].prefix == 'advr_worst/dice'
 
 
 def test_another_attack_replaces_the_configs_attack_settings():
