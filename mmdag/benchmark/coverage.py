@@ -102,7 +102,7 @@ def _record(family: str) -> dict:
     return dict(family=family, package=package, config=None, outcome=None, reason='', adapter=None,
                 num_targets=None, iters=None, status=None, seconds=0.0, tried=[], failures={},
                 size=list(SIZE_OVERRIDES.get(family, SIZE)), gt_label=None, relaxed=None,
-                timing={}, violations=[], bias_note=None, figures={})
+                timing={}, violations=[], bias_note=None, figures={}, attacks={})
 
 
 def survey_family(family: str, max_iters: int = 2) -> dict:
@@ -180,6 +180,15 @@ def survey_family(family: str, max_iters: int = 2) -> dict:
                 else:
                     rec['outcome'] = again['outcome']
                     rec['reason'] = f'with {opts}: {again["reason"]}'
+            if rec['outcome'] == 'attacked' and package == 'mmdet':
+                # the detection attacks, under the settings that gave DAG targets
+                from .det_attack_survey import survey_detection_attacks
+                t = time.perf_counter()
+                cfg = rec['relaxed']['targets_cfg'] if rec['relaxed'] else None
+                pad = PAD_ROWS if size[0] >= 8 * PAD_ROWS else 0
+                rec['attacks'] = survey_detection_attacks(
+                    model, lambda: make_batch(package, size, label=label, pad=pad), cfg)
+                timing['attacks'] = round(time.perf_counter() - t, 2)
     except Exception as e:   # noqa: B902 - the survey itself must go on
         rec['outcome'] = 'crashed'
         rec['reason'] = 'survey error: ' + describe_exception(e, frames=True)
@@ -295,6 +304,12 @@ def progress_line(k: int, n: int, rec: dict) -> str:
     line = f'[{k}/{n}] {rec["family"]} {o} ({detail}) {rec["seconds"]:.1f} s'
     for v in rec.get('violations', []):
         line += f'\n    invariant violated: {v}'
+    for name, a in (rec.get('attacks') or {}).items():
+        grad = ''.join(f', loss gradient ({k}) {v}' for k, v in a.get('loss_grad', {}).items())
+        line += (f'\n    {name}: {a["outcome"]} ({a["status"] or _short_reason(a["reason"])}, '
+                 f'{a["backwards"]} backward{grad}) {a["seconds"]:.1f} s')
+        for v in a['violations']:
+            line += f'\n    {name} invariant violated: {v}'
     return line
 
 
