@@ -53,6 +53,9 @@ def parse_args(argv=None):
                    help='budgeted attacks to run on every segmentation model besides DAG, in '
                    'one worst-case run per model (e.g. pgd segpgd): a column per attack and '
                    'the worst case per image (over the list\'s `attacks`; `none`: none)')
+    p.add_argument('--det-attacks', nargs='+', metavar='ATTACK',
+                   help='the same for every detector (e.g. detpgd togvanishing), over the '
+                   "list's `det_attacks`; `none`: none")
     p.add_argument('--budget-options', nargs='+', action=DictAction, default={},
                    help='settings of those attacks (over the list\'s `budget_options`), e.g. '
                    'epsilon=4 max_iters=20')
@@ -314,32 +317,40 @@ def run_list(args, entries, bench_dir, prog):
 
 
 def budget_settings(args, list_path: str):
-    """The budgeted attacks and their settings: ``--attacks`` and
-    ``--budget-options`` over the list's ``attacks`` and ``budget_options``."""
+    """The budgeted attacks and their settings: ``--attacks`` (segmentors),
+    ``--det-attacks`` (detectors) and ``--budget-options`` over the list's
+    ``attacks``, ``det_attacks`` and ``budget_options``."""
     from mmengine.config import Config
     from mmdag.registry import attack_types
     cfg = Config.fromfile(list_path)
-    attacks = args.attacks if args.attacks is not None else list(cfg.get('attacks', None) or [])
-    attacks = [] if attacks == ['none'] else [str(a).lower() for a in attacks]
     known = attack_types()
-    bad = [a for a in attacks if a not in known or a in ('dag', 'worstcase')]
-    if bad:
-        sys.exit(f'error: --attacks {bad}: budgeted attacks are '
-                 + ', '.join(a for a in sorted(known) if a not in ('dag', 'worstcase')))
+    chosen = []
+    for flag, key in (('--attacks', 'attacks'), ('--det-attacks', 'det_attacks')):
+        given = getattr(args, key)
+        names = given if given is not None else list(cfg.get(key, None) or [])
+        names = [] if names == ['none'] else [str(a).lower() for a in names]
+        bad = [a for a in names if a not in known or a in ('dag', 'worstcase')]
+        if bad:
+            sys.exit(f'error: {flag} {bad}: budgeted attacks are '
+                     + ', '.join(a for a in sorted(known) if a not in ('dag', 'worstcase')))
+        chosen.append(names)
     budget = {**dict(cfg.get('budget_options', None) or {}), **args.budget_options}
-    return attacks, budget
+    return chosen[0], chosen[1], budget
 
 
-def budget_entries(entries, rows, bench_dir, attacks, budget):
-    """One worst-case run over ``attacks`` per finished segmentation model,
-    in ``DIR/<name>/attacks`` (each member's own figure comes with it)."""
+def budget_entries(entries, rows, bench_dir, attacks, det_attacks, budget):
+    """One worst-case run per finished model, in ``DIR/<name>/attacks``,
+    over ``attacks`` for a segmentor (mIoU) and ``det_attacks`` for a
+    detector (each member's own figure comes with it)."""
     out = []
     for e in entries:
-        if (rows.get(e['name']) or {}).get('metric') != 'mIoU':
-            continue   # detectors' budgeted attacks are their own (DetPGD, TOG): not yet
+        metric = (rows.get(e['name']) or {}).get('metric')
+        members = attacks if metric == 'mIoU' else det_attacks if metric == 'mAP' else []
+        if not members:
+            continue
         out.append(dict(e, name=f"{e['name']}.attacks", model=e['name'],
                         work_dir=osp.join(bench_dir, e['name'], 'attacks'), attack='worstcase',
-                        attack_options={**budget, 'attacks': list(attacks)}))
+                        attack_options={**budget, 'attacks': list(members)}))
     return out
 
 
@@ -401,7 +412,7 @@ def main(argv=None):
         sys.exit(f'error: {e}')
     for e in entries:
         e['config'] = resolve_config(e['config'])
-    attacks, budget = budget_settings(args, resolve_config(args.list))
+    attacks, det_attacks, budget = budget_settings(args, resolve_config(args.list))
     selected = entries
     if args.models:
         unknown = sorted(set(args.models) - {e['name'] for e in entries})
@@ -443,10 +454,10 @@ def main(argv=None):
     meta = dict(list=args.list, attack_options=args.attack_options,
                 cfg_options=args.cfg_options, launcher=args.launcher,
                 processes=args.gpus if args.launcher != 'none' else 1)
-    if attacks:
+    if attacks or det_attacks:
         good = {r['model']: r for r in rows if not r.get('failed')}
         runs = budget_entries([e for e in entries if e['name'] in good], good, bench_dir,
-                              attacks, budget)
+                              attacks, det_attacks, budget)
         # --models: the others' finished runs go in the tables, nothing of theirs is run
         todo = [b for b in runs if b['model'] in {e['name'] for e in selected}]
         bres = {}
@@ -464,7 +475,7 @@ def main(argv=None):
             elif run in todo or plan(run['work_dir'], fingerprint(
                     run, run_options(args, run))) == 'skip':
                 row['attacks'] = budget_row(run['work_dir'])
-        meta.update(attacks=attacks, budget_options=budget)
+        meta.update(attacks=attacks, det_attacks=det_attacks, budget_options=budget)
     pic_dir = osp.join(bench_dir, 'pictures')
     for e, row in zip(entries, rows):
         if not row.get('failed'):

@@ -30,7 +30,9 @@ models = [
          attack_options=dict(max_iters=20)),
 ]
 # Besides DAG, on every segmentation model: PGD and SegPGD at 4/255, and the
-# worst case of the two per image, in one run per model (DIR/<name>/attacks).
-# --attacks and --budget-options override these; --attacks none skips them.
+# worst case of the two per image, in one run per model (DIR/<name>/attacks);
+# on every detector: DetPGD and TOG vanishing, and their worst case.
+# --attacks, --det-attacks and --budget-options override these; `none` skips.
 attacks = ['pgd', 'segpgd']
+det_attacks = ['detpgd', 'togvanishing']
 budget_options = dict(epsilon=4, max_iters=10)

@@ -107,8 +107,17 @@ def budget_row(work_dir: str) -> Optional[dict]:
                  for n, v in member_values(metrics, metric).items()},
         worst=value(f'advr/{metric}'), worst_uint8=value(f'advr_uint8/{metric}'),
         worst_greedy=value(f'advr_greedy/{metric}'),
+        worst_found=value(f'advr_worst/{metric}'), found=_found(rep),
         wins=wins, images=(rep.get('attack') or {}).get('images', len(records)),
         sec_per_image=_sec_per_image(records))
+
+
+def _found(rep: dict) -> Optional[str]:
+    """A detector's worst case by objects found: ``found / objects`` at the
+    breakdown's score threshold (None for a segmentor)."""
+    errors = rep.get('errors') or {}
+    worst = (errors.get('variants') or {}).get('advr_worst')
+    return None if not worst else f"{worst.get('tp')}/{errors.get('gt')}"
 
 
 def _attack_names(rows: List[dict]) -> List[str]:
@@ -158,8 +167,8 @@ def _budget_lines(rows: List[dict], markdown: bool = True) -> List[str]:
     eps, iters = first.get('epsilon'), first.get('max_iters')
     title = (f"Budgeted attacks (L-inf epsilon {_cell(eps)} on the 0..255 scale, "
              f"{_cell(iters)} iterations): {', '.join(names)} and the worst case per image")
-    head = ['model', 'metric', 'ORIG', *names, 'worst case', 'worst, greedy', 'worst, 8-bit',
-            'wins', 'images', 's/img']
+    head = ['model', 'metric', 'ORIG', *names, 'worst case', 'worst, greedy',
+            'worst, fewest found', 'objects found', 'worst, 8-bit', 'wins', 'images', 's/img']
     out = ['', title, '']
     if markdown:
         out += ['| ' + ' | '.join(head) + ' |', '|---|---|' + '---:|' * (len(head) - 2)]
@@ -174,6 +183,7 @@ def _budget_lines(rows: List[dict], markdown: bool = True) -> List[str]:
             cells = [r['model'], _cell(r['metric']), _cell(r['ORIG'], '{:.2f}'),
                      *(_cell((a.get('members') or {}).get(n), '{:.2f}') for n in names),
                      _cell(a.get('worst'), '{:.2f}'), _cell(a.get('worst_greedy'), '{:.2f}'),
+                     _cell(a.get('worst_found'), '{:.2f}'), _cell(a.get('found')),
                      _cell(a.get('worst_uint8'), '{:.2f}'),
                      wins, _cell(a.get('images')), _cell(a.get('sec_per_image'), '{:.2f}')]
         if markdown:
@@ -213,8 +223,11 @@ def markdown(rows: List[dict]) -> str:
         out += budget + ['', 'Worst case: per image, the attack that left the fewest attacked '
                          'targets correct (SEA\'s criterion); wins: the images each attack '
                          'won. Greedy: per image, the attack chosen greedily for the mIoU '
-                         '(SEA\'s selection). 8-bit: the worst case rounded to 8-bit images '
-                         'inside the budget.', '']
+                         '(SEA\'s selection). Fewest found (detectors): per image, the attack '
+                         'that left the fewest objects found at score 0.3, unless one attack '
+                         'on every image gives a lower mAP; objects found: its found / all '
+                         'objects. 8-bit: the worst case rounded to 8-bit images inside the '
+                         'budget.', '']
     for r in rows:
         if r.get('failed'):
             continue

@@ -49,9 +49,17 @@ def test_demo_list_end_to_end(tmp_path):
     assert rows[0]['ADVR'] == round(rep['variants']['advr']['mIoU'], 2)
     assert len(open(bench / 'benchmark.csv').read().splitlines()) == 4
     # Table 1, and the list's budgeted attacks (PGD, SegPGD, the worst case
-    # per image) on the two segmentors, in one run each under <model>/attacks
-    assert open(bench / 'benchmark.md').read().count('\n| ') == 3 + 1 + 2   # + a header
-    assert 'attacks' not in rows[1]   # the detector's budgeted attacks: not yet
+    # per image) on the two segmentors and (DetPGD, TOG vanishing) on the
+    # detector, in one run each under <model>/attacks
+    assert open(bench / 'benchmark.md').read().count('\n| ') == 3 + 1 + 3   # + a header
+    a = rows[1]['attacks']
+    brep = json.load(open(bench / 'demo_faster-rcnn' / 'attacks' / 'dag_report.json'))
+    assert set(a['members']) == {'DetPGD', 'TOGVanishing'} and a['epsilon'] == 4.0
+    assert a['worst_found'] == round(100 * brep['metrics']['advr_worst/mAP'], 2)
+    assert a['worst_found'] <= min(a['members'].values())
+    errors = brep['errors']
+    assert a['found'] == f"{errors['variants']['advr_worst']['tp']}/{errors['gt']}"
+    assert all(v['adds_up'] for v in errors['variants'].values())
     for r, name in ((rows[0], 'demo_fcn'), (rows[2], 'zoo_fcn_r50-d8_random')):
         a = r['attacks']
         brep = json.load(open(bench / name / 'attacks' / 'dag_report.json'))
@@ -78,7 +86,7 @@ def test_demo_list_end_to_end(tmp_path):
                *(osp.join('pictures', p) for p in pics))}
     again = run_tool(cmd, env=env)
     out = again.stdout + again.stderr
-    assert out.count('finished earlier with these settings, skipped') == 3 + 2 + 2
+    assert out.count('finished earlier with these settings, skipped') == 3 + 3 + 2
     assert 'attacking' not in out and 'nothing to run' in again.stdout
     assert {f: os.stat(bench / f).st_mtime_ns for f in stamps} == stamps
 

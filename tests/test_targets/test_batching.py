@@ -10,6 +10,7 @@ from mmengine.structures import InstanceData
 from test_one_stage import build as build_one_stage
 from test_two_stage import TARGETS as TWO_STAGE_TARGETS
 from test_two_stage import build as build_two_stage
+from test_two_stage import make_batch as two_stage_batch
 
 from mmdag.apis import attack_batch
 from mmdag.engine.step import attack_mode
@@ -182,3 +183,32 @@ def test_segmentation_batch_may_mix_sizes():
     for p, q in zip(preds, singles):
         assert torch.equal(p.pred_sem_seg.data, q.pred_sem_seg.data)
         assert torch.allclose(p.seg_logits.data, q.seg_logits.data, atol=1e-5)
+
+
+@pytest.mark.parametrize('name,attack', [
+    ('faster_fpn', dict(type='DetPGD', max_iters=2, seed=3)),
+    ('retinanet', dict(type='DetPGD', max_iters=2, terms='cls')),
+    ('faster_fpn', dict(type='TOGVanishing', max_iters=2)),
+    ('retinanet', dict(type='TOGMislabel', max_iters=2)),
+], ids=lambda v: v if isinstance(v, str) else v['type'])
+def test_the_detection_attacks_on_a_mixed_batch_equal_batch_size_one(name, attack):
+    """DetPGD (the detector's loss, its samplers seeded per image and step)
+    and TOG on a landscape and a portrait image: the adversarial images and
+    statistics of two runs with batch size 1."""
+    model = MODELS[name]()
+    batch = mixed_batch(SHAPES, seed=4)
+    if name == 'faster_fpn':
+        # random weights: the box head's argmax is mostly the background;
+        # on these two images some proposals start correct
+        batch, big = two_stage_batch(num=1), two_stage_batch(num=1, h=128, w=160, seed=3)
+        batch['inputs'] += big['inputs']
+        batch['data_samples'] += big['data_samples']
+        batch['data_samples'][1].set_metainfo(dict(img_path='det_big.jpg'))
+    res, _ = attack_batch(model, batch, attack, TARGET_CFG[name])
+    assert all(s['backwards'] == 2 for s in res.stats), res.stats
+    for k in range(2):
+        one = dict(inputs=[batch['inputs'][k]], data_samples=[batch['data_samples'][k]])
+        r1, _ = attack_batch(model, one, attack, TARGET_CFG[name])
+        assert r1.stats[0]['correct_frac'] == pytest.approx(res.stats[k]['correct_frac'],
+                                                            abs=1e-6)
+        assert torch.allclose(r1.adv_images[0], res.adv_images[k], atol=1e-3)
