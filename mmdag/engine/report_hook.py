@@ -7,7 +7,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from mmdag.contract import (BATCH_INFO, CHOSEN_VARIANTS, ERRORS_PREFIX, RUN_INFO, STATS_PREFIX,
-                            VARIANTS, variant_parts)
+                            VARIANTS, VARIANTS_FIELD, variant_parts)
 from mmdag.fileio import write_atomic
 from mmdag.registry import HOOKS
 from mmdag.summary import error_section, format_sweep, sweep_section
@@ -55,6 +55,14 @@ class DAGReportHook(Hook):
         batch = runner.message_hub.get_info(BATCH_INFO)
         path = self.records_path(runner)
         if path and batch and batch.get('records'):
+            if outputs is not None and len(outputs) == len(batch['records']):
+                # a detector's record says what each variant broke
+                from mmdag.evaluation.det_errors import record_errors
+                thr = _score_thr(runner)
+                for rec, out in zip(batch['records'], outputs):
+                    errors = record_errors(out, out.get(VARIANTS_FIELD), thr)
+                    if errors is not None:
+                        rec['errors'] = errors
             append_records(path, batch['records'])
 
     def after_test_epoch(self, runner, metrics: Optional[dict] = None) -> None:
@@ -136,6 +144,16 @@ class DAGReportHook(Hook):
             runner.logger.warning(f'DAG: no sweep picture ({e})')
         runner.logger.info('DAG epsilon sweep:\n' + section['table'])
         return section
+
+
+def _score_thr(runner) -> float:
+    """The error breakdown's score threshold: the test evaluator's
+    DAGMetric's (0.3 without one)."""
+    evaluator = getattr(getattr(runner, 'test_loop', None), 'evaluator', None)
+    for m in getattr(evaluator, 'metrics', None) or []:
+        if hasattr(m, 'score_thr') and hasattr(m, 'error_part'):
+            return float(m.score_thr)
+    return 0.3
 
 
 def _jsonable(obj):

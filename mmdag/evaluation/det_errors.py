@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from mmengine.evaluator import BaseMetric
 
-__all__ = ['error_breakdown', 'sample_breakdown', 'DetectionErrors', 'DetectionWorstCase',
+__all__ = ['error_breakdown', 'sample_breakdown', 'record_errors', 'DetectionErrors', 'DetectionWorstCase',
            'KINDS', 'SIZES']
 
 #: the ground truth's classes (they add up to ``gt``) and the background's
@@ -116,18 +116,41 @@ def error_breakdown(gt_boxes, gt_labels, det_boxes, det_labels, det_scores,
     return out
 
 
-def sample_breakdown(sample: dict, score_thr: float = 0.3) -> Optional[Dict[str, int]]:
-    """:func:`error_breakdown` of a data sample (a dict with
-    ``gt_instances``, ``pred_instances`` and, where the dataset marks some,
-    ``ignored_instances``); None for a sample without boxes (segmentation)."""
+def sample_breakdown(sample, score_thr: float = 0.3) -> Optional[Dict[str, int]]:
+    """:func:`error_breakdown` of a data sample (a dict, or a data element,
+    with ``gt_instances``, ``pred_instances`` and, where the dataset marks
+    some, ``ignored_instances``); None for a sample without boxes
+    (segmentation)."""
     gt, pred = sample.get('gt_instances'), sample.get('pred_instances')
-    if not isinstance(gt, dict) or not isinstance(pred, dict) or 'bboxes' not in pred \
-            or 'bboxes' not in gt:
+    if gt is None or pred is None or 'bboxes' not in pred or 'bboxes' not in gt:
         return None
     ignored = sample.get('ignored_instances')
-    ignore = ignored.get('bboxes') if isinstance(ignored, dict) else None
-    return error_breakdown(gt['bboxes'], gt['labels'], pred['bboxes'], pred['labels'],
-                           pred['scores'], score_thr, ignore_boxes=ignore)
+    ignore = ignored.get('bboxes') if ignored is not None else None
+    return error_breakdown(gt.get('bboxes'), gt.get('labels'), pred.get('bboxes'),
+                           pred.get('labels'), pred.get('scores'), score_thr,
+                           ignore_boxes=ignore)
+
+
+def record_errors(sample, variants: dict, score_thr: float = 0.3) -> Optional[dict]:
+    """An image's record of what each attack broke: ``gt`` and, per variant
+    (the loop's ``advr`` from ``sample``, and ``orig`` and the members'
+    ``advr[...]`` from ``variants``, ``{variant: prediction fields}``; not
+    the other epsilons of a sweep), the count of each of :data:`KINDS`.
+    None for a segmentor."""
+    from mmdag.contract import variant_parts
+    base = dict(gt_instances=sample.get('gt_instances'),
+                ignored_instances=sample.get('ignored_instances'))
+    advr = sample_breakdown(dict(base, pred_instances=sample.get('pred_instances')), score_thr)
+    if advr is None:
+        return None
+    rows = {'advr': advr}
+    for v, preds in (variants or {}).items():
+        kind, member, eps = variant_parts(v)
+        if eps is None and (v == 'orig' or (kind == 'advr' and member)):
+            row = sample_breakdown(dict(base, **preds), score_thr)
+            if row is not None:
+                rows[v] = row
+    return dict(gt=advr['gt'], **{v: {k: r[k] for k in KINDS} for v, r in rows.items()})
 
 
 def _total(rows: List[Dict[str, int]]) -> Dict[str, int]:

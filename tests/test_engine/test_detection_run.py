@@ -129,3 +129,15 @@ def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
     assert errors['variants']['orig']['adds_up'] and 'by_size' in errors['variants']['advr']
     assert errors['picture'] == 'dag_errors.png' and osp.isfile(osp.join(wd, 'dag_errors.png'))
     assert 'fewest objects found' in rep['sweep']['table'] and 'fewest objects' in res.stdout
+    # each image's record: what each variant broke on it, adding up to its objects
+    from mmdag.engine.records import read_records
+    from mmdag.evaluation.det_errors import OBJECT_KINDS
+    records = read_records(osp.join(wd, 'dag_records.jsonl'))[0]
+    assert len(records) == 3
+    for r in records:
+        e = r['errors']
+        assert set(e) == {'gt', 'orig', 'advr', *(f'advr[{n}]' for n in members)}
+        assert all(sum(e[v][k] for k in OBJECT_KINDS) == e['gt'] for v in e if v != 'gt')
+    assert sum(r['errors']['gt'] for r in records) == errors['gt']
+    for v in ('orig', 'advr', 'advr[DetPGD]'):
+        assert sum(r['errors'][v]['missed'] for r in records) == errors['variants'][v]['missed']

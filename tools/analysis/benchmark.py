@@ -20,7 +20,10 @@ Methods (the same model, images, targets and iteration count):
 - ``pgd``, ``segpgd``, ``cospgd``, ``apgd`` (not in the default list): the
   budgeted attack classes on the already built targets, epsilon 8 and
   ``--iters`` steps (APGD's loop makes 2 more: the time is per iteration of
-  the loop), each with the goal of at most 1.1x the floor (segmentation).
+  the loop), each with the goal of at most 1.1x the floor (segmentation);
+  ``detpgd``, ``togvanishing``, ``togmislabel``, ``toguntargeted`` the same
+  on a detector (DetPGD's step is the detector's whole loss, one image at a
+  time, beside the loop's check of the targets: no goal is set).
 
 For each: seconds per image-iteration (the time over the iterations actually
 made, summed over images), its ratio to the floor, images per second at this
@@ -60,7 +63,8 @@ from mmengine.config import DictAction  # noqa: E402
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'demo', 'fcn_tiny_synthetic-voc.py')
 #: the budgeted attack classes, timed on the already built targets (``--methods pgd ...``)
-BUDGETED = ('pgd', 'segpgd', 'cospgd', 'apgd')
+BUDGETED = ('pgd', 'segpgd', 'cospgd', 'apgd', 'detpgd', 'togvanishing', 'togmislabel',
+            'toguntargeted')
 METHODS = ('floor', 'mmdag', 'dag_class', 'plain', 'adv_lib', 'stock_roialign') + BUDGETED
 DEFAULT_METHODS = ('floor', 'mmdag', 'dag_class', 'plain', 'adv_lib')
 
