@@ -38,8 +38,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from mmengine.evaluator import BaseMetric
 
-__all__ = ['error_breakdown', 'sample_breakdown', 'record_errors', 'DetectionErrors', 'DetectionWorstCase',
-           'KINDS', 'SIZES']
+__all__ = ['error_breakdown', 'sample_breakdown', 'record_errors', 'DetectionErrors',
+           'DetectionWorstCase', 'KINDS', 'SIZES']
 
 #: the ground truth's classes (they add up to ``gt``) and the background's
 OBJECT_KINDS = ('tp', 'wrong_class', 'mislocalised', 'missed')
