@@ -197,3 +197,26 @@ def test_dist_test_sh_matches_one_process(tiny_voc, trained_seg_checkpoint, tmp_
         for k, x in r1['variants'][v].items():
             assert rn['variants'][v][k] == pytest.approx(x, abs=tol), (v, k, r1['variants'], rn['variants'])
     assert np.isfinite(rn['attack']['linf'])
+
+
+@pytest.mark.parametrize('name,attack', [('faster_fpn', 'DetPGD'), ('retinanet', 'DetPGD'),
+                                         ('retinanet', 'TOGVanishing')])
+def test_detection_attacks_on_device(name, attack):
+    """DetPGD (the detector's loss, its samplers seeded per image and step on
+    the device's generator too) and TOG on the device: on the device,
+    inside the budget, the model unchanged, and the same result twice (up to
+    the few pixels where CUDA's atomic adds flip a near-zero gradient's sign)."""
+    from test_batching import MODELS, SHAPES, TARGET_CFG, mixed_batch
+
+    from mmdag.apis import attack_batch
+    model = MODELS[name]().to(DEVICE)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = mixed_batch(SHAPES, seed=1)
+    cfg = dict(type=attack, max_iters=2, epsilon=8)
+    res, _ = attack_batch(model, batch, cfg, TARGET_CFG[name])
+    again, _ = attack_batch(model, batch, cfg, TARGET_CFG[name])
+    assert all(on_device(x) for x in res.adv_images)
+    for x, a, b in zip(batch['inputs'], res.adv_images, again.adv_images):
+        assert (a - x.to(a).float()).abs().max().item() <= 8 + 1e-3
+        assert (a != b).float().mean().item() < 1e-3
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
