@@ -81,7 +81,10 @@ def error_bars(section: dict, path: str, title: str = '') -> Optional[str]:
     if not rows:
         return None
     plt = pyplot()
-    names = list(rows)
+    # the clean images first, then each attack, then the worst cases
+    last = ('advr', 'advr_worst')
+    names = [n for n in rows if n == 'orig'] + [n for n in rows if n not in ('orig', *last)] \
+        + [n for n in last if n in rows]
     fig, ax = plt.subplots(figsize=(6.0, 0.45 * len(names) + 1.2))
     left = [0] * len(names)
     for kind, color, label in (('tp', 'C2', 'found'), ('wrong_class', 'C1', 'wrong class'),

@@ -80,14 +80,27 @@ def survey_detection_attacks(model, batch_fn,
 
 def _loss_grad(model, targets, batch) -> dict:
     """Whether the detector loss's gradient on the clean image is finite
-    and non-zero, for all terms and the classification terms."""
+    and non-zero, for all terms and the classification terms: ``'finite'``,
+    ``'non-finite'``, ``'zero'``, ``'no term'`` (a head whose loss has no
+    classification term by that name, e.g. CornerNet's) or ``'error: ...'``
+    (the model's own loss failed, e.g. its matcher on NaN costs)."""
     from mmdag.engine.step import attack_mode
+    from mmdag.errors import MMDagError
+
+    from .coverage import describe_exception
     out = {}
     for terms in ('all', 'cls'):
-        with attack_mode(model):
-            x = batch['inputs'][0].float().to(targets.labels[0].device).requires_grad_()
-            loss = targets.detector_loss([x], [0], [0], terms)[0]
-            grad, = torch.autograd.grad(loss, [x])
+        try:
+            with attack_mode(model):
+                x = batch['inputs'][0].float().to(targets.labels[0].device).requires_grad_()
+                loss = targets.detector_loss([x], [0], [0], terms)[0]
+                grad, = torch.autograd.grad(loss, [x])
+        except MMDagError:
+            out[terms] = 'no term'
+            continue
+        except Exception as e:   # noqa: B902 - the model's own loss: a finding
+            out[terms] = 'error: ' + describe_exception(e, frames=True)
+            continue
         out[terms] = ('non-finite' if not bool(torch.isfinite(grad).all())
                       else 'zero' if not bool(grad.abs().sum() > 0) else 'finite')
     return out
