@@ -26,10 +26,20 @@ def _snapshot(model):
             {n: m.training for n, m in model.named_modules()})
 
 
+def _same(a, b) -> bool:
+    """Bit for bit, NaN equal to NaN (a random-weight build may leave a
+    parameter uninitialised, e.g. DDQ's ``level_embed``)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_floating_point():
+        return bool(((a == b) | (a.isnan() & b.isnan())).all())
+    return torch.equal(a, b)
+
+
 def _changed(model, before) -> list:
     state, modes = _snapshot(model)
     out = [f'buffer or parameter {k} changed' for k in state
-           if k not in before[0] or not torch.equal(state[k], before[0][k])][:3]
+           if k not in before[0] or not _same(state[k], before[0][k])][:3]
     if modes != before[1]:
         out.append('a module changed its train/eval mode')
     return out

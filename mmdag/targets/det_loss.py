@@ -59,8 +59,11 @@ def _stays_eval(module) -> bool:
 def loss_mode(model):
     """Every module of ``model`` in training mode but normalisation, dropout
     and attention-with-dropout layers (module docstring); the flags are
-    restored on exit."""
+    restored on exit, and so is every buffer: some losses keep running
+    statistics of their own (GHM-C's ``acc_sum``, updated at every call in
+    training)."""
     saved = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
     try:
         for m, _ in saved:
             m.training = not _stays_eval(m)
@@ -68,6 +71,10 @@ def loss_mode(model):
     finally:
         for m, flag in saved:
             m.training = flag
+        with torch.no_grad():
+            for b, value in buffers:
+                if b.shape == value.shape:
+                    b.copy_(value)
 
 
 @contextmanager

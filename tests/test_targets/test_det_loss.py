@@ -71,6 +71,22 @@ def test_loss_mode_keeps_normalisation_and_dropout_in_eval_and_restores_every_fl
     assert {n: m.training for n, m in model.named_modules()} == before
 
 
+def test_loss_mode_restores_the_statistics_a_loss_keeps_itself():
+    """GHM-C's loss updates its ``acc_sum`` buffer at every call in training:
+    loss mode puts it back, as it does every buffer."""
+    from mmdet.models.losses import GHMC
+    model = build('faster_fpn')
+    model.rpn_head.loss_cls = GHMC(bins=10, momentum=0.75)
+    before = model.rpn_head.loss_cls.acc_sum.clone()
+    batch = make_batch(num=1)
+    images, t = targets_of(model, batch)
+    t.detector_loss(images, [0], [1])
+    assert torch.equal(model.rpn_head.loss_cls.acc_sum, before)
+    with loss_mode(model):
+        model.rpn_head.loss_cls.acc_sum.add_(1)
+    assert torch.equal(model.rpn_head.loss_cls.acc_sum, before)
+
+
 def test_the_loss_is_reproducible_independent_of_the_batch_and_differentiable():
     model = build('faster_fpn')
     batch = make_batch(num=2)
