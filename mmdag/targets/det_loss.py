@@ -55,6 +55,13 @@ def _stays_eval(module) -> bool:
     return 'norm' in name or 'drop' in name
 
 
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Equal values, NaN equal to NaN."""
+    if a.is_floating_point():
+        return bool(((a == b) | (a.isnan() & b.isnan())).all())
+    return torch.equal(a, b)
+
+
 @contextmanager
 def loss_mode(model):
     """Every module of ``model`` in training mode but normalisation, dropout
@@ -71,9 +78,12 @@ def loss_mode(model):
     finally:
         for m, flag in saved:
             m.training = flag
+        # only those the loss changed: writing a buffer the graph saved (a
+        # BatchNorm's running statistics, read in eval mode) would break the
+        # backward that follows
         with torch.no_grad():
             for b, value in buffers:
-                if b.shape == value.shape:
+                if b.shape == value.shape and not _same(b, value):
                     b.copy_(value)
 
 
