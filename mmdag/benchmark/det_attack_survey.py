@@ -105,8 +105,8 @@ def _loss_grad(model, targets, batch) -> dict:
                 x = batch['inputs'][0].float().to(targets.labels[0].device).requires_grad_()
                 loss = targets.detector_loss([x], [0], [0], terms)[0]
                 grad, = torch.autograd.grad(loss, [x])
-        except MMDagError:
-            out[terms] = 'no term'
+        except MMDagError as e:
+            out[terms] = 'no term' if 'loss term' in str(e) else f'refused: {e}'
             continue
         except Exception as e:   # noqa: B902 - the model's own loss: a finding
             out[terms] = 'error: ' + describe_exception(e, frames=True)

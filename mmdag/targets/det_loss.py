@@ -21,7 +21,11 @@ during the call), and an image's loss is what a batch of one gives.
 The ground truth is brought to the network-input frame first (the zoo test
 pipelines load it in the original image's frame), with instance masks on the
 input canvas for models whose loss needs them (the sample's own masks, or
-the filled boxes where it has none).
+the filled boxes where it has none). A model whose loss needs a semantic map
+(HTC, SCNet, Panoptic FPN) is refused in one line unless the test pipeline
+loads one. A head that reads the training epoch (TOOD's assigner switch)
+sees the end of training. A loss that needs a package not installed (PAA:
+scikit-learn) is refused in one line naming it.
 """
 from contextlib import contextmanager
 from typing import List, Sequence
@@ -66,11 +70,14 @@ def _same(a: Tensor, b: Tensor) -> bool:
 def loss_mode(model):
     """Every module of ``model`` in training mode but normalisation, dropout
     and attention-with-dropout layers (module docstring); the flags are
-    restored on exit, and so is every buffer: some losses keep running
-    statistics of their own (GHM-C's ``acc_sum``, updated at every call in
-    training)."""
+    restored on exit, and so is every buffer (some losses keep running
+    statistics of their own: GHM-C's ``acc_sum``, the seesaw loss's
+    ``cum_samples``) and every module's set of children (DDQ's training
+    forward attaches its head's branches to its decoder)."""
     saved = [(m, m.training) for m in model.modules()]
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    # DDQ's training forward attaches its head's branches to its decoder
+    children = [(m, dict(m._modules)) for m, _ in saved]
     try:
         for m, _ in saved:
             m.training = not _stays_eval(m)
@@ -78,6 +85,10 @@ def loss_mode(model):
     finally:
         for m, flag in saved:
             m.training = flag
+        for m, kids in children:
+            if m._modules.keys() != kids.keys():
+                m._modules.clear()
+                m._modules.update(kids)
         # only those the loss changed: writing a buffer the graph saved (a
         # BatchNorm's running statistics, read in eval mode) would break the
         # backward that follows
@@ -85,6 +96,36 @@ def loss_mode(model):
             for b, value in buffers:
                 if b.shape == value.shape and not _same(b, value):
                     b.copy_(value)
+
+
+#: the training epoch a loss reads from the message hub when the test loop
+#: set none (TOOD switches its assigner after ``initial_epoch``): past any
+#: warm-up, the loss the trained model ended its training on
+LAST_EPOCH = 1_000_000
+
+
+@contextmanager
+def _training_epoch():
+    """The message hub's ``epoch`` set to :data:`LAST_EPOCH` inside when the
+    run has none (a test run), restored on exit."""
+    from mmengine.logging import MessageHub
+    info = MessageHub.get_current_instance().runtime_info
+    had = 'epoch' in info and info['epoch'] is not None
+    if not had:
+        info['epoch'] = LAST_EPOCH
+    try:
+        yield
+    finally:
+        if not had:
+            info.pop('epoch', None)
+
+
+def _needs_semantic_map(model) -> bool:
+    """Whether the model's loss takes a ground-truth semantic map: HTC's and
+    SCNet's semantic branch, Panoptic FPN's semantic head."""
+    roi_head = getattr(model, 'roi_head', None)
+    return bool(getattr(roi_head, 'with_semantic', False)
+                or getattr(model, 'with_semantic_head', False))
 
 
 @contextmanager
@@ -157,6 +198,12 @@ class DetectorLoss:
                 raise MMDagError('DetPGD needs the ground truth of every image: the test '
                                  "pipeline must load annotations (LoadAnnotations) and pack "
                                  'gt_instances')
+            if _needs_semantic_map(self.model) and 'gt_sem_seg' not in sample:
+                raise MMDagError(
+                    f"DetPGD on {type(self.model).__name__} needs each image's ground-truth "
+                    'semantic map (its semantic head has a loss): load it in the test '
+                    'pipeline (LoadAnnotations with_seg=True, before Resize) or attack with '
+                    'togvanishing')
             out = sample.clone()
             out.gt_instances = gt
             if 'ignored_instances' in sample:
@@ -184,7 +231,12 @@ class DetectorLoss:
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(int(seed) % (2 ** 63))
                 data = model.data_preprocessor(dict(inputs=[x], data_samples=[sample]), False)
-                with loss_mode(model), _single_process():
-                    losses = model.loss(data['inputs'], data['data_samples'])
+                with loss_mode(model), _single_process(), _training_epoch():
+                    try:
+                        losses = model.loss(data['inputs'], data['data_samples'])
+                    except ImportError as e:   # a loss's own dependency (PAA: sklearn)
+                        raise MMDagError(f"{type(model).__name__}'s loss needs a package that "
+                                         f'is not installed ({e}): install it, or attack with '
+                                         'togvanishing') from e
             out.append(sum_losses(losses, terms))
         return out

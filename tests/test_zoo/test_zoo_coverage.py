@@ -98,10 +98,16 @@ def test_every_zoo_family_is_attacked_or_refused_cleanly(tmp_path):
     # may not: YOLOX's; CornerNet-like heads name no classification term)
     det = {f: r for f, r in records.items() if r['package'] == 'mmdet'
            and r['outcome'] == 'attacked'}
-    missing = [f'  {f} {name}: {(r.get("attacks") or {}).get(name, {}).get("outcome")} '
-               f'({(r.get("attacks") or {}).get(name, {}).get("reason", "not run")})'
+    # DetPGD may refuse, in one line naming the fix, a loss that needs what
+    # the test pipeline does not load (HTC's semantic map) or a package that
+    # is not installed (PAA: scikit-learn)
+    known = ('semantic map', 'not installed')
+    missing = [f'  {f} {name}: {a.get("outcome")} ({a.get("reason", "not run")})'
                for f, r in sorted(det.items()) for name in ('DetPGD', 'TOGVanishing')
-               if (r.get('attacks') or {}).get(name, {}).get('outcome') != 'attacked']
+               for a in [(r.get('attacks') or {}).get(name, {})]
+               if a.get('outcome') != 'attacked' and not (
+                   name == 'DetPGD' and a.get('outcome') == 'refused'
+                   and any(k in a.get('reason', '') for k in known))]
     if missing:
         problems.append('detector families DAG attacks but DetPGD or TOG vanishing does not:\n'
                         + '\n'.join(missing))
@@ -110,8 +116,12 @@ def test_every_zoo_family_is_attacked_or_refused_cleanly(tmp_path):
     with_targets = {f: r for f, r in det.items()
                     if r['num_targets'] or (r.get('relaxed') or {}).get('num_targets')}
     for f, r in sorted(with_targets.items()):
-        grad = (r.get('attacks') or {}).get('DetPGD', {}).get('loss_grad', {})
-        if grad.get('cls') not in ('finite', 'no term') or grad.get('all', '').startswith('error'):
+        detpgd = (r.get('attacks') or {}).get('DetPGD', {})
+        grad = detpgd.get('loss_grad', {})
+        refused = detpgd.get('outcome') == 'refused' or any(
+            k in grad.get('all', '') for k in known if grad.get('all', '').startswith('refused'))
+        if not refused and (grad.get('cls') not in ('finite', 'no term')
+                            or grad.get('all', '').startswith('error')):
             bad.append(f'  {f} DetPGD: loss gradient {grad}')
     if bad:
         problems.append('detection attacks that broke an invariant:\n' + '\n'.join(bad))
