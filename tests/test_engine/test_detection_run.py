@@ -141,3 +141,14 @@ def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
     assert sum(r['errors']['gt'] for r in records) == errors['gt']
     for v in ('orig', 'advr', 'advr[DetPGD]'):
         assert sum(r['errors'][v]['missed'] for r in records) == errors['variants'][v]['missed']
+    # resumed from its saved state, every image done: the same metrics, the
+    # worst case and the breakdown included
+    again = run_tool(['tools/test.py', DET, ckpt, '--attack', 'worstcase', '--attack-options',
+                      'attacks=detpgd,togvanishing,toguntargeted', 'max_iters=1', '--epsilons',
+                      '2', '4', '--work-dir', wd, '--resume', '--cfg-options',
+                      f'test_dataloader.dataset.data_root={osp.dirname(tiny_voc)}/',
+                      'test_dataloader.dataset.indices=3',
+                      'custom_hooks.0.targets.score_thr=0.0', 'test_evaluator.score_thr=0.0'])
+    assert 'resuming: 3 of 3 images done' in again.stdout + again.stderr
+    after = json.load(open(osp.join(wd, 'dag_report.json')))
+    assert after['metrics'] == m and after['errors'] == errors
