@@ -66,7 +66,19 @@ def vanishing_loss(logits: Tensor, targets) -> Tensor:
                            reduction='none')
 
 
-class TOGVanishing(SignGradientAttack):
+class _TOG(SignGradientAttack):
+    """TOG's step, start and defaults (module docstring): ``epsilon=8``,
+    ``alpha=2`` (2/255), ``max_iters=10``, random start."""
+
+    def __init__(self, epsilon: float = 8.0, alpha: float = 2.0, max_iters: int = 10,
+                 random_start: bool = True, quantize: bool = False,
+                 clip_range: Tuple[float, float] = (0.0, 255.0), seed: int = 0) -> None:
+        super().__init__(epsilon=epsilon, alpha=alpha, max_iters=max_iters,
+                         random_start=random_start, quantize=quantize, clip_range=clip_range,
+                         seed=seed)
+
+
+class TOGVanishing(_TOG):
     """TOG vanishing (module docstring): every detection towards background.
 
     Args:
@@ -76,13 +88,6 @@ class TOGVanishing(SignGradientAttack):
         random_start, quantize, clip_range, seed: as
             :class:`~mmdag.attacks.budgeted.SignGradientAttack`.
     """
-
-    def __init__(self, epsilon: float = 8.0, alpha: float = 2.0, max_iters: int = 10,
-                 random_start: bool = True, quantize: bool = False,
-                 clip_range: Tuple[float, float] = (0.0, 255.0), seed: int = 0) -> None:
-        super().__init__(epsilon=epsilon, alpha=alpha, max_iters=max_iters,
-                         random_start=random_start, quantize=quantize, clip_range=clip_range,
-                         seed=seed)
 
     def init_image(self, seed, labels, targets, clean_logits, correct):
         if activation_of(targets) != 'sigmoid' and getattr(targets, 'background', None) is None:
@@ -96,19 +101,11 @@ class TOGVanishing(SignGradientAttack):
         return -vanishing_loss(logits, state).sum() / max(labels.numel(), 1)
 
 
-class TOGUntargeted(SignGradientAttack):
+class TOGUntargeted(_TOG):
     """TOG untargeted (module docstring): the clean detections' cross-entropy
-    against their class, ascended. Arguments: :class:`TOGVanishing`'s."""
-
-    def __init__(self, epsilon: float = 8.0, alpha: float = 2.0, max_iters: int = 10,
-                 random_start: bool = True, quantize: bool = False,
-                 clip_range: Tuple[float, float] = (0.0, 255.0), seed: int = 0) -> None:
-        super().__init__(epsilon=epsilon, alpha=alpha, max_iters=max_iters,
-                         random_start=random_start, quantize=quantize, clip_range=clip_range,
-                         seed=seed)
-
-    def init_image(self, seed, labels, targets, clean_logits, correct):
-        return correct, targets
+    against their class, ascended (the image's state is its target set, as
+    :class:`~mmdag.attacks.budgeted.SignGradientAttack` keeps it).
+    Arguments: :class:`TOGVanishing`'s."""
 
     def loss(self, m: int, logits: Tensor, labels: Tensor, state, active: Tensor,
              attacked: Tensor) -> Tensor:
@@ -117,7 +114,7 @@ class TOGUntargeted(SignGradientAttack):
         return (ce * attacked).sum() / max(int(attacked.sum()), 1)
 
 
-class TOGMislabel(SignGradientAttack):
+class TOGMislabel(_TOG):
     """TOG mislabel (module docstring): the clean detections towards
     adversarial classes (DAG's label strategies), their cross-entropy
     descended.

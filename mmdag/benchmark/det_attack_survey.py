@@ -15,6 +15,8 @@ from typing import Dict, Optional
 
 import torch
 
+from mmdag.targets.det_loss import same_values
+
 #: the attacks surveyed beside DAG, one step each (a step runs the gradient
 #: path; more would multiply the survey's time)
 DETECTION_ATTACKS = (dict(type='DetPGD', max_iters=1, epsilon=8),
@@ -26,20 +28,10 @@ def _snapshot(model):
             {n: m.training for n, m in model.named_modules()})
 
 
-def _same(a, b) -> bool:
-    """Bit for bit, NaN equal to NaN (a random-weight build may leave a
-    parameter uninitialised, e.g. DDQ's ``level_embed``)."""
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if a.is_floating_point():
-        return bool(((a == b) | (a.isnan() & b.isnan())).all())
-    return torch.equal(a, b)
-
-
 def _changed(model, before) -> list:
     state, modes = _snapshot(model)
     out = [f'buffer or parameter {k} changed' for k in state
-           if k not in before[0] or not _same(state[k], before[0][k])][:3]
+           if k not in before[0] or not same_values(state[k], before[0][k])][:3]
     if modes != before[1]:
         out.append('a module changed its train/eval mode')
     return out

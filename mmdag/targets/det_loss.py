@@ -59,8 +59,11 @@ def _stays_eval(module) -> bool:
     return 'norm' in name or 'drop' in name
 
 
-def _same(a: Tensor, b: Tensor) -> bool:
-    """Equal values, NaN equal to NaN."""
+def same_values(a: Tensor, b: Tensor) -> bool:
+    """Bit for bit, NaN equal to NaN (a random-weight build may leave a
+    parameter uninitialised, e.g. DDQ's ``level_embed``)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
     if a.is_floating_point():
         return bool(((a == b) | (a.isnan() & b.isnan())).all())
     return torch.equal(a, b)
@@ -94,7 +97,7 @@ def loss_mode(model):
         # backward that follows
         with torch.no_grad():
             for b, value in buffers:
-                if b.shape == value.shape and not _same(b, value):
+                if not same_values(b, value):
                     b.copy_(value)
 
 
