@@ -9,6 +9,7 @@ from .sweep import EpsilonSweep, budget_of
 from .stats import permute_perturbation, perturbation_stats
 from .targets import TargetSet
 from .det_pgd import DetPGD
+from .matched import MatchedMislabel, MatchedUntargeted, MatchedVanishing
 from .tog import TOGMislabel, TOGUntargeted, TOGVanishing
 from .worst_case import WorstCase
 
@@ -16,4 +17,5 @@ __all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED', 'DAG', '
            'Replay', 'TargetSet', 'STRATEGIES', 'derangement', 'permute_perturbation',
            'perturbation_stats', 'PGD', 'SegPGD', 'CosPGD', 'SignGradientAttack', 'APGD',
            'WorstCase', 'EpsilonSweep', 'budget_of', 'TOGVanishing',
-           'TOGMislabel', 'TOGUntargeted', 'DetPGD']
+           'TOGMislabel', 'TOGUntargeted', 'DetPGD', 'MatchedVanishing',
+           'MatchedMislabel', 'MatchedUntargeted']
