@@ -38,8 +38,9 @@ detection's area above ``pos_thr``, of its class or of any class when
 ``ignore_labels`` is not given) leaves the AP but is still classified as an
 error and counted; every detection is counted, with no score threshold.
 Detections with equal scores keep their order within an image and the
-images' order; TIDE orders ties by its own bookkeeping, so with tied scores
-the two may differ in the last interpolation points.
+images' order, as in TIDE's AP; when TIDE recomputes the AP with an error
+type fixed it lists the errors before the true positives, so with tied
+scores a ``dAP`` may differ from TIDE's (not with distinct scores).
 
 **Why our own code and not ``tidecv``'s.** ``tidecv`` needs pandas, seaborn
 and opencv at import (for its plots), has not been released since 2020,

@@ -5,12 +5,13 @@ and TIDE's picture.
 
 Tolerance: both sides compute every IoU, precision and recall with the same
 float64 operations (pycocotools for the IoU, one division each for
-precision and recall), so each class's 101 interpolated precisions are the
-same numbers; only the order of the sums (the 101 points, then the mean
-over K classes) may differ. Each sum of n terms in [0, 100] differs by at
-most n * 2**-53 * 100 * n, below 1e-10 AP points for n <= 101 and K <= 20,
-so 1e-9 AP points is the tolerance; a single detection that changes its
-type moves at least one of the 101 points of its class.
+precision and recall) and sum each class's 101 interpolated precisions in
+the same order, so each class's AP is the same number; only the order of
+the mean over the K classes (APs in [0, 100]) may differ, by at most
+(K - 1) * 2**-53 * 100 * K, below 1e-11 AP points for K <= 20. The
+tolerance is 1e-9 AP points; a detection whose type or match changes moves
+whole interpolation points of its class, each worth 100/101 of a
+precision step.
 """
 import numpy as np
 import pytest
