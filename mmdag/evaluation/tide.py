@@ -59,7 +59,8 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-__all__ = ['tide_image', 'tide_summary', 'tide_breakdown', 'ERRORS', 'SPECIAL_ERRORS',
+__all__ = ['tide_image', 'sample_tide', 'tide_summary', 'tide_breakdown', 'ERRORS',
+           'SPECIAL_ERRORS',
            'TIDE_NAMES', 'POS_THR', 'BG_THR', 'MAX_DETS']
 
 #: TIDE's six error types, in its order: classification, localisation,
@@ -215,6 +216,31 @@ def tide_image(gt_boxes, gt_labels, det_boxes, det_labels, det_scores, ignore_bo
     return dict(det_labels=labels, det_scores=scores, det_state=state, det_error=error,
                 det_fix=fix, gt_labels=gt_labels, gt_matched=matched,
                 gt_missed=~matched & ~usable)
+
+
+def sample_tide(sample, **kwargs) -> Optional[Dict[str, np.ndarray]]:
+    """:func:`tide_image` of a data sample (a dict or a data element with
+    ``gt_instances``, ``pred_instances`` and, where the data set marks some,
+    ``ignored_instances``, as mmdet's detection metrics read them); None for
+    a sample without boxes (segmentation).
+
+    Args:
+        sample (dict | DetDataSample): the image's ground truth and
+            predictions, in the same frame.
+        **kwargs: ``pos_thr``, ``bg_thr``, ``max_dets`` of :func:`tide_image`.
+
+    Returns:
+        dict | None: :func:`tide_image`'s record.
+    """
+    gt, pred = sample.get('gt_instances'), sample.get('pred_instances')
+    if gt is None or pred is None or 'bboxes' not in pred or 'bboxes' not in gt:
+        return None
+    ignored = sample.get('ignored_instances')
+    has_ignored = ignored is not None and 'bboxes' in ignored
+    return tide_image(gt.get('bboxes'), gt.get('labels'), pred.get('bboxes'),
+                      pred.get('labels'), pred.get('scores'),
+                      ignored.get('bboxes') if has_ignored else None,
+                      ignored.get('labels') if has_ignored else None, **kwargs)
 
 
 def _ap(scores: np.ndarray, tp: np.ndarray, npos: int) -> float:

@@ -16,8 +16,8 @@ precision step.
 import numpy as np
 import pytest
 
-from mmdag.evaluation.tide import (ERRORS, SPECIAL_ERRORS, TIDE_NAMES, tide_breakdown,
-                                   tide_image, tide_summary)
+from mmdag.evaluation.tide import (ERRORS, SPECIAL_ERRORS, TIDE_NAMES, sample_tide,
+                                   tide_breakdown, tide_image, tide_summary)
 
 TOL = 1e-9
 
@@ -285,6 +285,26 @@ def test_tensor_inputs_and_bad_inputs():
         tide_image(**dict(im, det_scores=np.array([0.9, 0.7, np.nan])))
     with pytest.raises(ValueError, match='images'):
         tide_breakdown([im['gt_boxes']], [], [], [], [])
+
+
+def test_data_samples():
+    """mmdet's data samples (boxes as tensors, difficult objects ignored)."""
+    torch = pytest.importorskip('torch')
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    im = dict(CASES['bkg'][0], ignore_boxes=np.array([[590, 0, 700, 60]], float),
+              ignore_labels=np.array([0]))
+    sample = DetDataSample()
+    sample.gt_instances = InstanceData(bboxes=torch.as_tensor(im['gt_boxes']),
+                                       labels=torch.as_tensor(im['gt_labels']))
+    sample.ignored_instances = InstanceData(bboxes=torch.as_tensor(im['ignore_boxes']),
+                                            labels=torch.as_tensor(im['ignore_labels']))
+    sample.pred_instances = InstanceData(bboxes=torch.as_tensor(im['det_boxes']),
+                                         labels=torch.as_tensor(im['det_labels']),
+                                         scores=torch.as_tensor(im['det_scores']))
+    mine = tide_summary([sample_tide(sample)])
+    assert mine == ours([im]) and mine['AP'] == 100     # the box on the ignored region left
+    assert sample_tide(dict(gt_instances=None, pred_instances=None)) is None
 
 
 def test_picture(tmp_path):
