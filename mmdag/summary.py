@@ -4,7 +4,8 @@ from typing import Dict, Optional, Sequence
 from mmdag.contract import CHOSEN_VARIANTS, STATS_PREFIX, SWEPT_VARIANTS, swept, variant_parts
 
 #: The paper's scale of perturbations (PAPER.md, "Measures"), for comparison.
-PAPER_REFERENCE = 'paper (FCN/FR on VOC): ADVR a few %, PERM ~ORIG, p ~1e-3, L-inf < 10, <= 200 iters'
+PAPER_REFERENCE = ('paper (FCN/FR on VOC): ADVR a few %, PERM ~ORIG, p ~1e-3, L-inf < 10, '
+                   '<= 200 iters')
 
 
 def main_metric(metrics: dict) -> Optional[str]:
@@ -107,6 +108,16 @@ def format_matrix(rows, cols, cells) -> str:
     return '\n'.join(out)
 
 
+def chosen_variants() -> Dict[str, str]:
+    """The variants of an ensemble's selections over its members, with their
+    labels: the contract's (greedy for mIoU, by objects found), the
+    accuracy selection and the attack's own per-image winners (what the
+    test loop predicted, before ADVR's headline became the worst case)."""
+    from mmdag.evaluation.dag_metric import ACC_VARIANT, WINNER_VARIANT
+    return {**CHOSEN_VARIANTS, ACC_VARIANT: 'worst case, fewest pixels correct',
+            WINNER_VARIANT: "attack's per-image winners"}
+
+
 #: The attack statistics a sweep's rows carry.
 SWEEP_STATS = ('linf', 'p', 'iters', 'success', 'target_success', 'images')
 
@@ -126,7 +137,7 @@ def sweep_section(metrics: dict, epsilons: Sequence[float]) -> Optional[dict]:
     for e in sorted(epsilons):
         level = None if e == top else e
         variants, values = {}, {}
-        for v in (*SWEPT_VARIANTS, *CHOSEN_VARIANTS):
+        for v in (*SWEPT_VARIANTS, *chosen_variants()):
             head = swept(v, level) + '/'
             found = {k[len(head):]: x for k, x in metrics.items() if k.startswith(head)}
             if found:
@@ -160,20 +171,24 @@ def member_values(metrics: dict, metric: str, epsilon: Optional[float] = None) -
 def format_sweep(section: dict) -> str:
     """A sweep's curve as a markdown table: per epsilon, the headline metric
     of an ensemble's members (where the attack is one), of ADVR (the worst
-    case of an ensemble), ADVR rounded to 8 bits and PERM, the mean L-inf
-    and the fraction of attacked targets flipped; ORIG in the heading line."""
+    case of an ensemble, at or below every member: see
+    :class:`~mmdag.evaluation.DAGMetric`), of the ensemble's selections
+    (:func:`chosen_variants`), ADVR rounded to 8 bits and PERM (the attack's
+    per-image winners' images, for an ensemble), the mean L-inf and the
+    fraction of attacked targets flipped; ORIG in the heading line."""
     name = section['metric_name']
 
     def cell(v):
         return '-' if v is None else f'{v:.2f}'
 
     members = list(dict.fromkeys(n for r in section['rows'] for n in r.get('members', {})))
-    chosen = [c for c in CHOSEN_VARIANTS if any(c in r['variants'] for r in section['rows'])]
+    labels = chosen_variants()
+    chosen = [c for c in labels if any(c in r['variants'] for r in section['rows'])]
     worst = 'worst case' if members else ''
     lines = [f"ORIG {name}: {cell(section.get('orig'))}", '',
              '| epsilon (/255) | ' + ''.join(f'{n} | ' for n in members)
              + f'ADVR {name}{" (" + worst + ")" if worst else ""} | '
-             + ''.join(f'{CHOSEN_VARIANTS[c]} | ' for c in chosen)
+             + ''.join(f'{labels[c]} | ' for c in chosen)
              + 'ADVR 8-bit | PERM | mean L-inf | targets flipped |',
              '|---:|' + '---:|' * (len(members) + 5 + len(chosen))]
     for r in section['rows']:

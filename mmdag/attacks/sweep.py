@@ -1,12 +1,26 @@
 """One attack at several budgets: an epsilon sweep on one batch.
 
 Plain PyTorch; no OpenMMLab import. The attacks are built by the caller
-(:func:`mmdag.registry.build_sweep`), one per epsilon, with equal settings
-otherwise. Each runs from the clean image on the same targets with the same
+(:func:`mmdag.registry.build_sweep`), one per epsilon, from
+:func:`sweep_config`: equal settings but the budget and, where the config
+does not set it, the step.
+
+**The step scales with the budget.** A step ``alpha`` given in the config is
+kept at every epsilon. Without one, each epsilon gets the authors' ratio of
+step to budget at their budget, the attack's defaults
+(:func:`scaled_alpha`): ``alpha = default_alpha * epsilon / default_epsilon``.
+For PGD, SegPGD and CosPGD that is SemSegBench's 2.55 at epsilon 8, so 0.08
+at 0.25 (a fixed 2.55 would be ten times a budget of 0.25 and jump from
+corner to corner); for TOG and DetPGD, 2 at 8. An attack without a step
+(DAG, APGD) is built as it is. The members of a ``WorstCase`` given by name
+or config dict are scaled each by its own defaults.
+
+Each runs from the clean image on the same targets with the same
 per-image seeds, so its result at an epsilon is the one a run at that
 epsilon alone gives; the attacks that start at random share one clean
 forward (counted in the first one's ``forwards``).
 """
+import inspect
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from torch import Tensor
@@ -15,13 +29,80 @@ from .result import AttackResult
 from .targets import TargetSet
 from .worst_case import clean_forward, starts_at_random
 
-__all__ = ['EpsilonSweep', 'budget_of']
+__all__ = ['EpsilonSweep', 'budget_of', 'scaled_alpha', 'sweep_config']
 
 
 def budget_of(attack) -> Optional[float]:
     """The L-inf budget of an attack: its ``epsilon`` (an ensemble's is the
     one all its members share; None when they differ or one has none)."""
     return getattr(attack, 'epsilon', None)
+
+
+def _attack_class(name):
+    """The class of a registered attack name (any case) or a class; None."""
+    if not isinstance(name, str):
+        return name if inspect.isclass(name) else None
+    from mmdag.registry import ATTACKS, attack_types
+    return ATTACKS.get(attack_types().get(name.lower(), name))
+
+
+def scaled_alpha(attack_type, epsilon: float) -> Optional[float]:
+    """The step of ``attack_type`` (a registered name or a class) at budget
+    ``epsilon`` with the ratio of its default ``alpha`` to its default
+    ``epsilon`` (module docstring); None for an attack without both."""
+    cls = _attack_class(attack_type)
+    if cls is None:
+        return None
+    params = inspect.signature(cls.__init__).parameters
+    alpha, eps = params.get('alpha'), params.get('epsilon')
+    if alpha is None or eps is None or not isinstance(alpha.default, (int, float)) \
+            or not isinstance(eps.default, (int, float)) or eps.default <= 0:
+        return None
+    return float(alpha.default) * float(epsilon) / float(eps.default)
+
+
+def _member_config(member, epsilon: float):
+    """A ``WorstCase`` member (name, dict or built attack) at ``epsilon``: a
+    dict with its step scaled where it sets none; a built attack as it is."""
+    if isinstance(member, str):
+        from mmdag.registry import attack_types
+        kind = attack_types().get(member.lower())
+        if kind is None:
+            return member   # unknown: WorstCase says so in one line
+        member = dict(type=kind)
+    if not isinstance(member, dict):
+        return member
+    out = dict(member)
+    alpha = None if 'alpha' in out else scaled_alpha(out.get('type'), epsilon)
+    if alpha is not None:
+        out['alpha'] = alpha
+    return out
+
+
+def sweep_config(cfg: dict, epsilon: float) -> dict:
+    """The config of the attack ``cfg`` at one ``epsilon`` of a sweep: its
+    ``epsilon`` set and, where it sets no ``alpha``, the step scaled to the
+    budget (module docstring); a given ``alpha`` is kept.
+
+    Args:
+        cfg (dict): the attack's config (``type`` defaults to ``'DAG'``).
+        epsilon (float): the budget, 0..255 scale.
+
+    Returns:
+        dict: the config to build.
+    """
+    cfg = dict(cfg or {}, epsilon=float(epsilon))
+    kind = cfg.get('type', 'DAG')
+    if getattr(kind, '__name__', kind) == 'WorstCase':
+        members = cfg.get('attacks', [])
+        members = [members] if isinstance(members, (str, dict)) else list(members)
+        cfg['attacks'] = [_member_config(m, epsilon) for m in members]
+        return cfg
+    if 'alpha' not in cfg:
+        alpha = scaled_alpha(kind, epsilon)
+        if alpha is not None:
+            cfg['alpha'] = alpha
+    return cfg
 
 
 class EpsilonSweep:
@@ -55,7 +136,13 @@ class EpsilonSweep:
         self.epsilon = self.epsilons[-1]
 
     def settings(self) -> dict:
-        return dict(self.primary.settings(), epsilons=list(self.epsilons))
+        """The largest epsilon's settings with ``epsilons`` and, for an
+        attack with a step, ``alphas``: the step at each epsilon."""
+        out = dict(self.primary.settings(), epsilons=list(self.epsilons))
+        alphas = [getattr(a, 'alpha', None) for a in self.attacks]
+        if all(a is not None for a in alphas):
+            out['alphas'] = [float(a) for a in alphas]
+        return out
 
     def __call__(self, images: Sequence[Tensor], targets: TargetSet,
                  seeds: Optional[Sequence[int]] = None,

@@ -10,9 +10,14 @@ from mmdag.contract import (BATCH_INFO, CHOSEN_VARIANTS, ERRORS_PREFIX, RUN_INFO
                             VARIANTS, VARIANTS_FIELD, variant_parts)
 from mmdag.fileio import write_atomic
 from mmdag.registry import HOOKS
+from mmdag.evaluation.dag_metric import ACC_VARIANT, SELECTIONS, WINNER_VARIANT
 from mmdag.summary import error_section, format_sweep, sweep_section
 
 from .records import RECORDS, append_records, convergence, read_records, unique_records
+
+#: The ensemble's variants beside the contract's: the accuracy selection and
+#: the attack's own per-image winners.
+SELECTED = (ACC_VARIANT, WINNER_VARIANT)
 
 #: How the report's attack statistics are counted.
 COUNTED = ('iters, p, linf, success and target_success: means over the images with '
@@ -32,6 +37,12 @@ class DAGReportHook(Hook):
     metrics (ORIG / ADVR / PERM of :class:`~mmdag.evaluation.DAGMetric`
     and the attack statistics) and the convergence drawn from the records.
     ``DAGAttackHook(report=..., records=...)`` adds this hook itself.
+
+    With an ensemble attack, ADVR's headline figures are the worst case over
+    its members, and the report's ``headline`` says, per key, which
+    selection gave it (``advr_acc``, ``advr_greedy``, ``advr_worst`` or a
+    member; the log says it too); ``variants.advr_winner`` holds the
+    attack's own per-image winners, the images the hooks save and draw.
 
     Args:
         report (str, optional): report file name in the work dir, written by
@@ -76,7 +87,7 @@ class DAGReportHook(Hook):
             base, member, eps = variant_parts(head)
             if head == ERRORS_PREFIX or name.startswith(ERRORS_PREFIX + '/'):
                 continue   # the error breakdown: its own section
-            if (head in VARIANTS or head in CHOSEN_VARIANTS) and name:
+            if (head in VARIANTS or head in CHOSEN_VARIANTS or head in SELECTED) and name:
                 variants.setdefault(head, {})[name] = value
             elif head == STATS_PREFIX and name:
                 attack[name] = value
@@ -96,6 +107,11 @@ class DAGReportHook(Hook):
             metrics=metrics)
         if members:   # an ensemble: each member's own ADVR beside the worst case's
             report['members'] = members
+        sources = _headline_sources(runner)
+        if sources:
+            report['headline'] = sources
+            runner.logger.info('DAG worst case: ' + '; '.join(
+                f"{k} from {v['selection']}" for k, v in sources.items()))
         errors = error_section(metrics)
         if errors:
             report['errors'] = self._errors(runner, errors)
@@ -144,6 +160,22 @@ class DAGReportHook(Hook):
             runner.logger.warning(f'DAG: no sweep picture ({e})')
         runner.logger.info('DAG epsilon sweep:\n' + section['table'])
         return section
+
+
+def _headline_sources(runner) -> dict:
+    """Which selection gave each worst-case headline key of the test
+    evaluator's DAGMetric (:func:`mmdag.evaluation.dag_metric.worst_headlines`):
+    ``{key: {selection, what}}``; empty without an ensemble."""
+    evaluator = getattr(getattr(runner, 'test_loop', None), 'evaluator', None)
+    out = {}
+    for m in getattr(evaluator, 'metrics', None) or []:
+        for key, source in (getattr(m, 'headline_sources', None) or {}).items():
+            base, member, _ = variant_parts(source)
+            what = SELECTIONS['member'] if member else SELECTIONS.get(base, '')
+            if base == 'advr_greedy' and getattr(m, 'greedy_rule', None):
+                what += f" (greedy_rule='{m.greedy_rule}')"
+            out[key] = dict(selection=source, what=what)
+    return out
 
 
 def _score_thr(runner) -> float:

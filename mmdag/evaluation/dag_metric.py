@@ -6,16 +6,91 @@ import numpy as np
 from mmengine.dist import broadcast_object_list, collect_results, is_main_process
 from mmengine.evaluator import BaseMetric
 
-from mmdag.contract import (DET_WORST_VARIANT, ERRORS_PREFIX, GREEDY_VARIANT, NOT_ATTACKED, STATS_FIELD, STATS_PREFIX,
-                            SWEEP_STATS_FIELD, VARIANTS, VARIANTS_FIELD, epsilon_label, swept,
+from mmdag.contract import (DET_WORST_VARIANT, ERRORS_PREFIX, GREEDY_VARIANT, NOT_ATTACKED,
+                            STATS_FIELD, STATS_PREFIX, SWEEP_STATS_FIELD, VARIANTS,
+                            VARIANTS_FIELD, epsilon_label, member_variant, swept,
                             variant_parts)
 from mmdag.errors import MMDagError
 from mmdag.registry import METRICS
 
-from .det_errors import DetectionErrors, DetectionWorstCase, sample_breakdown
-from .greedy import GreedyWorstCase
+from .det_errors import DetectionErrors, DetectionWorstCase, headline, sample_breakdown
+from .greedy import GREEDY_RULES, AccuracyWorstCase, GreedyWorstCase
 
 _DAG_FIELDS = (VARIANTS_FIELD, STATS_FIELD, SWEEP_STATS_FIELD)
+
+#: The worst case of an ensemble's members for accuracy: per image the
+#: member with the fewest labelled pixels correct (:mod:`mmdag.evaluation.greedy`).
+ACC_VARIANT = 'advr_acc'
+#: An ensemble's ADVR as the test loop predicts it: the attack's own
+#: per-image winners (the images saved and drawn), before the headline
+#: keys ``advr/...`` take the worst-case figures.
+WINNER_VARIANT = 'advr_winner'
+#: What each selection of an ensemble's figures is (the report's ``headline``).
+SELECTIONS = {
+    ACC_VARIANT: 'per image, the member whose prediction leaves the fewest labelled pixels '
+                 "correct (SEA's accuracy selection); at or below every member's aAcc",
+    GREEDY_VARIANT: 'per image, greedy for mIoU over the members (greedy_rule), or one member '
+                    'on every image where that is lower; at or below every member',
+    DET_WORST_VARIANT: 'per image, the member whose prediction leaves the fewest objects '
+                       'found, or one member on every image where that is lower; at or below '
+                       'every member',
+    WINNER_VARIANT: "the attack's own per-image winners (WorstCase's criterion), the images "
+                    'the hooks save and draw',
+    'member': 'one member on every image (lower than the selection by float rounding only)',
+}
+
+
+def _row(metrics: dict, head: str) -> dict:
+    """The figures of one variant ``head`` (``advr_greedy@0.5/dice``): ``{name: value}``."""
+    start = head + '/'
+    return {k[len(start):]: v for k, v in metrics.items() if k.startswith(start)}
+
+
+def worst_headlines(metrics: dict, level: Optional[float], members: Sequence[str],
+                    inner: str = '') -> dict:
+    """Make the headline keys of ADVR at one epsilon (``level``; None: the
+    unmarked keys) the worst case over an ensemble's ``members`` (their
+    names), in place: each ``advr/<name>`` moves to ``advr_winner/<name>``
+    and takes the value of its selection: ``aAcc`` from ``advr_acc``, the
+    other figures from ``advr_greedy`` (segmentation, the selection with
+    the lowest mIoU) or ``advr_worst`` (detection, the lowest mAP), or from a
+    member on every image where that member's reported figure is lower.
+    ``inner`` is the wrapped metric's own prefix (``'/dice'``).
+
+    Returns:
+        dict: ``{headline key: the variant whose figure it is}``.
+    """
+    loop = swept('advr', level) + inner
+    old = _row(metrics, loop)
+    rows = {v: _row(metrics, swept(v, level) + inner)
+            for v in (ACC_VARIANT, GREEDY_VARIANT, DET_WORST_VARIANT)}
+    rows = {v: r for v, r in rows.items() if r}
+    member_rows = {swept(member_variant(n), level) + inner: _row(metrics, swept(
+        member_variant(n), level) + inner) for n in members}
+    if not old or not rows:
+        return {}
+    segmentation = ACC_VARIANT in rows or GREEDY_VARIANT in rows
+
+    def lowest(first: list, key: str) -> tuple:
+        pool = [(v, rows[v]) for v in first if v in rows][:1] + list(member_rows.items())
+        pool = [(v, r) for v, r in pool if key in r]
+        return min(pool, key=lambda p: float(p[1][key])) if pool else (None, {})
+
+    if segmentation:
+        main = lowest([GREEDY_VARIANT, ACC_VARIANT], 'mIoU' if 'mIoU' in old else next(iter(old)))
+        acc = lowest([ACC_VARIANT, GREEDY_VARIANT], 'aAcc')
+    else:
+        main = lowest([DET_WORST_VARIANT], headline(old) or next(iter(old)))
+        acc = (None, {})
+    sources = {}
+    for name, value in old.items():
+        source, row = acc if name == 'aAcc' and acc[0] else main
+        if source is None or name not in row:
+            continue
+        metrics[swept(WINNER_VARIANT, level) + inner + '/' + name] = value
+        metrics[loop + '/' + name] = row[name]
+        sources[loop + '/' + name] = source
+    return sources
 
 
 def attack_statistics(results: list) -> dict:
@@ -78,6 +153,19 @@ class DAGMetric(BaseMetric):
     every other epsilon adds its own: ``advr@0.5/mIoU``, ``perm@0.5/mIoU``,
     ``advr_uint8@0.5/mIoU``, ``dag@0.5/linf``...
 
+    **The worst case's headline.** With an ensemble attack, each headline
+    figure of ADVR (``advr/...``, and ``advr@0.5/...`` at each epsilon of a
+    sweep) is at or below every member's own (``advr[PGD]/...``), each from
+    its own selection over the members' predictions (:func:`worst_headlines`,
+    :data:`SELECTIONS`): a segmentor's ``aAcc`` from the accuracy selection
+    (``advr_acc/...``: per image the member with the fewest labelled pixels
+    correct, SEA's), its mIoU and other figures from the greedy mIoU
+    selection (``advr_greedy/...``); a detector's mAP and other figures from
+    the detection worst case (``advr_worst/...``). What the test loop
+    predicted, the attack's own per-image winners (the images the hooks
+    save and draw), moves to ``advr_winner/...``; ``headline_sources`` says,
+    after :meth:`evaluate`, which selection gave each headline key.
+
     Args:
         metric (dict): config of the wrapped metric, built in the default
             scope (e.g. ``dict(type='IoUMetric', iou_metrics=['mIoU'])``).
@@ -89,10 +177,15 @@ class DAGMetric(BaseMetric):
             metric only (what mmseg's ``tools/test.py --out`` sets).
         greedy (bool): with an ensemble attack (``WorstCase``) and an IoU
             metric, also report the worst case chosen per image greedily
-            for mIoU over the members' own predictions (SEA's selection,
-            :mod:`mmdag.evaluation.greedy`): ``advr_greedy/mIoU``... and how
+            for mIoU over the members' own predictions
+            (:mod:`mmdag.evaluation.greedy`): ``advr_greedy/mIoU``... and how
             many images took each member (``advr_greedy/images_PGD``...).
-            Defaults to True.
+            Without it, the headline mIoU is the lowest of the accuracy
+            selection's and each member's. Defaults to True.
+        greedy_rule (str): the greedy selection's rule, ``'mmdag'`` or
+            ``'sea'`` (SEA's order and acceptance rule, transcribed from its
+            ``tools/worse_only.py``; :mod:`mmdag.evaluation.greedy` states
+            the difference). Defaults to 'mmdag'.
         score_thr (float): detectors: the score above which a detection
             counts in the error breakdown and the detection worst case
             (:mod:`mmdag.evaluation.det_errors`): keys ``errors/advr/missed``,
@@ -114,14 +207,23 @@ class DAGMetric(BaseMetric):
     def __init__(self, metric: dict, variants: Optional[Sequence[str]] = None,
                  with_stats: bool = True, collect_device: str = 'cpu',
                  prefix: Optional[str] = None, greedy: bool = True, score_thr: float = 0.3,
-                 errors: bool = True, **advr_only) -> None:
+                 errors: bool = True, greedy_rule: str = 'mmdag', **advr_only) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        if greedy_rule not in GREEDY_RULES:
+            raise ValueError(f'greedy_rule must be one of {GREEDY_RULES}, got {greedy_rule!r}')
         self.with_stats = with_stats
         self.greedy = bool(greedy)
+        self.greedy_rule = greedy_rule
         self.score_thr = float(score_thr)
         self.errors = bool(errors)
         #: the greedy worst case for mIoU of an ensemble's members, per epsilon
         self.greedy_parts: dict = {}
+        #: the worst case for accuracy of an ensemble's members, per epsilon
+        self.acc_parts: dict = {}
+        #: after evaluate: which selection gave each headline key
+        self.headline_sources: dict = {}
+        #: per epsilon, the ensemble's members' names
+        self._members: dict = {}
         #: detectors: the worst case by fewest objects found, per epsilon
         #: (with its members' variants), and the error breakdown
         self.worst_parts: dict = {}
@@ -179,7 +281,8 @@ class DAGMetric(BaseMetric):
         self._build(self.requested or tuple(made))
         self.sweep_stats = {e: _SweepStats(e, self.collect_device, self.prefix)
                             for e in epsilons} if self.with_stats else {}
-        self.greedy_parts, self.worst_parts = {}, {}
+        self.greedy_parts, self.worst_parts, self.acc_parts = {}, {}, {}
+        self._members = {}
         parts = {v: variant_parts(v) for v in self.metrics}
         # a metric's own prefix stays inside, as the variants' do
         inner = self._metric_cfg.get('prefix', None)
@@ -191,10 +294,14 @@ class DAGMetric(BaseMetric):
             if len(members) < 2 or loop not in self.metrics:
                 continue
             variants, names = [v for v, _ in members], [n for _, n in members]
+            self._members[level] = names
             if self.greedy:
                 self.greedy_parts[level] = GreedyWorstCase(
                     variants, names, self.metrics[loop], swept(GREEDY_VARIANT, level) + inner,
-                    self.collect_device)
+                    self.collect_device, rule=self.greedy_rule)
+            self.acc_parts[level] = AccuracyWorstCase(
+                variants, names, self.metrics[loop], swept(ACC_VARIANT, level) + inner,
+                self.collect_device)
             self.worst_parts[level] = (variants, DetectionWorstCase(
                 names, self.metrics[loop], swept(DET_WORST_VARIANT, level) + inner,
                 self.collect_device))
@@ -219,14 +326,14 @@ class DAGMetric(BaseMetric):
     def _variant(sample: dict, variant: str) -> dict:
         if STATS_FIELD not in sample:
             raise MMDagError('DAGMetric found no attack results on the data samples: add '
-                               "dict(type='mmdag.DAGAttackHook') to custom_hooks "
-                               "(or run tools/test.py with --attack dag).")
+                             "dict(type='mmdag.DAGAttackHook') to custom_hooks "
+                             "(or run tools/test.py with --attack dag).")
         out = {k: v for k, v in sample.items() if k not in _DAG_FIELDS}
         if variant != 'advr':   # the loop's own prediction
             preds = sample[VARIANTS_FIELD].get(variant)
             if preds is None:
                 raise MMDagError(f"DAGMetric needs the '{variant}' predictions: add it to the "
-                                   "DAGAttackHook's variants.")
+                                 "DAGAttackHook's variants.")
             out.update(preds)
         return out
 
@@ -240,7 +347,7 @@ class DAGMetric(BaseMetric):
                      s[SWEEP_STATS_FIELD][epsilon_label(level)]).get('winner')
                     for s in data_samples]
 
-        for level, part in self.greedy_parts.items():
+        for level, part in [*self.greedy_parts.items(), *self.acc_parts.items()]:
             part.add([self.metrics[v].results[-n:] for v in part.variants], winners(level))
         if self.error_part or self.worst_parts:
             # a detector: what each variant broke, and the worst case by it
@@ -271,6 +378,7 @@ class DAGMetric(BaseMetric):
         each other epsilon of a sweep (``'_stats@0.5'``)."""
         parts = list(self.metrics.items())
         parts += [(swept(GREEDY_VARIANT, e), m) for e, m in self.greedy_parts.items()]
+        parts += [(swept(ACC_VARIANT, e), m) for e, m in self.acc_parts.items()]
         parts += [(swept(DET_WORST_VARIANT, e), m) for e, (_, m) in self.worst_parts.items()]
         if self.error_part is not None:
             parts.append((ERRORS_PREFIX, self.error_part))
@@ -292,15 +400,28 @@ class DAGMetric(BaseMetric):
         self._live_indices = list(live_indices)
 
     def evaluate(self, size: int) -> dict:
-        if self._restored is not None:
-            metrics = {}
-            for key, metric in self._parts():
-                metrics.update(self._evaluate_merged(metric, size, self._restored.get(key, [])))
-            return metrics
-        # every inner metric gathers across ranks: call each on every rank
         metrics = {}
-        for _, m in self._parts():
-            metrics.update(super().evaluate(size) if m is self else m.evaluate(size))
+        if self._restored is not None:
+            for key, metric in self._parts():
+                if key not in self._restored and key.startswith(ACC_VARIANT) and self._restored:
+                    # a state written before this part existed: its images are
+                    # missing, so no figure (the headline aAcc is the greedy's)
+                    metric.results.clear()
+                    continue
+                metrics.update(self._evaluate_merged(metric, size, self._restored.get(key, [])))
+        else:
+            # every inner metric gathers across ranks: call each on every rank
+            for _, m in self._parts():
+                metrics.update(super().evaluate(size) if m is self else m.evaluate(size))
+        return self._headlines(metrics)
+
+    def _headlines(self, metrics: dict) -> dict:
+        """The worst case's headline keys (class docstring), in place."""
+        inner = self._metric_cfg.get('prefix', None)
+        inner = f'/{inner}' if inner else ''
+        self.headline_sources = {}
+        for level, names in self._members.items():
+            self.headline_sources.update(worst_headlines(metrics, level, names, inner))
         return metrics
 
     def _evaluate_merged(self, metric: BaseMetric, size: int, restored: list) -> dict:

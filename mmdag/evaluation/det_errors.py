@@ -207,6 +207,12 @@ class DetectionWorstCase(BaseMetric):
     """The detection worst case of an ensemble's members (module docstring),
     evaluated with the wrapped metric; its breakdown goes in ``errors``.
 
+    Its mAP is at or below every member's: the selection is the lowest among
+    the per-image choice by objects found and each member on every image.
+    :class:`~mmdag.evaluation.DAGMetric` reports its figures as ADVR's
+    headline (``advr/mAP``); the attack's own per-image winners, what the
+    test loop predicted, go to ``advr_winner/...``.
+
     Args:
         names (Sequence[str]): the members' names.
         evaluator (BaseMetric): the wrapped metric whose ``compute_metrics``

@@ -1,12 +1,16 @@
 """An epsilon sweep: at each epsilon the image a run at that epsilon alone
 gives (same targets, same per-image seeds, the clean forward shared); every
 epsilon's perturbation inside its own budget; the worst case at or below its
-members at every epsilon; what cannot be swept refused in one line."""
+members at every epsilon; what cannot be swept refused in one line; the
+step scaled with the budget where the config gives none, kept where it
+does."""
 import pytest
 import torch
 from test_budgeted import ConvPixels, conv_problem
 
-from mmdag.attacks import EpsilonSweep, WorstCase
+from mmdag.attacks import PGD, EpsilonSweep, WorstCase
+from mmdag.attacks.det_pgd import DetPGD
+from mmdag.attacks.sweep import scaled_alpha, sweep_config
 from mmdag.errors import MMDagError
 from mmdag.registry import build_attack, build_sweep
 
@@ -63,10 +67,10 @@ def test_the_worst_case_is_at_or_below_its_members_at_every_epsilon():
                       EPSILONS)(imgs, ConvPixels(net, gts), seeds=[1, 2, 3])
     for e, r in res.sweep.items():
         for s in r.stats:
-            assert s['correct_frac'] == min(s['members'].values()), e
+            assert s['accuracy'] == min(s['members_accuracy'].values()), e
     # a larger budget is no weaker here, per image (not a law of sign attacks: a fact of
     # this toy, which the test would report if an epsilon were mixed up)
-    fracs = [[s['correct_frac'] for s in res.sweep[e].stats] for e in EPSILONS]
+    fracs = [[s['accuracy'] for s in res.sweep[e].stats] for e in EPSILONS]
     assert fracs[0] != fracs[-1]
 
 
@@ -87,3 +91,33 @@ def test_what_cannot_be_swept_is_refused():
 def test_worst_case_budget_is_its_members_shared_one():
     assert WorstCase(['pgd', 'segpgd'], epsilon=3).epsilon == 3.0
     assert WorstCase([dict(type='PGD', epsilon=2), dict(type='SegPGD', epsilon=3)]).epsilon is None
+
+
+def test_the_step_scales_with_the_budget_unless_given():
+    # the authors' ratio at their budget: the attack's defaults
+    def scaled(e, cls=PGD):
+        return cls().alpha * e / cls().epsilon
+
+    for e in (0.25, 1.0, 8.0):
+        assert sweep_config(dict(type='PGD'), e) == dict(type='PGD', epsilon=e, alpha=scaled(e))
+        assert build_attack(sweep_config(dict(type='SegPGD'), e)).alpha == scaled(e)
+    assert sweep_config(dict(type='PGD'), PGD().epsilon)['alpha'] == PGD().alpha
+    # SemSegBench's 2.55 at 8: 0.08 at 0.25, under that budget
+    assert round(scaled_alpha('pgd', 0.25), 2) == 0.08 < 0.25
+    assert scaled_alpha(DetPGD, 4.0) == scaled(4.0, DetPGD)
+    # a given step is kept at every epsilon
+    assert sweep_config(dict(type='PGD', alpha=1.0), 0.25)['alpha'] == 1.0
+    # an attack without a step is built as it is
+    assert 'alpha' not in sweep_config(dict(type='DAG', gamma=0.5), 2.0)
+    assert 'alpha' not in sweep_config(dict(type='APGD'), 2.0)
+    # a worst case's members, each by its own defaults, a given step kept
+    cfg = sweep_config(dict(type='WorstCase', attacks=['pgd', dict(type='DetPGD'),
+                                                       dict(type='CosPGD', alpha=0.5), 'dag']),
+                       2.0)
+    pgd, det, cos, dag = WorstCase(**{k: v for k, v in cfg.items() if k != 'type'}).attacks
+    assert (pgd.alpha, det.alpha, cos.alpha) == (scaled(2.0), scaled(2.0, DetPGD), 0.5)
+    assert pgd.epsilon == det.epsilon == cos.epsilon == dag.epsilon == 2.0
+    # a sweep of these says its step at each epsilon
+    sweep = EpsilonSweep([(e, build_attack(sweep_config(dict(type='PGD'), e)))
+                          for e in (0.25, 8.0)])
+    assert sweep.settings()['alphas'] == [scaled(0.25), PGD().alpha]

@@ -39,21 +39,45 @@ def test_segpgd_through_tools_test(tiny_voc, attackable_seg_checkpoint, tmp_path
 
 
 def test_worst_case_through_tools_test(tiny_voc, attackable_seg_checkpoint, tmp_path):
+    """The worst case of PGD and CosPGD: per image, SEA's criterion; its
+    headline aAcc and mIoU at or below each member's in the report, the
+    printed table and the log, each from its own selection."""
     wd = str(tmp_path / 'wd')
-    run_tool(['tools/test.py', TINY, attackable_seg_checkpoint, '--work-dir', wd,
-              '--attack', 'worstcase', '--attack-options', 'attacks=pgd,cospgd', 'epsilon=3',
-              'max_iters=3', '--cfg-options', *data_root_opts(tiny_voc),
-              'test_dataloader.dataset.indices=2'])
+    res = run_tool(['tools/test.py', TINY, attackable_seg_checkpoint, '--work-dir', wd,
+                    '--attack', 'worstcase', '--attack-options', 'attacks=pgd,cospgd',
+                    'epsilon=3', 'max_iters=3', '--cfg-options', *data_root_opts(tiny_voc),
+                    'test_dataloader.dataset.indices=4'])
     with open(osp.join(wd, 'dag_report.json')) as f:
-        settings = json.load(f)['settings']['attack']
-    assert settings['type'] == 'WorstCase'
+        report = json.load(f)
+    settings = report['settings']['attack']
+    assert settings['type'] == 'WorstCase' and settings['criterion'] == 'auto'
     assert [(a['type'], a['epsilon'], a['max_iters']) for a in settings['attacks']] == \
         [('PGD', 3.0, 3), ('CosPGD', 3.0, 3)]
     for r in read_records(osp.join(wd, 'dag_records.jsonl'))[0]:
         assert r['winner'] in ('PGD', 'CosPGD') and r['linf'] <= 3.0 + 1e-3
-        # the image's figure is its winner's, at or below both members
-        assert r['correct_frac'] == min(r['members'].values()) == r['members'][r['winner']]
+        # the image's winner: the lowest accuracy over all labelled pixels
+        assert r['criterion'] == 'accuracy'
+        acc = r['members_accuracy']
+        assert r['accuracy'] == min(acc.values()) == acc[r['winner']]
         assert r['backwards'] == 6
+    advr, members = report['variants']['advr'], report['members']
+    assert set(members) == {'PGD', 'CosPGD'}
+    for name in ('aAcc', 'mIoU'):
+        for member, figures in members.items():
+            assert advr[name] <= figures[name], (name, member)
+    # which selection gave each figure; the attack's own winners kept apart
+    headline = report['headline']
+    assert headline['advr/aAcc']['selection'] in ('advr_acc', 'advr[PGD]', 'advr[CosPGD]')
+    assert headline['advr/mIoU']['selection'] in ('advr_greedy', 'advr[PGD]', 'advr[CosPGD]')
+    for key, source in headline.items():
+        name = key.split('/', 1)[1]
+        assert advr[name] == report['metrics'][f"{source['selection']}/{name}"]
+        assert report['metrics'][f'advr_winner/{name}'] == report['variants']['advr_winner'][name]
+    assert report['variants']['advr_acc']['images_PGD'] + \
+        report['variants']['advr_acc']['images_CosPGD'] == 4
+    # the printed table and the log show the worst case
+    assert f"{advr['mIoU']:7.2f}" in res.stdout
+    assert 'DAG worst case: advr/aAcc from' in res.stdout + res.stderr
 
 
 def test_budgeted_perturbations_transfer(tiny_voc, attackable_seg_checkpoint, tmp_path):

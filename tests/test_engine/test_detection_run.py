@@ -19,7 +19,8 @@ def test_detector_report_and_figures(tiny_voc, tmp_path):
     ckpt = str(tmp_path / 'random_det.pth')
     torch.save({'state_dict': MODELS.build(Config.fromfile(DET).model).state_dict()}, ckpt)
     wd = str(tmp_path / 'wd')
-    res = run_tool(['tools/test.py', DET, ckpt, '--attack', 'dag', '--attack-options', 'max_iters=2',
+    res = run_tool(['tools/test.py', DET, ckpt, '--attack', 'dag', '--attack-options',
+                    'max_iters=2',
                     '--num-figures', '2', '--work-dir', wd, '--cfg-options',
                     f'test_dataloader.dataset.data_root={osp.dirname(tiny_voc)}/',
                     'custom_hooks.0.targets.score_thr=0.0'])
@@ -126,9 +127,18 @@ def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
         worst = m[f'advr_worst{level}/mAP']
         assert all(worst <= m[f'advr[{n}]{level}/mAP'] for n in members)
         assert sum(m[f'advr_worst{level}/images_{n}'] for n in members) == 3
+        # the headline is the worst case, at or below each member; the
+        # attack's own per-image winners are a secondary key
+        assert all(m[f'advr{level}/mAP'] <= m[f'advr[{n}]{level}/mAP'] for n in members)
+        assert m[f'advr{level}/mAP'] <= worst and f'advr_winner{level}/mAP' in m
     assert errors['variants']['orig']['adds_up'] and 'by_size' in errors['variants']['advr']
     assert errors['picture'] == 'dag_errors.png' and osp.isfile(osp.join(wd, 'dag_errors.png'))
     assert 'fewest objects found' in rep['sweep']['table'] and 'fewest objects' in res.stdout
+    assert rep['variants']['advr']['mAP'] == m['advr/mAP']
+    assert rep['headline']['advr/mAP']['selection'] in ('advr_worst',
+                                                        *(f'advr[{n}]' for n in members))
+    assert f"{100 * m['advr/mAP']:7.2f}" in res.stdout
+    assert 'DAG worst case: advr/mAP from' in res.stdout + res.stderr
     # each image's record: what each variant broke on it, adding up to its objects
     from mmdag.engine.records import read_records
     from mmdag.evaluation.det_errors import OBJECT_KINDS
