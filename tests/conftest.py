@@ -13,6 +13,13 @@ sys.path.insert(0, ROOT)
 # test_two_stage, test_segmentation, test_batching) are shared by other folders
 sys.path.insert(0, osp.join(ROOT, 'tests', 'test_targets'))
 
+# `make test-numerics`: the same checks under another floating-point
+# configuration (the Makefile also sets one thread and ATen's scalar
+# kernels): torch's own convolutions instead of oneDNN's
+if os.environ.get('MMDAG_TEST_NUMERICS') == 'alt':
+    torch.backends.mkldnn.enabled = False
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope='session')
 def tiny_voc(tmp_path_factory):

@@ -220,20 +220,29 @@ def build_model(package: str, cfg, seed: int = 0, init_weights: bool = False):
     model = models.build(model_cfg)
     if init_weights:
         model.init_weights()
-    _fill_uninitialised(model)
+    else:
+        _fill_uninitialised(model, seed)
     from mmdag.compat import repair_stock_model
     repair_stock_model(model)   # what the DAG hook does before a test run
     return revert_sync_batchnorm(model).eval()
 
 
-def _fill_uninitialised(model) -> None:
+def _fill_uninitialised(model, seed: int = 0) -> None:
     """Parameters that a constructor leaves as uninitialised memory (only
     ``init_weights`` sets them) get the value ``init_weights`` would give, so
-    that a survey is deterministic: mmdet's ``L2Norm`` (SSD's neck) scale."""
+    that a survey is deterministic: mmdet's ``L2Norm`` (SSD's neck) scale,
+    and the ``level_embed`` of Deformable DETR, DINO and DDQ (a standard
+    normal draw in ``init_weights``; here from a generator seeded by
+    ``seed``, so that the draw does not depend on what ran before)."""
     for m in model.modules():
         if type(m).__name__ == 'L2Norm' and isinstance(getattr(m, 'scale', None), (int, float)):
             with torch.no_grad():
                 m.weight.fill_(float(m.scale))
+        embed = getattr(m, 'level_embed', None)
+        if isinstance(embed, torch.nn.Parameter):
+            with torch.no_grad():
+                embed.copy_(torch.randn(embed.shape, generator=torch.Generator().manual_seed(
+                    seed), dtype=embed.dtype))
 
 
 #: rows of grey padding under each detection family's survey image
