@@ -27,10 +27,11 @@ def _register_builtin_attacks() -> None:
     # mmdag.attacks stays plain PyTorch (no OpenMMLab import): its attacks are
     # registered here rather than by a decorator there
     from mmdag.attacks import (APGD, DAG, PGD, CosPGD, DetPGD, MatchedMislabel,
-                               MatchedUntargeted, MatchedVanishing, SegPGD, TOGMislabel,
-                               TOGUntargeted, TOGVanishing, WorstCase)
-    for attack in (DAG, PGD, SegPGD, CosPGD, APGD, WorstCase, TOGVanishing, TOGMislabel,
-                   TOGUntargeted, DetPGD, MatchedVanishing, MatchedMislabel, MatchedUntargeted):
+                               MatchedUntargeted, MatchedVanishing, SegPGD, TOGFabrication,
+                               TOGMislabel, TOGUntargeted, TOGVanishing, WorstCase)
+    for attack in (DAG, PGD, SegPGD, CosPGD, APGD, WorstCase, TOGVanishing, TOGFabrication,
+                   TOGMislabel, TOGUntargeted, DetPGD, MatchedVanishing, MatchedMislabel,
+                   MatchedUntargeted):
         ATTACKS.register_module(attack.__name__, module=attack)
 
 

@@ -10,12 +10,12 @@ from .stats import permute_perturbation, perturbation_stats
 from .targets import TargetSet
 from .det_pgd import DetPGD
 from .matched import MatchedMislabel, MatchedUntargeted, MatchedVanishing
-from .tog import TOGMislabel, TOGUntargeted, TOGVanishing
+from .tog import TOGFabrication, TOGMislabel, TOGUntargeted, TOGVanishing
 from .worst_case import WorstCase
 
 __all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED', 'DAG', 'DAGResult',
            'Replay', 'TargetSet', 'STRATEGIES', 'derangement', 'permute_perturbation',
            'perturbation_stats', 'PGD', 'SegPGD', 'CosPGD', 'SignGradientAttack', 'APGD',
-           'WorstCase', 'EpsilonSweep', 'budget_of', 'TOGVanishing',
+           'WorstCase', 'EpsilonSweep', 'budget_of', 'TOGVanishing', 'TOGFabrication',
            'TOGMislabel', 'TOGUntargeted', 'DetPGD', 'MatchedVanishing',
            'MatchedMislabel', 'MatchedUntargeted']

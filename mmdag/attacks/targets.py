@@ -13,6 +13,9 @@ from torch import Tensor
 
 from mmdag.errors import MMDagError
 
+#: the losses over every candidate of a detector (:meth:`TargetSet.candidate_loss`)
+CANDIDATE_MODES = ('vanishing', 'fabrication')
+
 
 class TargetSet:
     """Dense recognition targets of a batch of images.
@@ -69,6 +72,30 @@ class TargetSet:
         Detection adapters implement it (:mod:`mmdag.targets.det_loss`)."""
         raise MMDagError(f'{type(self).__name__} has no detector loss: detpgd attacks detectors '
                          '(for segmentation use pgd, segpgd, cospgd or apgd)')
+
+    def candidate_loss(self, images: Sequence[Tensor], indices: Sequence[int],
+                       mode: str = 'vanishing') -> List[Tensor]:
+        """TOG's loss over every candidate of a detector (every anchor, prior,
+        proposal or query, with no ground truth) on each image, the scalar
+        TOG descends, differentiable with respect to the image.
+
+        Args:
+            images (Sequence[Tensor]): float images ``[3, H, W]`` (0..255),
+                one per entry of ``indices``.
+            indices (Sequence[int]): their positions in the batch.
+            mode (str): ``'vanishing'`` (every candidate towards background)
+                or ``'fabrication'`` (towards an object), one of
+                :data:`CANDIDATE_MODES`.
+
+        Returns:
+            list[Tensor]: one scalar per entry of ``indices``.
+
+        Detection adapters implement it (:mod:`mmdag.targets.candidates`).
+        """
+        raise MMDagError(f'TOG {mode} needs a detector: {type(self).__name__} has no '
+                         'candidates (anchors, proposals or queries) to push towards the '
+                         'background or an object (for segmentation use pgd, segpgd, cospgd '
+                         'or apgd)')
 
     def correct(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Which targets are still classified as their true label.

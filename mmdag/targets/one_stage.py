@@ -11,6 +11,8 @@ from .det_loss import DetectorLoss
 from .batching import map_canvas_groups
 from .common import above_threshold, gt_in_input_frame, score_logit  # noqa: F401
 from .common import features as _features
+from .candidates import (check_mode, dense_class_loss, objectness_kind, yolov3_objectness,
+                         yolox_objectness)
 from .dense_heads import AssignContext, cls_maps, find_spec, flat_logits, supported_heads
 
 
@@ -171,6 +173,29 @@ class OneStageTargets(DetectorLoss, TargetSet):
                              [self.samples[i] for i in ids])
             maps = cls_maps(self.spec, self.head, x)
             return [flat_logits(maps, j, self.num_logits)[self.index[i]] for j, i in enumerate(ids)]
+
+        return map_canvas_groups(self.model, images, forward)
+
+    def candidate_loss(self, images: Sequence[Tensor], indices: Sequence[int],
+                       mode: str = 'vanishing') -> List[Tensor]:
+        """TOG's loss over every prior of each image (:mod:`mmdag.targets.candidates`):
+        the objectness of YOLOv3 and YOLOX, else every class score (the
+        background cross-entropy of a softmax head, each class logit's of a
+        sigmoid head)."""
+        check_mode(mode)
+        kind = objectness_kind(self.head)
+
+        def forward(group):
+            ids = [indices[k] for k in group]
+            x, _ = _features(self.model, [images[k] for k in group],
+                             [self.samples[i] for i in ids])
+            if kind == 'yolov3':
+                return yolov3_objectness(self.head, x, mode)
+            if kind == 'yolox':
+                return yolox_objectness(self.head, x, mode)
+            maps = cls_maps(self.spec, self.head, x)
+            return dense_class_loss(maps, self.num_logits, self.sigmoid, mode,
+                                    -1 if self.sigmoid else self.background)
 
         return map_canvas_groups(self.model, images, forward)
 

@@ -44,6 +44,7 @@ from mmdag.attacks import TargetSet
 from mmdag.registry import TARGETS
 from .det_loss import DetectorLoss
 from .batching import map_canvas_groups
+from .candidates import check_mode, query_loss
 from .common import above_threshold, gt_in_input_frame, score_logit
 from .query_selection import QuerySelection, two_stage_selection
 
@@ -158,16 +159,19 @@ class QueryTargets(DetectorLoss, TargetSet):
         xyxy = torch.min((bbox_cxcywh_to_xyxy(box.float()) * size).clamp_min(0), size)
         return bbox_overlaps(xyxy, gt.bboxes)
 
-    def _forward(self, images: Sequence[Tensor], ids: Sequence[int], record: bool = False):
+    def _forward(self, images: Sequence[Tensor], ids: Sequence[int], record: bool = False,
+                 current: bool = False):
         """Last decoder layer's class logits ``[B, Q, C']`` and boxes
         ``[B, Q, 4]`` (normalised cx, cy, w, h) of images sharing a canvas,
-        with the metas, and DDQ's per-image kept-query masks (else None)."""
+        with the metas, and DDQ's per-image kept-query masks (else None).
+        ``current``: the encoder chooses the queries on these images (no
+        recorded selection is replayed or recorded)."""
         model = self.model
         data = model.data_preprocessor(
             dict(inputs=list(images), data_samples=[self.samples[i] for i in ids]), False)
         samples = data['data_samples']
         feats = model.extract_feat(data['inputs'])
-        if self.selection is not None:
+        if self.selection is not None and not current:
             with self.selection.active(ids, replay=not record):
                 head_inputs = model.forward_transformer(feats, samples)
         else:
@@ -187,6 +191,20 @@ class QueryTargets(DetectorLoss, TargetSet):
             ids = [indices[k] for k in group]
             cls, _, _, _ = self._forward([images[k] for k in group], ids)
             return [cls[j][self.index[i]] for j, i in enumerate(ids)]
+
+        return map_canvas_groups(self.model, images, forward)
+
+    def candidate_loss(self, images: Sequence[Tensor], indices: Sequence[int],
+                       mode: str = 'vanishing') -> List[Tensor]:
+        """TOG's loss over every query of each image
+        (:func:`~mmdag.targets.candidates.query_loss`), the queries chosen on
+        the current image."""
+        check_mode(mode)
+
+        def forward(group):
+            ids = [indices[k] for k in group]
+            cls = self._forward([images[k] for k in group], ids, current=True)[0]
+            return query_loss(cls, self.sigmoid, mode)
 
         return map_canvas_groups(self.model, images, forward)
 
@@ -260,7 +278,8 @@ class MaskQueryTargets(QueryTargets):
         union = pred.sum(1, keepdim=True) + true.sum(1)[None] - inter
         return inter / union.clamp_min(1)
 
-    def _forward(self, images: Sequence[Tensor], ids: Sequence[int], record: bool = False):
+    def _forward(self, images: Sequence[Tensor], ids: Sequence[int], record: bool = False,
+                 current: bool = False):
         model = self.model
         data = model.data_preprocessor(
             dict(inputs=list(images), data_samples=[self.samples[i] for i in ids]), False)

@@ -12,6 +12,7 @@ from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
 from .det_loss import DetectorLoss
 from .batching import map_canvas_groups
+from .candidates import check_mode, two_stage_loss
 from .common import features as _features, gt_in_input_frame  # noqa: F401
 
 
@@ -300,3 +301,17 @@ class TwoStageTargets(DetectorLoss, TargetSet):
 
         with row_sparse_roi_align(self.model):
             return map_canvas_groups(self.model, images, forward)
+
+    def candidate_loss(self, images: Sequence[Tensor], indices: Sequence[int],
+                       mode: str = 'vanishing') -> List[Tensor]:
+        """TOG's Faster R-CNN loss of each image (:func:`~mmdag.targets.candidates.two_stage_loss`):
+        every RPN anchor, and the RoI head on the current image's proposals."""
+        check_mode(mode)
+
+        def forward(group):
+            ids = [indices[k] for k in group]
+            x, metas = _features(self.model, [images[k] for k in group],
+                                 [self.samples[i] for i in ids])
+            return two_stage_loss(self.model, x, metas, mode, _roi_logits)
+
+        return map_canvas_groups(self.model, images, forward)
