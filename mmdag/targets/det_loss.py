@@ -26,9 +26,21 @@ the filled boxes where it has none). A model whose loss needs a semantic map
 loads one. A head that reads the training epoch (TOOD's assigner switch)
 sees the end of training. A loss that needs a package not installed (PAA:
 scikit-learn) is refused in one line naming it.
+
+**The clean detections as the ground truth** (TOG's untargeted and mislabel
+attacks, ``git-disl/TOG`` ``tog/attacks.py``): ``detector_loss(...,
+gt='clean')`` takes as the ground truth of an image the model's own
+detections of the clean image (``model.predict``, in the input frame, scores
+above ``score_thr``), predicted once per image by :meth:`DetectorLoss.\
+clean_detections` and cached, optionally relabelled. An image with no clean
+detection above the threshold gets the loss against an empty ground truth
+(every candidate a negative), as TOG's YOLOv3 and SSD feed an empty label
+map; TOG's Faster R-CNN switches to its fabrication loss there instead.
+Instance masks, where the loss needs them, are the filled boxes.
 """
+import sys
 from contextlib import contextmanager
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -38,7 +50,8 @@ from mmdag.errors import MMDagError
 from .batching import canvas_of
 from .common import gt_in_input_frame
 
-__all__ = ['DetectorLoss', 'loss_mode', 'sum_losses', 'LOSS_TERMS']
+__all__ = ['DetectorLoss', 'loss_mode', 'sum_losses', 'LOSS_TERMS', 'GT_SOURCES', 'TOG_SCORE_THR',
+           'tog_model_kind']
 
 #: which of a detector's loss terms DetPGD ascends: ``'all'`` (every term
 #: whose key has ``loss``, as mmengine's ``parse_losses`` sums them) or
@@ -46,6 +59,31 @@ __all__ = ['DetectorLoss', 'loss_mode', 'sum_losses', 'LOSS_TERMS']
 #: keys with ``cls``, ``conf`` or ``obj``)
 LOSS_TERMS = TERMS
 _CLS_KEYS = ('cls', 'conf', 'obj')
+
+#: where :meth:`DetectorLoss.detector_loss` takes the ground truth from: the
+#: annotations (DetPGD) or the model's own clean detections (TOG)
+GT_SOURCES = ('annotations', 'clean')
+
+#: TOG's default confidence threshold per model file of the authors' code:
+#: ``models/frcnn.py`` (0.70), ``models/ssd.py`` (0.50), ``models/yolov3.py``
+#: (0.20); :func:`tog_model_kind` says which file a detector maps to
+TOG_SCORE_THR = {'frcnn': 0.70, 'ssd': 0.50, 'yolov3': 0.20}
+
+
+def tog_model_kind(model) -> str:
+    """Which of TOG's model files a detector maps to: ``'frcnn'`` for a
+    detector with a RoI head (two-stage), ``'ssd'`` for a softmax head with
+    a background or no-object class (SSD, DETR), ``'yolov3'`` for a head
+    that scores each class by a sigmoid (YOLOv3, and RetinaNet, FCOS, ...,
+    Deformable DETR and DINO, which TOG has no model of: their scores are
+    sigmoids, like YOLOv3's)."""
+    if getattr(model, 'roi_head', None) is not None:
+        return 'frcnn'
+    head = getattr(model, 'bbox_head', None)
+    sigmoid = getattr(head, 'use_sigmoid_cls', None)
+    if sigmoid is None:
+        sigmoid = getattr(getattr(head, 'loss_cls', None), 'use_sigmoid', True)
+    return 'yolov3' if sigmoid else 'ssd'
 
 
 def _stays_eval(module) -> bool:
@@ -178,6 +216,52 @@ def _needs_masks(model) -> bool:
     return 'Ins' in type(getattr(model, 'bbox_head', None)).__name__
 
 
+@contextmanager
+def _recording_nms(calls: list):
+    """Inside, mmdet's ``multiclass_nms`` (where a loaded mmdet module bound
+    it: the RoI box heads) also records, per call, the score matrix it was
+    given and the flat index of each kept detection, from which
+    :func:`_class_scores` finds the proposal behind each detection."""
+    from mmdet.models import layers
+    stock = layers.multiclass_nms
+
+    def recording(multi_bboxes, multi_scores, *args, return_inds=False, **kwargs):
+        dets, labels, inds = stock(multi_bboxes, multi_scores, *args, return_inds=True, **kwargs)
+        calls.append((multi_scores.detach(), inds))
+        return (dets, labels, inds) if return_inds else (dets, labels)
+
+    bound = [m for name, m in list(sys.modules.items())
+             if name.startswith('mmdet.') and getattr(m, 'multiclass_nms', None) is stock]
+    for m in bound:
+        m.multiclass_nms = recording
+    try:
+        yield
+    finally:
+        for m in bound:
+            m.multiclass_nms = stock
+
+
+def _class_scores(calls: list, labels: Tensor, kind: str) -> Optional[Tensor]:
+    """The class scores ``[n, C]`` of the ``n`` detections of one image of a
+    two-stage detector (``kind='frcnn'``), from :func:`_recording_nms`'s
+    record: the log of the RoI head's softmax probabilities of the proposal
+    each detection comes from, in float64, background left out as TOG's
+    ``frcnn.py`` leaves it out (the log-softmax differs from the logits by a
+    constant per row: the same ranking and the same softmax, all TOG's
+    ``ml`` and ``ll`` read). None for other detectors (their NMS keeps no
+    track of the candidate: mmdet's dense heads, YOLOv3's included, and
+    query heads) and where the record does not tell (no single call, or
+    detections that are not its kept entries)."""
+    if kind != 'frcnn' or len(calls) != 1:
+        return None
+    scores, inds = calls[0]
+    num_classes = scores.shape[1] - 1
+    if len(inds) != len(labels) or not torch.equal((inds % num_classes).cpu(), labels.cpu()):
+        return None
+    probs = scores[inds // num_classes, :num_classes].double()
+    return probs.clamp_min(1e-300).log()
+
+
 class DetectorLoss:
     """The detector's own loss, per image (module docstring): a mix-in of the
     detection target sets (they hold ``model``, ``samples`` and
@@ -201,12 +285,7 @@ class DetectorLoss:
                 raise MMDagError('DetPGD needs the ground truth of every image: the test '
                                  "pipeline must load annotations (LoadAnnotations) and pack "
                                  'gt_instances')
-            if _needs_semantic_map(self.model) and 'gt_sem_seg' not in sample:
-                raise MMDagError(
-                    f"DetPGD on {type(self.model).__name__} needs each image's ground-truth "
-                    'semantic map (its semantic head has a loss): load it in the test '
-                    'pipeline (LoadAnnotations with_seg=True, before Resize) or attack with '
-                    'togvanishing')
+            self._check_semantic_map(sample)
             out = sample.clone()
             out.gt_instances = gt
             if 'ignored_instances' in sample:
@@ -221,15 +300,130 @@ class DetectorLoss:
             cache[i] = out
         return cache[i]
 
+    def _check_semantic_map(self, sample) -> None:
+        if _needs_semantic_map(self.model) and 'gt_sem_seg' not in sample:
+            raise MMDagError(
+                f"the loss of {type(self.model).__name__} needs each image's ground-truth "
+                'semantic map (its semantic head has a loss): load it in the test '
+                'pipeline (LoadAnnotations with_seg=True, before Resize) or attack with '
+                'togvanishing')
+
+    def tog_score_thr(self) -> float:
+        """TOG's default confidence threshold for this detector
+        (:data:`TOG_SCORE_THR` of :func:`tog_model_kind`)."""
+        return TOG_SCORE_THR[tog_model_kind(self.model)]
+
+    def clean_detections(self, images: Sequence[Tensor], indices: Sequence[int],
+                         score_thr: float) -> List[Dict[str, Optional[Tensor]]]:
+        """The model's detections of the clean images, one dict per image:
+        ``bboxes [n, 4]`` in the input frame, ``labels [n]``, ``scores [n]``
+        (those above ``score_thr``, in the order ``predict`` gives them) and
+        ``class_scores [n, C]`` (:func:`_class_scores`; None for a head whose
+        candidates the record does not recover). Predicted once per image
+        (its own canvas, no gradient) and cached: later calls for the same
+        image return the first prediction whatever images they pass.
+
+        Args:
+            images (Sequence[Tensor]): the clean images ``[3, H, W]``, 0..255.
+            indices (Sequence[int]): their positions in the batch.
+            score_thr (float): keep the detections whose score is above it
+                (the model's own test threshold still applies first).
+        """
+        cache = self.__dict__.setdefault('_clean_dets', {})
+        model = self.model
+        kind = tog_model_kind(model)
+        out = []
+        for x, i in zip(images, indices):
+            if i not in cache:
+                sample = self.samples[i].clone()
+                for key in ('pred_instances', 'pred_panoptic_seg', 'pred_sem_seg'):
+                    if key in sample:
+                        delattr(sample, key)
+                calls: list = []
+                with torch.no_grad(), _recording_nms(calls):
+                    data = model.data_preprocessor(dict(inputs=[x.detach().float()],
+                                                        data_samples=[sample]), False)
+                    pred = model.predict(data['inputs'], data['data_samples'],
+                                         rescale=False)[0].pred_instances
+                labels = pred.labels.long()
+                boxes = getattr(pred.bboxes, 'tensor', pred.bboxes).float().reshape(-1, 4)
+                cache[i] = dict(bboxes=boxes, labels=labels, scores=pred.scores.float(),
+                                class_scores=_class_scores(calls, labels, kind))
+            dets = cache[i]
+            keep = dets['scores'] > score_thr
+            out.append({k: None if v is None else v[keep] for k, v in dets.items()})
+        return out
+
+    def _clean_sample(self, i: int, image: Tensor, score_thr: float,
+                      labels: Optional[Tensor]):
+        """Image ``i``'s data sample whose ground truth is its clean
+        detections above ``score_thr`` (:meth:`clean_detections`, which must
+        have seen the clean image), with ``labels`` instead of theirs when
+        given."""
+        from mmengine.structures import InstanceData
+        if i not in self.__dict__.get('_clean_dets', {}):
+            raise MMDagError(f'image {i} has no clean detections yet: call clean_detections on '
+                             "the clean images before detector_loss(gt='clean')")
+        dets = self.clean_detections([image], [i], score_thr)[0]
+        if labels is not None:
+            labels = torch.as_tensor(labels, device=dets['labels'].device).long()
+            if labels.shape != dets['labels'].shape:
+                raise ValueError(f'image {i}: {labels.numel()} labels for '
+                                 f"{len(dets['labels'])} clean detections")
+        key = (i, float(score_thr), None if labels is None else tuple(labels.tolist()))
+        cache = self.__dict__.setdefault('_clean_samples', {})
+        if key not in cache:
+            sample = self.samples[i]
+            self._check_semantic_map(sample)
+            pseudo = type(sample)(metainfo=sample.metainfo)
+            pseudo.gt_instances = InstanceData(
+                bboxes=dets['bboxes'], labels=dets['labels'] if labels is None else labels)
+            canvas = canvas_of(self.model, image.shape)
+            meta = dict(sample.metainfo, batch_input_shape=canvas)
+            out = sample.clone()
+            out.gt_instances = gt_in_input_frame(pseudo, 'input', image.device, meta=meta,
+                                                 masks=_needs_masks(self.model))
+            for name in ('ignored_instances', 'pred_instances', 'pred_panoptic_seg',
+                         'pred_sem_seg'):
+                if name in out:
+                    delattr(out, name)
+            cache[key] = out
+        return cache[key]
+
     def detector_loss(self, images: Sequence[Tensor], indices: Sequence[int],
-                      seeds: Sequence[int], terms: str = 'all') -> List[Tensor]:
+                      seeds: Sequence[int], terms: str = 'all', gt: str = 'annotations',
+                      score_thr: Optional[float] = None,
+                      labels: Optional[Sequence[Optional[Tensor]]] = None) -> List[Tensor]:
         """The detector's loss (:func:`sum_losses` of ``terms``) of each image,
-        differentiable with respect to it; ``seeds``: one per image, for the
-        loss's own random draws."""
+        differentiable with respect to it.
+
+        Args:
+            images (Sequence[Tensor]): the images ``[3, H, W]``, 0..255.
+            indices (Sequence[int]): their positions in the batch.
+            seeds (Sequence[int]): one per image, for the loss's own random
+                draws.
+            terms (str): :data:`LOSS_TERMS`. Defaults to ``'all'``.
+            gt (str): the ground truth, one of :data:`GT_SOURCES`: the
+                annotations, or the clean detections above ``score_thr``
+                (module docstring). Defaults to ``'annotations'``.
+            score_thr (float, optional): with ``gt='clean'``, the detections'
+                score threshold. Defaults to TOG's (:meth:`tog_score_thr`).
+            labels (Sequence[Tensor], optional): with ``gt='clean'``, per
+                image, the class of each clean detection (None: its own).
+        """
+        if gt not in GT_SOURCES:
+            raise ValueError(f'gt must be one of {GT_SOURCES}, got {gt!r}')
+        if gt == 'annotations' and (score_thr is not None or labels is not None):
+            raise ValueError("score_thr and labels apply to gt='clean' only")
+        if gt == 'clean' and score_thr is None:
+            score_thr = self.tog_score_thr()
         model = self.model
         out = []
-        for x, i, seed in zip(images, indices, seeds):
-            sample = self._loss_sample(i, x)
+        for k, (x, i, seed) in enumerate(zip(images, indices, seeds)):
+            if gt == 'clean':
+                sample = self._clean_sample(i, x, score_thr, None if labels is None else labels[k])
+            else:
+                sample = self._loss_sample(i, x)
             devices = [x.device] if x.is_cuda else []
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(int(seed) % (2 ** 63))
