@@ -12,7 +12,11 @@ owns the rest, the same for every attack:
 - the final check (a last forward without a graph), the quantize re-check on
   the rounded 8-bit image, the valid range and the optional L-inf budget;
 - the statistics (:mod:`mmdag.attacks.stats`) and, optionally, the best
-  perturbation seen per image instead of the last one.
+  perturbation seen per image instead of the last one;
+- the images with nothing to attack: one whose clean logits are not finite
+  (no decision), and, where the loss needs targets correct on the clean
+  image (:attr:`IterativeAttack.needs_correct_targets`), one with none,
+  come back exactly clean, a random start included.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -34,6 +38,14 @@ def derive_seeds(base: int, seeds: Optional[Sequence[int]], num: int) -> List[in
     images' own ``seeds`` (their batch positions when None)."""
     seeds = list(range(num)) if seeds is None else list(seeds)
     return [base * 1_000_003 + s for s in seeds]
+
+
+def _nothing_status(labels: Tensor, num_correct: int) -> str:
+    """The status of an image with no attacked target: ``'none_correct'``
+    when none of its targets is correct on the clean image, ``'no_targets'``
+    when it has no target or none the attack may take (e.g. no admissible
+    adversarial label)."""
+    return 'none_correct' if labels.numel() and not num_correct else 'no_targets'
 
 
 class IterativeAttack:
@@ -75,6 +87,13 @@ class IterativeAttack:
     keep_best = False
     #: with ``keep_best``, a later check with an equal score replaces the best
     best_ties_to_later = False
+    #: the loss needs targets correct on the clean image (the active set);
+    #: an image with none comes back clean, status ``'none_correct'`` (or
+    #: ``'no_targets'``). False: a loss that needs none (a detector's own
+    #: loss) attacks such an image too, for ``max_iters`` steps, and its
+    #: statistics still say it had nothing to flip (that status,
+    #: ``correct_frac`` 0, an empty trace)
+    needs_correct_targets = True
 
     def __init__(self, max_iters: int, stop_fraction: float = 0.0,
                  epsilon: Optional[float] = None, quantize: bool = False,
@@ -209,7 +228,7 @@ class IterativeAttack:
         forwards, backwards = [0] * num, [0] * num
         best: List[Optional[tuple]] = [None] * num   # (score, n_act, n_att, r, correct_frac)
         for i in range(num):
-            if labels[i].numel() == 0:
+            if labels[i].numel() == 0 and self.needs_correct_targets:
                 status[i] = 'no_targets'
                 attacked[i] = labels[i].new_zeros(0, dtype=torch.bool)
 
@@ -227,7 +246,8 @@ class IterativeAttack:
                 forwards[i] += clean_logits is None
                 self._init(i, z, seeds, labels, targets, attacked, states, num_correct, status,
                            correct_frac)
-                if starts[i] is not None:
+                # an image with no decision, or nothing to attack, stays clean
+                if starts[i] is not None and not status[i]:
                     r[i] = starts[i]
 
         for m in range(self.max_iters + 1):
@@ -278,9 +298,9 @@ class IterativeAttack:
                     trace[i].append(round(correct_frac[i], 6))
                     if self.keep_best:
                         self._keep(best, i, m, n_act, n_att, n_ok, r[i], correct_frac[i])
-                done = n_act <= self.stop_fraction * n_att
-                if n_att == 0:
-                    status[i] = 'none_correct' if num_correct[i] == 0 else 'no_targets'
+                done = n_att > 0 and n_act <= self.stop_fraction * n_att
+                if n_att == 0 and (self.needs_correct_targets or last):
+                    status[i] = _nothing_status(labels[i], num_correct[i])
                 elif done and (self.early_stop or last):
                     status[i] = 'converged'
                 elif last:
@@ -317,6 +337,10 @@ class IterativeAttack:
                     _, n_act, n_att, r[i], correct_frac[i] = best[i]
                     if n_act <= self.stop_fraction * n_att:
                         status[i] = 'converged'
+                elif best[i] is None and status[i] == 'non_finite':
+                    # no decision before the first candidate: the point then
+                    # is no result (APGD's first stages run in a wider ball)
+                    r[i] = torch.zeros_like(r[i])
         if self.quantize:
             recheck_rounded(self, x0, r, targets, attacked, status, correct_frac, forwards)
 
@@ -353,3 +377,5 @@ class IterativeAttack:
         ok = targets.correct(z, labels[i])
         attacked[i], states[i] = self.init_image(seeds[i], labels[i], targets, z, ok)
         num_correct[i] = int(ok.sum())
+        if self.needs_correct_targets and not bool(attacked[i].any()):
+            status[i] = _nothing_status(labels[i], num_correct[i])

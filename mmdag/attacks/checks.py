@@ -66,7 +66,10 @@ def recheck_rounded(attack, x0: List[Tensor], r: List[Tensor], targets, attacked
     num = len(x0)
     for i in range(num):
         r[i] = round_in_bounds(x0[i], r[i], attack.clip_range, attack.epsilon) - x0[i]
-    recheck = [i for i in range(num) if status[i] not in NOTHING_ATTACKED]
+    # an image without an attacked target has nothing to count (its clean
+    # logits were not finite, or its loss needs no correct target)
+    recheck = [i for i in range(num)
+               if status[i] not in NOTHING_ATTACKED and bool(attacked[i].any())]
     if not recheck:
         return
     labels = targets.labels

@@ -21,8 +21,12 @@ that scale to 0..1.
 classification and objectness terms only (ARES's choice: the box terms
 reward moving boxes, not losing objects). The statistics are DAG's, on the
 same targets (proposals, priors or queries matched to an object): a target
-flips when it is no longer detected as its object's class. Defaults: TOG's
-budget and schedule, ``epsilon=8``, ``alpha=2``, ``max_iters=10``.
+flips when it is no longer detected as its object's class. The loss needs
+no such target: an image with none correct on the clean image, or none
+matched, is attacked all the same (its status still says so,
+``'none_correct'`` or ``'no_targets'``, and no mean of the statistics
+counts it). Defaults: TOG's budget and schedule, ``epsilon=8``,
+``alpha=2``, ``max_iters=10``.
 """
 from typing import List, Tuple
 
@@ -50,6 +54,7 @@ class DetPGD(SignGradientAttack):
     """
 
     loss_on_logits = False
+    needs_correct_targets = False
 
     def __init__(self, epsilon: float = 8.0, alpha: float = 2.0, max_iters: int = 10,
                  terms: str = 'all', random_start: bool = True, quantize: bool = False,

@@ -21,15 +21,20 @@ class AttackResult:
             ``linf`` (max absolute intensity, 0..255 scale), ``num_targets``,
             ``num_correct`` (targets correct on the clean image: only these
             are attacked and counted), ``correct_frac`` (fraction of attacked
-            targets still correct on the returned image), ``converged``
-            (the stop rule was reached), ``status`` (one of :data:`STATUS`),
-            ``trace`` (the fraction of attacked targets still correct at each
-            check of the loop, ``X_0`` (1.0) to the last: ``iters + 1``
-            values when the loop ran to its end; empty when nothing was
-            attacked), ``forwards`` and ``backwards`` (the forward and
-            backward passes the image took part in: the loop's, a clean check
-            before a random start and the re-check of ``quantize``; target
-            building and the predictions are not counted).
+            targets still correct on the returned image; 0 without attacked
+            targets), ``converged`` (the stop rule was reached), ``status``
+            (one of :data:`STATUS`), ``trace`` (the fraction of attacked
+            targets still correct at each check of the loop, ``X_0`` (1.0)
+            to the last: ``iters + 1`` values when the loop ran to its end;
+            empty without attacked targets), ``forwards`` and
+            ``backwards`` (the forward and backward passes the image took
+            part in: the loop's, a clean check before a random start and
+            the re-check of ``quantize``; target building and the
+            predictions are not counted). An image without a decision on
+            the clean image (``'non_finite'``), or, for an attack whose loss
+            needs correct targets, without an attacked target
+            (``'none_correct'``, ``'no_targets'``), comes back exactly clean
+            (``r`` is 0).
         sweep: an epsilon sweep (:class:`~mmdag.attacks.EpsilonSweep`): the
             result at every epsilon, smallest first (the fields above are
             the largest's); None otherwise.
