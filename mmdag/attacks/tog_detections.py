@@ -196,6 +196,8 @@ class TOGMislabel(_TOGOnDetections):
         strategy drawn from the image's seed (a detection without an
         admissible class keeps its own)."""
         own = detections['labels']
+        if not len(own):   # nothing to relabel
+            return own
         if self.adv_labels in ('ml', 'll'):
             scores = detections.get('class_scores')
             if scores is None:

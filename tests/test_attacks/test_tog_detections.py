@@ -298,7 +298,9 @@ def test_an_image_without_detection_takes_the_loss_against_nothing():
                              mislabeling_loss)
         assert torch.equal(ours, theirs)
         res = TOGUntargeted(max_iters=2, score_thr=0.999999)(images, t)
-    assert (res.adv_images[0] != images[0]).any()
+        # mislabel has nothing to relabel there: the empty ground truth, descended
+        mis = TOGMislabel(max_iters=1, adv_labels='ml', score_thr=0.999999)(images, t)
+    assert (res.adv_images[0] != images[0]).any() and (mis.adv_images[0] != images[0]).any()
 
 
 def test_bad_settings_and_models_are_refused_in_one_line():
