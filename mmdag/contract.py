@@ -31,9 +31,11 @@ GREEDY_VARIANT = 'advr_greedy'
 DET_WORST_VARIANT = 'advr_worst'
 #: The worst cases chosen per image on the predictions, and their labels.
 CHOSEN_VARIANTS = {GREEDY_VARIANT: 'worst case, greedy for mIoU',
-                   DET_WORST_VARIANT: 'worst case, fewest objects found'}
+                   DET_WORST_VARIANT: 'worst case, lowest mAP'}
 #: Prefix of the detection error breakdown's metric keys (``errors/advr/missed``).
 ERRORS_PREFIX = 'errors'
+#: Prefix of TIDE's breakdown's metric keys (``tide/advr/dAP/cls``).
+TIDE_PREFIX = 'tide'
 #: Prefix of the attack statistics' metric keys (``dag/linf``).
 STATS_PREFIX = 'dag'
 

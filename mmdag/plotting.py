@@ -41,10 +41,8 @@ def sweep_curve(section: dict, path: str, title: str = '') -> Optional[str]:
     worst = any(r.get('members') for r in rows)
     for variant, style in (('advr', dict(color='C3', marker='o',
                                          label='ADVR, worst case' if worst else 'ADVR')),
-                           ('advr_greedy', dict(color='C3', marker='s', ls=':', ms=4,
-                                                label='worst case, greedy for mIoU')),
-                           ('advr_worst', dict(color='C3', marker='s', ls=':', ms=4,
-                                               label='worst case, fewest objects found')),
+                           ('advr_winner', dict(color='C3', marker='s', ls=':', ms=4,
+                                                label="the attack's per-image winners")),
                            ('advr_uint8', dict(color='C1', marker='x', ls='--',
                                                label='ADVR, 8-bit')),
                            ('perm', dict(color='C0', marker='.', ls=':', label='PERM'))):

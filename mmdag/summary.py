@@ -240,3 +240,38 @@ def error_section(metrics: dict) -> Optional[dict]:
         row['adds_up'] = sum(row.get(k, 0) for k in OBJECT_KINDS) == gt
         out['variants'][v] = row
     return out
+
+
+def tide_section(metrics: dict) -> Optional[dict]:
+    """TIDE's breakdown of a run (:mod:`mmdag.evaluation.tide`) from its
+    metrics: per variant (``orig``, ``advr``, each member's ``advr[PGD]``),
+    ``AP`` and ``dAP/<type>`` (AP points on the 0..100 scale) and
+    ``count/<type>``. None without one (segmentation)."""
+    from mmdag.contract import TIDE_PREFIX
+    head = TIDE_PREFIX + '/'
+    variants: Dict[str, dict] = {}
+    for key, value in metrics.items():
+        if not key.startswith(head):
+            continue
+        variant, _, name = key[len(head):].partition('/')
+        if name:
+            variants.setdefault(variant, {})[name] = value
+    if not variants:
+        return None
+    return dict(what='TIDE (Bolya et al., ECCV 2020): the AP at IoU 0.5 over every detection '
+                     '(COCO 101-point), and per error type the AP points fixing it gives back',
+                variants=variants)
+
+
+def format_tide(section: dict) -> str:
+    """TIDE's breakdown as a markdown table: one row per variant."""
+    from mmdag.evaluation.tide import ERRORS
+    head = ['variant', 'AP', *(f'dAP {e}' for e in ERRORS), 'dAP FP', 'dAP FN']
+    out = ['| ' + ' | '.join(head) + ' |', '|---|' + '---:|' * (len(head) - 1)]
+    for v, row in section['variants'].items():
+        cells = [v, row.get('AP'), *(row.get(f'dAP/{e}') for e in ERRORS),
+                 row.get('dAP/fp'), row.get('dAP/fn')]
+        out.append('| ' + ' | '.join(c if isinstance(c, str) else
+                                     ('-' if c is None else f'{float(c):.2f}')
+                                     for c in cells) + ' |')
+    return '\n'.join(out)

@@ -7,11 +7,11 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from mmdag.contract import (BATCH_INFO, CHOSEN_VARIANTS, ERRORS_PREFIX, RUN_INFO, STATS_PREFIX,
-                            VARIANTS, VARIANTS_FIELD, variant_parts)
+                            TIDE_PREFIX, VARIANTS, VARIANTS_FIELD, variant_parts)
 from mmdag.fileio import write_atomic
 from mmdag.registry import HOOKS
 from mmdag.evaluation.dag_metric import ACC_VARIANT, SELECTIONS, WINNER_VARIANT
-from mmdag.summary import error_section, format_sweep, sweep_section
+from mmdag.summary import error_section, format_sweep, format_tide, sweep_section, tide_section
 
 from .records import RECORDS, append_records, convergence, read_records, unique_records
 
@@ -69,9 +69,9 @@ class DAGReportHook(Hook):
             if outputs is not None and len(outputs) == len(batch['records']):
                 # a detector's record says what each variant broke
                 from mmdag.evaluation.det_errors import record_errors
-                thr = _score_thr(runner)
+                thr, legacy = _score_thr(runner)
                 for rec, out in zip(batch['records'], outputs):
-                    errors = record_errors(out, out.get(VARIANTS_FIELD), thr)
+                    errors = record_errors(out, out.get(VARIANTS_FIELD), thr, legacy)
                     if errors is not None:
                         rec['errors'] = errors
             append_records(path, batch['records'])
@@ -85,8 +85,8 @@ class DAGReportHook(Hook):
         for key, value in metrics.items():
             head, _, name = key.partition('/')
             base, member, eps = variant_parts(head)
-            if head == ERRORS_PREFIX or name.startswith(ERRORS_PREFIX + '/'):
-                continue   # the error breakdown: its own section
+            if head in (ERRORS_PREFIX, TIDE_PREFIX) or name.startswith(ERRORS_PREFIX + '/'):
+                continue   # the error breakdowns: their own sections
             if (head in VARIANTS or head in CHOSEN_VARIANTS or head in SELECTED) and name:
                 variants.setdefault(head, {})[name] = value
             elif head == STATS_PREFIX and name:
@@ -115,6 +115,9 @@ class DAGReportHook(Hook):
         errors = error_section(metrics)
         if errors:
             report['errors'] = self._errors(runner, errors)
+        tide = tide_section(metrics)
+        if tide:
+            report['tide'] = self._tide(runner, tide)
         if epsilons:
             report['sweep'] = self._sweep(runner, metrics, epsilons)
         records_path = self.records_path(runner)
@@ -141,6 +144,22 @@ class DAGReportHook(Hook):
         except ImportError as e:   # no matplotlib: the counts still go in the report
             section['picture'] = None
             runner.logger.warning(f'DAG: no error picture ({e})')
+        return section
+
+    def _tide(self, runner, section: dict) -> dict:
+        """The report's ``tide`` (TIDE's AP and dAP per error type, per
+        variant) with its picture ``tide_errors.png`` beside the report."""
+        runner.logger.info("TIDE's errors (dAP: the AP points fixing each gives back):\n"
+                           + format_tide(section))
+        try:
+            from mmdag.evaluation.tide_figure import tide_bars
+            title = osp.splitext(osp.basename(str(getattr(runner.cfg, 'filename', '') or '')))[0]
+            path = tide_bars(section['variants'], osp.join(runner.work_dir, 'tide_errors.png'),
+                             title)
+            section['picture'] = osp.basename(path) if path else None
+        except ImportError as e:   # no matplotlib: the figures still go in the report
+            section['picture'] = None
+            runner.logger.warning(f'DAG: no TIDE picture ({e})')
         return section
 
     def _sweep(self, runner, metrics: dict, epsilons: list) -> Optional[dict]:
@@ -178,14 +197,14 @@ def _headline_sources(runner) -> dict:
     return out
 
 
-def _score_thr(runner) -> float:
-    """The error breakdown's score threshold: the test evaluator's
-    DAGMetric's (0.3 without one)."""
+def _score_thr(runner) -> tuple:
+    """The error breakdown's score threshold and box convention: the test
+    evaluator's DAGMetric's (0.3 and plain boxes without one)."""
     evaluator = getattr(getattr(runner, 'test_loop', None), 'evaluator', None)
     for m in getattr(evaluator, 'metrics', None) or []:
         if hasattr(m, 'score_thr') and hasattr(m, 'error_part'):
-            return float(m.score_thr)
-    return 0.3
+            return float(m.score_thr), bool(getattr(m, 'legacy_boxes', False))
+    return 0.3, False
 
 
 def _jsonable(obj):

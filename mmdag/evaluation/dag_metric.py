@@ -7,14 +7,16 @@ from mmengine.dist import broadcast_object_list, collect_results, is_main_proces
 from mmengine.evaluator import BaseMetric
 
 from mmdag.contract import (DET_WORST_VARIANT, ERRORS_PREFIX, GREEDY_VARIANT, NOT_ATTACKED,
-                            STATS_FIELD, STATS_PREFIX, SWEEP_STATS_FIELD, VARIANTS,
+                            STATS_FIELD, STATS_PREFIX, SWEEP_STATS_FIELD, TIDE_PREFIX, VARIANTS,
                             VARIANTS_FIELD, epsilon_label, member_variant, swept,
                             variant_parts)
 from mmdag.errors import MMDagError
 from mmdag.registry import METRICS
 
-from .det_errors import DetectionErrors, DetectionWorstCase, headline, sample_breakdown
+from .det_errors import (DetectionErrors, DetectionTide, DetectionWorstCase, headline,
+                         sample_breakdown)
 from .greedy import GREEDY_RULES, AccuracyWorstCase, GreedyWorstCase
+from .tide import sample_tide
 
 _DAG_FIELDS = (VARIANTS_FIELD, STATS_FIELD, SWEEP_STATS_FIELD)
 
@@ -195,7 +197,12 @@ class DAGMetric(BaseMetric):
             ``advr_worst/images_PGD``, ``advr_worst/errors/missed``...
             Defaults to 0.3 (mmdet's visualisation threshold; the zoo's
             test-time 0.05 keeps boxes for ranking, not as detections).
-        errors (bool): detectors: report the error breakdown. Defaults to True.
+        errors (bool): detectors: report the error breakdown, and TIDE's
+            (:mod:`mmdag.evaluation.tide`: per unmarked variant, the AP each
+            error type costs, keys ``tide/advr/dAP/cls``...; every detection
+            counted, no score threshold). The boxes are matched as the
+            wrapped metric matches them: with mmdet 1.x's +1 pixel for
+            mmdet's ``VOCMetric``. Defaults to True.
         with_stats (bool): report the attack statistics. Set False on all
             but one ``DAGMetric`` of a multi-metric evaluator (the keys would
             clash). Defaults to True.
@@ -228,6 +235,9 @@ class DAGMetric(BaseMetric):
         #: (with its members' variants), and the error breakdown
         self.worst_parts: dict = {}
         self.error_part: Optional[DetectionErrors] = None
+        self.tide_part: Optional[DetectionTide] = None
+        #: boxes matched with mmdet 1.x's +1 pixel, as VOCMetric matches them
+        self.legacy_boxes = 'VOCMetric' in str(metric.get('type', ''))
         if variants is not None:
             bad = {v for v in variants if variant_parts(v)[0] not in VARIANTS}
             if bad:
@@ -306,9 +316,12 @@ class DAGMetric(BaseMetric):
                 names, self.metrics[loop], swept(DET_WORST_VARIANT, level) + inner,
                 self.collect_device))
         broken = [v for v, (base, _, _) in parts.items() if base in ('orig', 'advr')]
+        unmarked = [v for v in broken if parts[v][2] is None]
         self.error_part = DetectionErrors(
-            broken, [v for v in broken if parts[v][2] is None], self.score_thr,
-            self.collect_device, ERRORS_PREFIX) if self.errors else None
+            broken, unmarked, self.score_thr, self.collect_device,
+            ERRORS_PREFIX) if self.errors else None
+        self.tide_part = DetectionTide(
+            unmarked, self.collect_device, TIDE_PREFIX) if self.errors and unmarked else None
 
     @property
     def dataset_meta(self) -> Optional[dict]:
@@ -356,8 +369,12 @@ class DAGMetric(BaseMetric):
             need.update(v for variants, _ in self.worst_parts.values() for v in variants)
             detector = bool(data_samples) and sample_breakdown(
                 self._variant(data_samples[0], 'advr')) is not None
-            rows = {v: [sample_breakdown(self._variant(s, v), self.score_thr) if detector
-                        else None for s in data_samples] for v in need}
+            rows = {v: [sample_breakdown(self._variant(s, v), self.score_thr, self.legacy_boxes)
+                        if detector else None for s in data_samples] for v in need}
+            if self.tide_part is not None:
+                self.tide_part.add({v: [sample_tide(self._variant(s, v)) if detector else None
+                                        for s in data_samples]
+                                    for v in self.tide_part.variants})
             if self.error_part is not None:
                 self.error_part.add({v: rows[v] for v in self.error_part.variants})
             for level, (variants, part) in self.worst_parts.items():
@@ -382,6 +399,8 @@ class DAGMetric(BaseMetric):
         parts += [(swept(DET_WORST_VARIANT, e), m) for e, (_, m) in self.worst_parts.items()]
         if self.error_part is not None:
             parts.append((ERRORS_PREFIX, self.error_part))
+        if self.tide_part is not None:
+            parts.append((TIDE_PREFIX, self.tide_part))
         if self.with_stats:
             parts.append(('_stats', self))
             parts += [(swept('_stats', e), m) for e, m in self.sweep_stats.items()]
@@ -403,9 +422,11 @@ class DAGMetric(BaseMetric):
         metrics = {}
         if self._restored is not None:
             for key, metric in self._parts():
-                if key not in self._restored and key.startswith(ACC_VARIANT) and self._restored:
+                if key not in self._restored and self._restored and (
+                        key.startswith(ACC_VARIANT) or key == TIDE_PREFIX):
                     # a state written before this part existed: its images are
-                    # missing, so no figure (the headline aAcc is the greedy's)
+                    # missing, so no figure (the headline aAcc is then the
+                    # greedy's; TIDE's breakdown is left out of the report)
                     metric.results.clear()
                     continue
                 metrics.update(self._evaluate_merged(metric, size, self._restored.get(key, [])))

@@ -4,12 +4,13 @@ per image for detection.
 **The error breakdown** (:func:`error_breakdown`) classifies, at a score
 threshold, every ground-truth object of an image as exactly one of
 
-- ``tp``: found, a detection of its class with IoU >= 0.5 (matched greedily
-  by score, one detection per object, as VOC matches);
+- ``tp``: found, a detection of its class with IoU >= 0.5 (matched as VOC's
+  ``tpfp_default`` matches: detections by score, each to the object of its
+  class it overlaps most; :mod:`mmdag.evaluation.voc_matching`);
 - ``wrong_class``: not found, but a detection of another class covers it
   (IoU >= 0.5);
-- ``mislocalised``: not found, but a detection of its class overlaps it
-  (``bg_iou`` <= IoU < 0.5);
+- ``mislocalised``: not found, but a detection of its class that found no
+  other object overlaps it (``bg_iou`` <= IoU < 0.5);
 - ``missed``: none of the above;
 
 so that ``tp + wrong_class + mislocalised + missed == gt``, the count of
@@ -35,103 +36,55 @@ evaluated on the chosen predictions: keys ``advr_worst/mAP``,
 """
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 from mmengine.evaluator import BaseMetric
 
+from .tide import tide_summary
+from .voc_matching import voc_error_breakdown
+
 __all__ = ['error_breakdown', 'sample_breakdown', 'record_errors', 'DetectionErrors',
-           'DetectionWorstCase', 'KINDS', 'SIZES']
+           'DetectionTide', 'DetectionWorstCase', 'KINDS', 'SIZES']
 
 #: the ground truth's classes (they add up to ``gt``) and the background's
 OBJECT_KINDS = ('tp', 'wrong_class', 'mislocalised', 'missed')
 KINDS = OBJECT_KINDS + ('fabricated',)
 #: COCO's object sizes: area below 32^2, below 96^2, the rest
 SIZES = ('small', 'medium', 'large')
-_AREA = (32 ** 2, 96 ** 2)
-
-
-def _np(x, shape=None) -> np.ndarray:
-    x = getattr(x, 'tensor', x)
-    x = x.detach().cpu().numpy() if hasattr(x, 'detach') else np.asarray(x)
-    return x.reshape(shape) if shape is not None else x
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``[len(a), len(b)]`` IoU of boxes ``x1, y1, x2, y2``."""
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(2)
-    union = _area(a)[:, None] + _area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def _area(boxes: np.ndarray) -> np.ndarray:
-    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
-
-
-def _size(boxes: np.ndarray) -> np.ndarray:
-    return np.digitize(_area(boxes), _AREA)   # 0 small, 1 medium, 2 large
 
 
 def error_breakdown(gt_boxes, gt_labels, det_boxes, det_labels, det_scores,
                     score_thr: float = 0.3, iou_thr: float = 0.5, bg_iou: float = 0.1,
-                    ignore_boxes=None) -> Dict[str, int]:
+                    ignore_boxes=None, ignore_labels=None,
+                    use_legacy_coordinate: bool = False) -> Dict[str, int]:
     """The counts of one image (module docstring): ``gt`` and each of
-    :data:`KINDS`, and ``<kind>_<size>`` for each of :data:`SIZES`."""
-    gt_boxes, gt_labels = _np(gt_boxes, (-1, 4)).astype(float), _np(gt_labels, (-1,))
-    boxes, labels = _np(det_boxes, (-1, 4)).astype(float), _np(det_labels, (-1,))
-    scores = _np(det_scores, (-1,)).astype(float)
-    keep = scores >= score_thr
-    boxes, labels, scores = boxes[keep], labels[keep], scores[keep]
-    order = np.argsort(-scores, kind='stable')
-    boxes, labels = boxes[order], labels[order]
-    iou = _iou(boxes, gt_boxes)                                  # [D, G]
-    same = labels[:, None] == gt_labels[None, :]
-    found = np.zeros(len(gt_boxes), bool)
-    det_tp = np.zeros(len(boxes), bool)
-    for d in range(len(boxes)):           # VOC's greedy matching, by score
-        cand = np.where(same[d] & ~found, iou[d], -1.0)
-        if len(cand) and cand.max() >= iou_thr:
-            g = int(cand.argmax())
-            found[g], det_tp[d] = True, True
-    kind = np.full(len(gt_boxes), 'missed', dtype=object)
-    kind[found] = 'tp'
-    for g in np.where(~found)[0]:
-        if (iou[~same[:, g], g] >= iou_thr).any():
-            kind[g] = 'wrong_class'
-        elif ((iou[same[:, g], g] >= bg_iou)).any():
-            kind[g] = 'mislocalised'
-    all_boxes = gt_boxes if ignore_boxes is None else np.concatenate(
-        [gt_boxes, _np(ignore_boxes, (-1, 4)).astype(float)])
-    fabricated = _iou(boxes, all_boxes).max(1, initial=0.0) < bg_iou
-    out = dict(gt=len(gt_boxes), **{k: int((kind == k).sum()) for k in OBJECT_KINDS},
-               fabricated=int(fabricated.sum()))
-    gsize, dsize = _size(gt_boxes), _size(boxes)
-    for s, name in enumerate(SIZES):
-        out[f'gt_{name}'] = int((gsize == s).sum())
-        for k in OBJECT_KINDS:
-            out[f'{k}_{name}'] = int(((kind == k) & (gsize == s)).sum())
-        out[f'fabricated_{name}'] = int((fabricated & (dsize == s)).sum())
-    return out
+    :data:`KINDS`, and ``<kind>_<size>`` for each of :data:`SIZES`, matched
+    as VOC matches (:func:`~mmdag.evaluation.voc_matching.voc_error_breakdown`,
+    which takes the same arguments)."""
+    return voc_error_breakdown(gt_boxes, gt_labels, det_boxes, det_labels, det_scores,
+                               score_thr, iou_thr, bg_iou, ignore_boxes, ignore_labels,
+                               use_legacy_coordinate)
 
 
-def sample_breakdown(sample, score_thr: float = 0.3) -> Optional[Dict[str, int]]:
+def sample_breakdown(sample, score_thr: float = 0.3,
+                     legacy: bool = False) -> Optional[Dict[str, int]]:
     """:func:`error_breakdown` of a data sample (a dict, or a data element,
     with ``gt_instances``, ``pred_instances`` and, where the dataset marks
     some, ``ignored_instances``); None for a sample without boxes
-    (segmentation)."""
+    (segmentation). ``legacy``: boxes with mmdet 1.x's +1 pixel, as mmdet's
+    ``VOCMetric`` matches them."""
     gt, pred = sample.get('gt_instances'), sample.get('pred_instances')
     if gt is None or pred is None or 'bboxes' not in pred or 'bboxes' not in gt:
         return None
     ignored = sample.get('ignored_instances')
-    ignore = ignored.get('bboxes') if ignored is not None else None
+    has_ignored = ignored is not None and 'bboxes' in ignored
     return error_breakdown(gt.get('bboxes'), gt.get('labels'), pred.get('bboxes'),
                            pred.get('labels'), pred.get('scores'), score_thr,
-                           ignore_boxes=ignore)
+                           ignore_boxes=ignored.get('bboxes') if has_ignored else None,
+                           ignore_labels=ignored.get('labels') if has_ignored else None,
+                           use_legacy_coordinate=legacy)
 
 
-def record_errors(sample, variants: dict, score_thr: float = 0.3) -> Optional[dict]:
+def record_errors(sample, variants: dict, score_thr: float = 0.3,
+                  legacy: bool = False) -> Optional[dict]:
     """An image's record of what each attack broke: ``gt`` and, per variant
     (the loop's ``advr`` from ``sample``, and ``orig`` and the members'
     ``advr[...]`` from ``variants``, ``{variant: prediction fields}``; not
@@ -140,14 +93,15 @@ def record_errors(sample, variants: dict, score_thr: float = 0.3) -> Optional[di
     from mmdag.contract import variant_parts
     base = dict(gt_instances=sample.get('gt_instances'),
                 ignored_instances=sample.get('ignored_instances'))
-    advr = sample_breakdown(dict(base, pred_instances=sample.get('pred_instances')), score_thr)
+    advr = sample_breakdown(dict(base, pred_instances=sample.get('pred_instances')), score_thr,
+                            legacy)
     if advr is None:
         return None
     rows = {'advr': advr}
     for v, preds in (variants or {}).items():
         kind, member, eps = variant_parts(v)
         if eps is None and (v == 'orig' or (kind == 'advr' and member)):
-            row = sample_breakdown(dict(base, **preds), score_thr)
+            row = sample_breakdown(dict(base, **preds), score_thr, legacy)
             if row is not None:
                 rows[v] = row
     return dict(gt=advr['gt'], **{v: {k: r[k] for k in KINDS} for v, r in rows.items()})
@@ -200,6 +154,44 @@ class DetectionErrors(BaseMetric):
             out.update({f'{v}/{k}': tot[k] for k in KINDS})
             if v in self.sizes:
                 out.update({f'{v}/{k}_{s}': tot[f'{k}_{s}'] for k in KINDS for s in SIZES})
+        return out
+
+
+class DetectionTide(BaseMetric):
+    """TIDE's breakdown (:mod:`mmdag.evaluation.tide`) of some variants over
+    the images: keys ``tide/<variant>/AP``, ``tide/<variant>/dAP/<type>``
+    (the AP points fixing each error type gives back) and
+    ``tide/<variant>/count/<type>``. A part of
+    :class:`~mmdag.evaluation.DAGMetric`, which feeds it (per image, each
+    variant's :func:`~mmdag.evaluation.tide.sample_tide` record, every
+    detection kept: TIDE counts no score threshold); nothing for
+    segmentation.
+
+    Args:
+        variants (Sequence[str]): the variants broken down.
+    """
+
+    def __init__(self, variants: Sequence[str], collect_device: str = 'cpu',
+                 prefix: str = 'tide') -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.variants = list(variants)
+
+    def add(self, per_variant: Dict[str, List[Optional[dict]]]) -> None:
+        """One batch: ``per_variant[v][i]``, image i's TIDE record of variant v."""
+        n = len(next(iter(per_variant.values()), []))
+        for i in range(n):
+            self.results.append({v: per_variant[v][i] for v in self.variants})
+
+    def process(self, data_batch, data_samples) -> None:   # fed by DAGMetric.process
+        pass
+
+    def compute_metrics(self, results: list) -> dict:
+        if not results or any(r[v] is None for r in results for v in self.variants):
+            return {}
+        out = {}
+        for v in self.variants:
+            out.update({f'{v}/{k}': value
+                        for k, value in tide_summary([r[v] for r in results]).items()})
         return out
 
 

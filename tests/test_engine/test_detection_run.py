@@ -133,7 +133,17 @@ def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
         assert m[f'advr{level}/mAP'] <= worst and f'advr_winner{level}/mAP' in m
     assert errors['variants']['orig']['adds_up'] and 'by_size' in errors['variants']['advr']
     assert errors['picture'] == 'dag_errors.png' and osp.isfile(osp.join(wd, 'dag_errors.png'))
-    assert 'fewest objects found' in rep['sweep']['table'] and 'fewest objects' in res.stdout
+    assert 'lowest mAP' in rep['sweep']['table'] and 'lowest mAP' in res.stdout
+    # TIDE's breakdown of the clean images, the headline's loop images and
+    # each member, with its picture and its table in the log
+    tide = rep['tide']
+    assert set(tide['variants']) == {'orig', 'advr', *(f'advr[{n}]' for n in members)}
+    for row in tide['variants'].values():
+        assert 0 <= row['AP'] <= 100 and all(row[f'dAP/{e}'] >= 0 for e in
+                                             ('cls', 'loc', 'both', 'dupe', 'bkg', 'miss'))
+        assert row['count/gt'] == errors['gt']
+    assert tide['picture'] == 'tide_errors.png' and osp.isfile(osp.join(wd, 'tide_errors.png'))
+    assert "TIDE's errors" in res.stdout + res.stderr
     assert rep['variants']['advr']['mAP'] == m['advr/mAP']
     assert rep['headline']['advr/mAP']['selection'] in ('advr_worst',
                                                         *(f'advr[{n}]' for n in members))
