@@ -36,9 +36,9 @@ H, W = 96, 128
 
 
 def correct_on_clean(t, images):
-    """The clean prediction as the targets' labels: the loop (today) attacks
-    only an image with a target correct on the clean image, and a random toy
-    rarely scores the annotated class first. TOG's loss does not read them."""
+    """The clean prediction as the targets' labels, so that the statistics
+    count targets (a random toy rarely scores the annotated class first).
+    TOG's loss does not read them."""
     with torch.no_grad():
         t.labels = [z.argmax(1) for z in t.logits(images, list(range(len(images))))]
 
