@@ -53,8 +53,10 @@ PRED_FIELDS = ('pred_sem_seg', 'seg_logits', 'pred_instances', 'pred_panoptic_se
 #: Why an image stopped being updated.
 STATUS = ('converged', 'max_iters', 'zero_grad', 'non_finite', 'no_targets', 'none_correct',
           'undone_by_rounding')
-#: Statuses of images that were not attacked: no mean of the statistics
+#: Statuses of images with nothing to count: no mean of the statistics
 #: counts them (nothing was correct on the clean image, or no decision).
+#: They come back clean, except under an attack whose loss needs no correct
+#: target (DetPGD, TOG), which attacks them all the same.
 NOT_ATTACKED = ('no_targets', 'none_correct', 'non_finite')
 #: Statuses of images the quantize re-check leaves alone (nothing to check).
 NOTHING_ATTACKED = ('no_targets', 'none_correct')

@@ -57,8 +57,11 @@ def build_attack(cfg: dict):
 def build_sweep(cfg: dict, epsilons):
     """An :class:`~mmdag.attacks.EpsilonSweep` of the attack of ``cfg`` at
     each of ``epsilons`` (0..255 scale): ``cfg`` with its ``epsilon`` set
-    to each (a ``WorstCase``'s members share it)."""
+    to each (a ``WorstCase``'s members share it) and, where it sets no
+    ``alpha``, the step scaled to the budget
+    (:func:`~mmdag.attacks.sweep.sweep_config`)."""
     from mmdag.attacks import EpsilonSweep, budget_of
+    from mmdag.attacks.sweep import sweep_config
     from mmdag.errors import MMDagError
     cfg = dict(cfg or {})
     name = cfg.get('type', 'DAG')
@@ -74,7 +77,7 @@ def build_sweep(cfg: dict, epsilons):
     pairs = []
     for e in epsilons:
         try:
-            attack = build_attack({**cfg, 'epsilon': e})
+            attack = build_attack(sweep_config(cfg, e))
         except TypeError as err:
             raise MMDagError(f'{name} takes no epsilon ({err}): an epsilon sweep needs an '
                              'attack with a budget (pgd, segpgd, cospgd, apgd, dag, '

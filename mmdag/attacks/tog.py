@@ -28,13 +28,15 @@ on the adapter's targets (proposals, priors or queries matched to a
 ground-truth object): a target flips when it is no longer detected as its
 object's class; they measure the attack, they do not steer it.
 
-mmdag's former ``TOGVanishing`` (a class cross-entropy on the matched
-targets only) is :class:`~mmdag.attacks.matched.MatchedVanishing`; the
-former ``TOGMislabel`` and ``TOGUntargeted`` are
+TOG's untargeted and mislabel attacks take the detector's training loss
+against its clean detections: :mod:`mmdag.attacks.tog_detections`
+(re-exported here).
+
+mmdag's former ``TOGVanishing``, ``TOGMislabel`` and ``TOGUntargeted`` (a
+class cross-entropy on the targets matched to the ground truth) are
+:class:`~mmdag.attacks.matched.MatchedVanishing`,
 :class:`~mmdag.attacks.matched.MatchedMislabel` and
-:class:`~mmdag.attacks.matched.MatchedUntargeted`, still registered here
-under the TOG names until TOG's own (on the detector's training loss
-against its clean detections) replace them.
+:class:`~mmdag.attacks.matched.MatchedUntargeted`.
 """
 from typing import List, Tuple
 
@@ -42,8 +44,9 @@ import torch
 from torch import Tensor
 
 from .budgeted import SignGradientAttack
-from .matched import MatchedMislabel, MatchedUntargeted, vanishing_loss
+from .matched import vanishing_loss
 from .targets import CANDIDATE_MODES
+from .tog_detections import TOGMislabel, TOGUntargeted
 
 __all__ = ['TOGVanishing', 'TOGFabrication', 'TOGMislabel', 'TOGUntargeted',
            'vanishing_loss']
@@ -102,13 +105,3 @@ class TOGFabrication(_TOGCandidates):
     Arguments: :class:`_TOGCandidates`'s."""
 
     mode = 'fabrication'
-
-
-class TOGUntargeted(MatchedUntargeted):
-    """For now :class:`~mmdag.attacks.matched.MatchedUntargeted` under TOG's
-    name (module docstring)."""
-
-
-class TOGMislabel(MatchedMislabel):
-    """For now :class:`~mmdag.attacks.matched.MatchedMislabel` under TOG's
-    name (module docstring)."""

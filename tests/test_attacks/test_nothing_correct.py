@@ -166,8 +166,16 @@ class ToyDetector(LinearPixels):
         return [z[:self.labels[i].numel()]
                 for z, i in zip(super().logits(images, indices), indices)]
 
-    def detector_loss(self, images, indices, seeds, terms='all'):
+    def detector_loss(self, images, indices, seeds, terms='all', gt='annotations',
+                      score_thr=None, labels=None):
         return [((x - CENTRE) ** 2).sum() for x in images]
+
+    def tog_score_thr(self):   # TOG's untargeted and mislabel: no detection
+        return 0.5
+
+    def clean_detections(self, images, indices, score_thr):
+        return [dict(bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long),
+                     scores=torch.zeros(0), class_scores=torch.zeros(0, C)) for _ in indices]
 
     def candidate_loss(self, images, indices, mode='vanishing'):
         sign = 1.0 if mode == 'vanishing' else -1.0

@@ -46,7 +46,9 @@ def test_each_epsilon_equals_a_run_at_that_epsilon_alone(cfg):
     alone_forwards = 0
     for e in EPSILONS:
         single = Counting(net, gts)
-        alone = build_attack({**cfg, 'epsilon': e})(imgs, single, seeds=[21, 22])
+        # the step of each epsilon is the sweep's (sweep_config: scaled to
+        # the budget where cfg gives no alpha)
+        alone = build_attack(sweep_config(cfg, e))(imgs, single, seeds=[21, 22])
         alone_forwards += single.forwarded
         got = res.sweep[e]
         for a, b in zip(alone.perturbations, got.perturbations):

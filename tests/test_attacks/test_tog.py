@@ -122,8 +122,11 @@ def test_tog_names_and_defaults():
         assert (a.epsilon, a.alpha, a.max_iters, a.random_start) == (8.0, 2.0, 10, True)
         assert not a.loss_on_logits
     assert isinstance(build_attack(dict(type='MatchedVanishing')), TOGVanishing) is False
-    assert issubclass(TOGMislabel, MatchedMislabel)
-    assert issubclass(TOGUntargeted, MatchedUntargeted)
+    # TOG's untargeted and mislabel are the authors' (the detector's loss
+    # against its clean detections), not the matched variants
+    for tog, matched in ((TOGMislabel, MatchedMislabel), (TOGUntargeted, MatchedUntargeted)):
+        assert not issubclass(tog, matched)
+        assert tog.needs_correct_targets is False and tog.loss_on_logits is False
 
 
 class QuadraticDetector(SoftmaxDetections):

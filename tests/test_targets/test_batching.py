@@ -189,7 +189,7 @@ def test_segmentation_batch_may_mix_sizes():
     ('faster_fpn', dict(type='DetPGD', max_iters=2, seed=3)),
     ('retinanet', dict(type='DetPGD', max_iters=2, terms='cls')),
     ('faster_fpn', dict(type='TOGVanishing', max_iters=2)),
-    ('retinanet', dict(type='TOGMislabel', max_iters=2)),
+    ('retinanet', dict(type='TOGMislabel', max_iters=2, adv_labels='random')),
 ], ids=lambda v: v if isinstance(v, str) else v['type'])
 def test_the_detection_attacks_on_a_mixed_batch_equal_batch_size_one(name, attack):
     """DetPGD (the detector's loss, its samplers seeded per image and step)

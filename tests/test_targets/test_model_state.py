@@ -19,6 +19,7 @@ SEG_ATTACKS = [dict(max_iters=2), dict(type='PGD', max_iters=2), dict(type='APGD
                dict(type='WorstCase', attacks=['segpgd', 'cospgd'], max_iters=2)]
 DET_ATTACKS = [dict(max_iters=2), dict(type='TOGVanishing', max_iters=2),
                dict(type='TOGMislabel', max_iters=2), dict(type='TOGUntargeted', max_iters=2),
+               dict(type='TOGFabrication', max_iters=2),
                dict(type='DetPGD', max_iters=2), dict(type='DetPGD', max_iters=2, terms='cls')]
 
 

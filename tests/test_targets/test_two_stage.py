@@ -67,11 +67,11 @@ def test_two_stage_zoo_detectors_attack_reduces_eq1(name):
     assert all(s['iters'] == 2 for s in res.stats)
     before = eq1_loss(t, batch['inputs'], res.adv_labels)
     assert eq1_loss(t, res.adv_images, res.adv_labels) < before
-    # TOG vanishing on the same targets: the background class gains
-    from mmdag.attacks import TOGVanishing
+    # vanishing on the same (matched) targets: the background class gains
+    from mmdag.attacks import MatchedVanishing
     assert t.background == t.num_classes - 1 == t.exclude_adv[0]
     with attack_mode(model):
-        van = TOGVanishing(max_iters=3)(images, t)
+        van = MatchedVanishing(max_iters=3)(images, t)
         with torch.no_grad():
             bg = [torch.cat([z.softmax(1)[:, t.background] for z in t.logits(xs, [0, 1])])
                   for xs in (images, van.adv_images)]
