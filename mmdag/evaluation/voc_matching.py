@@ -35,7 +35,6 @@ by their box, fabrications by their own).
 from typing import Dict
 
 import numpy as np
-from mmdet.evaluation.functional import bbox_overlaps
 
 __all__ = ['voc_match', 'voc_error_breakdown']
 
@@ -57,6 +56,9 @@ def _np(x, shape, dtype, name: str) -> np.ndarray:
 
 def _overlaps(a: np.ndarray, b: np.ndarray, legacy: bool) -> np.ndarray:
     """``[len(a), len(b)]`` IoU, as mmdet's VOC evaluation computes it."""
+    # imported here: ``import mmdag`` must not import mmdet (mmdag.stack
+    # checks the installed stack before anything of OpenMMLab is imported)
+    from mmdet.evaluation.functional import bbox_overlaps
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)), np.float32)
     return bbox_overlaps(a, b, use_legacy_coordinate=legacy)

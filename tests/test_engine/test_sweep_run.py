@@ -103,8 +103,9 @@ def test_each_epsilon_equals_a_run_at_that_epsilon_alone(sweep_run, tiny_voc,
     wd, _ = sweep_run
     swept = report(wd)['metrics']
     one = str(tmp_path / 'one')
-    run_tool(command(tiny_voc, attackable_seg_checkpoint, one,
-                     attack=('attacks=pgd,segpgd', 'max_iters=2', 'epsilon=1')))
+    # a sweep of one epsilon: the step scaled to that budget as in the sweep
+    run_tool(command(tiny_voc, attackable_seg_checkpoint, one, '--epsilons', '1',
+                     attack=('attacks=pgd,segpgd', 'max_iters=2')))
     alone = report(one)['metrics']
     for k in ('advr/mIoU', 'advr_uint8/mIoU', 'perm/mIoU', 'dag/linf', 'dag/target_success'):
         head, _, name = k.partition('/')
@@ -150,9 +151,9 @@ def test_a_metric_asking_for_what_the_hook_does_not_make_is_refused():
     # unset: every variant the hook makes, and each other epsilon's statistics
     metric = DAGMetric(metric=dict(type='IoUMetric'))
     metric.configure(['advr', 'orig', 'advr@2'], [2.0])
-    # (and the detection error breakdown: one None per image for a segmentor)
+    # (and the detection error breakdowns: one None per image for a segmentor)
     assert sorted(metric.result_lists()) == ['_stats', '_stats@2', 'advr', 'advr@2', 'errors',
-                                             'orig']
+                                             'orig', 'tide']
     # an ensemble's members: their greedy worst case, inside a metric's own prefix
     metric = DAGMetric(metric=dict(type='IoUMetric', prefix='dice'))
     metric.configure(['advr', 'advr[PGD]', 'advr[SegPGD]'], [])
