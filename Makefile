@@ -47,10 +47,13 @@ test: setup
 # its vectorised ones, torch's own convolutions instead of oneDNN's. Sums
 # are then taken in another order, so a check whose tolerance sits inside
 # float noise fails here (CI runs it) before it fails on a user's CPU.
+# (The zoo detectors' "the attack lowers Eq. (1)" checks compare no numbers
+# within a tolerance and take minutes without oneDNN: left out.)
 NUMERIC_TESTS ?= tests/test_attacks tests/test_targets
 test-numerics: setup
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=default MMDAG_TEST_NUMERICS=alt \
-		$(PY) -m pytest $(NUMERIC_TESTS) -q -m "not slow" $(PYTEST_ARGS)
+		$(PY) -m pytest $(NUMERIC_TESTS) -q -m "not slow" \
+		-k "not zoo_detectors_attack_reduces" $(PYTEST_ARGS)
 
 # the slow end-to-end checks (demo chain, distributed, zoo models): CI runs both
 test-slow: setup
