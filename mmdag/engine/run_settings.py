@@ -270,6 +270,15 @@ def check_settings(work_dir: str, settings: dict) -> None:
         raise MMDagError(f"cannot resume: {d} holds state format {saved.get('state_format')!r}, "
                          f'this mmdag reads {STATE_FORMAT}: {_AGAIN}')
     now = _json_settings(settings)
+    # a sweep's budgets first: they decide every other epsilon's settings
+    # (the step scales with the budget), which would otherwise be named
+    old_eps = (saved.get('attack') or {}).get('epsilons') if isinstance(
+        saved.get('attack'), dict) else None
+    new_eps = (now.get('attack') or {}).get('epsilons') if isinstance(
+        now.get('attack'), dict) else None
+    if old_eps != new_eps:
+        raise MMDagError(f'cannot resume: {d} holds a run with other epsilons ({_show(old_eps)}, '
+                         f'now {_show(new_eps)}): {_AGAIN}')
     for key in sorted((set(saved) | set(now)) - set(_META)):
         found = first_difference(saved.get(key, _ABSENT), now.get(key, _ABSENT))
         if found:
