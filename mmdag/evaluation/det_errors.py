@@ -115,7 +115,24 @@ def _total(rows: List[Dict[str, int]]) -> Dict[str, int]:
     return out
 
 
-class DetectionErrors(BaseMetric):
+class _PerVariantPart(BaseMetric):
+    """A part of :class:`~mmdag.evaluation.DAGMetric` that keeps, per image,
+    one record per variant (``variants``), fed by :meth:`add` from
+    ``DAGMetric.process``."""
+
+    variants: list = []
+
+    def add(self, per_variant: Dict[str, List[Optional[dict]]]) -> None:
+        """One batch: ``per_variant[v][i]``, image i's breakdown of variant v."""
+        n = len(next(iter(per_variant.values()), []))
+        for i in range(n):
+            self.results.append({v: per_variant[v][i] for v in self.variants})
+
+    def process(self, data_batch, data_samples) -> None:   # fed by DAGMetric.process
+        pass
+
+
+class DetectionErrors(_PerVariantPart):
     """The error breakdown of some variants, summed over the images: keys
     ``errors/<variant>/<kind>`` (``errors/gt``: the objects), and with
     ``sizes`` ``errors/<variant>/<kind>_<size>``. A part of
@@ -134,15 +151,6 @@ class DetectionErrors(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.variants, self.sizes, self.score_thr = list(variants), set(sizes), float(score_thr)
 
-    def add(self, per_variant: Dict[str, List[Optional[dict]]]) -> None:
-        """One batch: ``per_variant[v][i]``, image i's breakdown of variant v."""
-        n = len(next(iter(per_variant.values()), []))
-        for i in range(n):
-            self.results.append({v: per_variant[v][i] for v in self.variants})
-
-    def process(self, data_batch, data_samples) -> None:   # fed by DAGMetric.process
-        pass
-
     def compute_metrics(self, results: list) -> dict:
         if not results or any(r[v] is None for r in results for v in self.variants):
             return {}
@@ -157,7 +165,7 @@ class DetectionErrors(BaseMetric):
         return out
 
 
-class DetectionTide(BaseMetric):
+class DetectionTide(_PerVariantPart):
     """TIDE's breakdown (:mod:`mmdag.evaluation.tide`) of some variants over
     the images: keys ``tide/<variant>/AP``, ``tide/<variant>/dAP/<type>``
     (the AP points fixing each error type gives back) and
@@ -175,15 +183,6 @@ class DetectionTide(BaseMetric):
                  prefix: str = 'tide') -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.variants = list(variants)
-
-    def add(self, per_variant: Dict[str, List[Optional[dict]]]) -> None:
-        """One batch: ``per_variant[v][i]``, image i's TIDE record of variant v."""
-        n = len(next(iter(per_variant.values()), []))
-        for i in range(n):
-            self.results.append({v: per_variant[v][i] for v in self.variants})
-
-    def process(self, data_batch, data_samples) -> None:   # fed by DAGMetric.process
-        pass
 
     def compute_metrics(self, results: list) -> dict:
         if not results or any(r[v] is None for r in results for v in self.variants):

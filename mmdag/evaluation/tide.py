@@ -80,7 +80,10 @@ _CLS, _LOC, _BOTH, _DUPE, _BKG = range(5)
 _RECALLS = np.arange(101) / 100   # COCO's 101 recall points, 0.00 .. 1.00
 
 
-def _array(x, shape, dtype, name: str) -> np.ndarray:
+def as_array(x, shape, dtype, name: str, owner: str = 'TIDE') -> np.ndarray:
+    """``x`` (a tensor, boxes with ``.tensor``, or array-like) as a numpy
+    array of ``shape`` (its first dimension free) and ``dtype``; a bad shape
+    raises a ValueError naming ``owner`` and ``name``."""
     x = getattr(x, 'tensor', x)
     x = x.detach().cpu().numpy() if hasattr(x, 'detach') else np.asarray(x)
     if x.size == 0:
@@ -88,7 +91,7 @@ def _array(x, shape, dtype, name: str) -> np.ndarray:
     try:
         return x.reshape(shape).astype(dtype)
     except ValueError:
-        raise ValueError(f'TIDE: {name} has shape {x.shape}, expected {shape}') from None
+        raise ValueError(f'{owner}: {name} has shape {x.shape}, expected {shape}') from None
 
 
 def _xywh(boxes: np.ndarray) -> np.ndarray:
@@ -140,11 +143,11 @@ def tide_image(gt_boxes, gt_labels, det_boxes, det_labels, det_scores, ignore_bo
                          f'pos_thr {pos_thr}')
     if max_dets is not None and int(max_dets) < 1:
         raise ValueError(f'TIDE: max_dets must be a positive count or None, got {max_dets}')
-    gt_boxes = _array(gt_boxes, (-1, 4), np.float64, 'gt_boxes')
-    gt_labels = _array(gt_labels, (-1,), np.int64, 'gt_labels')
-    boxes = _array(det_boxes, (-1, 4), np.float64, 'det_boxes')
-    labels = _array(det_labels, (-1,), np.int64, 'det_labels')
-    scores = _array(det_scores, (-1,), np.float64, 'det_scores')
+    gt_boxes = as_array(gt_boxes, (-1, 4), np.float64, 'gt_boxes')
+    gt_labels = as_array(gt_labels, (-1,), np.int64, 'gt_labels')
+    boxes = as_array(det_boxes, (-1, 4), np.float64, 'det_boxes')
+    labels = as_array(det_labels, (-1,), np.int64, 'det_labels')
+    scores = as_array(det_scores, (-1,), np.float64, 'det_scores')
     if len(gt_boxes) != len(gt_labels):
         raise ValueError(f'TIDE: {len(gt_boxes)} gt_boxes but {len(gt_labels)} gt_labels')
     if not len(boxes) == len(labels) == len(scores):
@@ -153,10 +156,10 @@ def tide_image(gt_boxes, gt_labels, det_boxes, det_labels, det_scores, ignore_bo
     if not (np.isfinite(scores).all() and np.isfinite(boxes).all()
             and np.isfinite(gt_boxes).all()):
         raise ValueError('TIDE: a box or score is not finite (NaN or inf)')
-    ign_boxes = _array(ignore_boxes if ignore_boxes is not None else np.zeros((0, 4)),
-                       (-1, 4), np.float64, 'ignore_boxes')
+    ign_boxes = as_array(ignore_boxes if ignore_boxes is not None else np.zeros((0, 4)),
+                         (-1, 4), np.float64, 'ignore_boxes')
     ign_labels = (np.full(len(ign_boxes), -1, np.int64) if ignore_labels is None else
-                  _array(ignore_labels, (-1,), np.int64, 'ignore_labels'))
+                  as_array(ignore_labels, (-1,), np.int64, 'ignore_labels'))
     if len(ign_labels) != len(ign_boxes):
         raise ValueError(f'TIDE: {len(ign_boxes)} ignore_boxes but {len(ign_labels)} '
                          'ignore_labels')

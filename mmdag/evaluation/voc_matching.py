@@ -36,6 +36,8 @@ from typing import Dict
 
 import numpy as np
 
+from .tide import as_array
+
 __all__ = ['voc_match', 'voc_error_breakdown']
 
 OBJECT_KINDS = ('tp', 'wrong_class', 'mislocalised', 'missed')
@@ -44,14 +46,7 @@ _AREA = (32 ** 2, 96 ** 2)
 
 
 def _np(x, shape, dtype, name: str) -> np.ndarray:
-    x = getattr(x, 'tensor', x)
-    x = x.detach().cpu().numpy() if hasattr(x, 'detach') else np.asarray(x)
-    if x.size == 0:
-        return np.zeros((0,) + shape[1:], dtype)
-    try:
-        return x.reshape(shape).astype(dtype)
-    except ValueError:
-        raise ValueError(f'VOC matching: {name} has shape {x.shape}, expected {shape}') from None
+    return as_array(x, shape, dtype, name, 'VOC matching')
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray, legacy: bool) -> np.ndarray:
