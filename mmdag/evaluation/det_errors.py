@@ -39,16 +39,15 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.evaluator import BaseMetric
 
 from .tide import tide_summary
-from .voc_matching import voc_error_breakdown
+from .voc_matching import OBJECT_KINDS, SIZES, voc_error_breakdown
 
 __all__ = ['error_breakdown', 'sample_breakdown', 'record_errors', 'DetectionErrors',
            'DetectionTide', 'DetectionWorstCase', 'KINDS', 'SIZES']
 
-#: the ground truth's classes (they add up to ``gt``) and the background's
-OBJECT_KINDS = ('tp', 'wrong_class', 'mislocalised', 'missed')
+#: the ground truth's classes (they add up to ``gt``), the background's, and
+#: COCO's object sizes (area below 32^2, below 96^2, the rest): the counts
+#: of :mod:`mmdag.evaluation.voc_matching`
 KINDS = OBJECT_KINDS + ('fabricated',)
-#: COCO's object sizes: area below 32^2, below 96^2, the rest
-SIZES = ('small', 'medium', 'large')
 
 
 def error_breakdown(gt_boxes, gt_labels, det_boxes, det_labels, det_scores,
