@@ -2,6 +2,8 @@
 import os.path as osp
 import re
 
+import pytest
+
 from conftest import TINY, run_tool
 
 DET = 'configs/demo/faster-rcnn_tiny_synthetic-voc.py'
@@ -31,6 +33,7 @@ def test_benchmark_prints_every_method(tiny_voc):
     assert 'mmdag time / floor time (goal <= 1.15) = ' in res.stdout
 
 
+@pytest.mark.slow   # a zoo Faster R-CNN timed method by method: about 25 s on a CPU
 def test_benchmark_on_a_two_stage_detector_with_random_weights(tiny_voc):
     # random weights: every overlapping proposal is a target, labelled with the
     # clean prediction, so that every method makes its iterations

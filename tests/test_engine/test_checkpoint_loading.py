@@ -417,6 +417,7 @@ def test_tools_test_refuses_a_zoo_payload_in_one_line(case, tiny_voc, random_seg
     assert not marker.exists()
 
 
+@pytest.mark.slow   # two tools/train.py runs: about 20 s on a CPU
 def test_tools_train_refuses_a_payload_load_from_and_trusts_it_by_name(
         tiny_voc, random_seg_checkpoint, tmp_path):
     marker = tmp_path / 'payload_ran'

@@ -3,6 +3,7 @@ import json
 import os
 import os.path as osp
 
+import pytest
 import torch
 
 from conftest import ROOT, run_tool
@@ -10,6 +11,7 @@ from conftest import ROOT, run_tool
 DET = osp.join(ROOT, 'configs', 'demo', 'faster-rcnn_tiny_synthetic-voc.py')
 
 
+@pytest.mark.slow   # a detector run with its report and pictures: about 20 s on a CPU
 def test_detector_report_and_figures(tiny_voc, tmp_path):
     from mmdet.registry import MODELS
     from mmengine.config import Config
@@ -32,6 +34,7 @@ def test_detector_report_and_figures(tiny_voc, tmp_path):
     assert len(os.listdir(osp.join(wd, 'figures'))) == 2
 
 
+@pytest.mark.slow   # a one-stage detector through tools/test.py: about 16 s on a CPU
 def test_one_stage_detector_through_tools_test(tiny_voc, tmp_path):
     """A RetinaNet (random weights) on the demo data, attacked with --attack dag."""
     from mmdet.registry import MODELS
@@ -65,6 +68,7 @@ def test_one_stage_detector_through_tools_test(tiny_voc, tmp_path):
     assert rep['attack']['images'] == 6 and rep['attack']['iters'] == 2
 
 
+@pytest.mark.slow   # TOG vanishing through tools/test.py: about 25 s on a CPU
 def test_tog_vanishing_through_tools_test(tiny_voc, random_seg_checkpoint, tmp_path):
     """--attack togvanishing on the demo Faster R-CNN (random weights): the
     report names it, every record stays inside the budget; on a segmentor
@@ -97,6 +101,7 @@ def test_tog_vanishing_through_tools_test(tiny_voc, random_seg_checkpoint, tmp_p
     assert 'Traceback' not in res.stderr, res.stderr[-2000:]
 
 
+@pytest.mark.slow   # a worst case of two attacks at two budgets: about 40 s on a CPU
 def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
     """Three detection attacks, their worst case and a sweep in one command
     on the demo Faster R-CNN (random weights): each variant's error breakdown

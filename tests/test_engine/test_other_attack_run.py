@@ -7,6 +7,8 @@ import os
 import os.path as osp
 import textwrap
 
+import pytest
+
 from conftest import ROOT, TINY, run_tool
 
 TOY = textwrap.dedent('''
@@ -41,6 +43,7 @@ def _user_files(tmp_path):
     return str(cfg)
 
 
+@pytest.mark.slow   # a plug-in attack through tools/test.py: about 20 s on a CPU
 def test_a_registered_attack_runs_through_tools_test(tiny_voc, trained_seg_checkpoint, tmp_path):
     cfg = _user_files(tmp_path)
     wd = str(tmp_path / 'wd')
