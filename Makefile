@@ -52,15 +52,12 @@ test: setup
 # attacks against their authors' code, finite differences and tolerances,
 # and the targets whose figures must not depend on the batch. (The other
 # target checks compare no number within a tolerance, and the zoo detectors'
-# "the attack lowers Eq. (1)" checks take minutes without oneDNN: left out.
-# 211 checks took 7 min on 2 cores on 2026-12-07 before the det_loss and
-# one-stage files were left out too.)
+# "the attack lowers Eq. (1)" checks take minutes without oneDNN: left out.)
 NUMERIC_TESTS ?= tests/test_attacks tests/test_targets/test_batching.py \
 	tests/test_targets/test_segmentation.py
 test-numerics: setup
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=default MMDAG_TEST_NUMERICS=alt \
-		$(PY) -m pytest $(NUMERIC_TESTS) -q -m "not slow" \
-		-k "not zoo_detectors_attack_reduces" $(PYTEST_ARGS)
+		$(PY) -m pytest $(NUMERIC_TESTS) -q -m "not slow" $(PYTEST_ARGS)
 
 # the slow end-to-end checks (demo chain, distributed, a sample of the zoo
 # families): CI runs them
