@@ -27,7 +27,7 @@ def parse_args(argv=None):
                         'configs/... (mmdag\'s own, from any directory)')
     parser.add_argument('checkpoint', help='checkpoint: a local path, an http(s) URL or a zoo name '
                         '(open-mmlab://, openmmlab://, mmcls://, torchvision://, modelzoo://)')
-    from mmdag.registry import attack_names
+    from mmdag.attacks import attack_names
     parser.add_argument('--attack', choices=[*attack_names(), 'none'], default=None,
                         help="an attack of mmdag's ATTACKS registry ('dag') adds the attack "
                         "hook and metric wrapper; 'none' tests clean. Default: whatever the "
@@ -197,7 +197,7 @@ def build_cfg(args):
             hook_options['resize_perturbations'] = True
         attack = dict(args.attack_options)
         if args.attack not in (None, 'none', 'dag'):   # DAG is the hook's default type
-            from mmdag.registry import attack_types
+            from mmdag.attacks import attack_types
             attack['type'] = attack_types()[args.attack]
         add_dag_to_config(cfg, attack, hook_options, targets=dict(args.targets_options))
     elif args.attack == 'none':

@@ -321,7 +321,7 @@ def budget_settings(args, list_path: str):
     ``--det-attacks`` (detectors) and ``--budget-options`` over the list's
     ``attacks``, ``det_attacks`` and ``budget_options``."""
     from mmengine.config import Config
-    from mmdag.registry import attack_types
+    from mmdag.attacks import attack_types
     cfg = Config.fromfile(list_path)
     known = attack_types()
     chosen = []

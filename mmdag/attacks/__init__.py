@@ -1,11 +1,16 @@
-"""Attack algorithms over dense targets (plain PyTorch, no OpenMMLab import)."""
+"""Attack algorithms over dense targets, in plain PyTorch.
+
+Their only import outside PyTorch is mmdag's ``ATTACKS`` registry (an
+mmengine ``Registry``), into which each attack registers itself by decorator:
+a new attack is one file. Nothing here imports mmdet, mmseg or mmcv."""
 from .apgd import APGD
+from .builder import attack_names, attack_types, build_attack
 from .base import NOT_ATTACKED, STATUS, AttackResult, IterativeAttack
 from .budgeted import PGD, CosPGD, SegPGD, SignGradientAttack
 from .dag import DAG, DAGResult
 from .labels import STRATEGIES, derangement
 from .replay import Replay
-from .sweep import EpsilonSweep, budget_of
+from .sweep import EpsilonSweep, budget_of, build_sweep
 from .stats import permute_perturbation, perturbation_stats
 from .targets import TargetSet
 from .det_pgd import DetPGD
@@ -18,4 +23,5 @@ __all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED', 'DAG', '
            'perturbation_stats', 'PGD', 'SegPGD', 'CosPGD', 'SignGradientAttack', 'APGD',
            'WorstCase', 'EpsilonSweep', 'budget_of', 'TOGVanishing', 'TOGFabrication',
            'TOGMislabel', 'TOGUntargeted', 'DetPGD', 'MatchedVanishing',
-           'MatchedMislabel', 'MatchedUntargeted']
+           'MatchedMislabel', 'MatchedUntargeted', 'build_attack', 'build_sweep',
+           'attack_names', 'attack_types']

@@ -1,6 +1,7 @@
 """APGD with SEA's losses and epsilon schedule (Croce et al., ECCV 2024).
 
-Plain PyTorch; no OpenMMLab import. Written from the authors' code
+Plain PyTorch (and mmdag's registry); no mmdet or mmseg import.
+Written from the authors' code
 (``semseg/attacker.py`` of github nmndeep/Robust-Segmentation:
 ``apgd_train`` on the L-inf path and ``apgd_largereps``), per image:
 
@@ -36,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmdag.registry import ATTACKS
+
 from .base import IterativeAttack
 from .budgeted import activation_of, finite_flags, target_ce, target_probs, uniform_start
 
@@ -61,6 +64,7 @@ class _State:
         self.n_ok = None       # targets correct at the last check (0-dim)
 
 
+@ATTACKS.register_module()
 class APGD(IterativeAttack):
     """APGD with SEA's losses and epsilon schedule, per image.
 

@@ -1,6 +1,7 @@
 """What every iterative dense attack shares: the loop, its bookkeeping, the result.
 
-Plain PyTorch; no OpenMMLab import. A subclass of :class:`IterativeAttack`
+Plain PyTorch (and mmdag's registry); no mmdet or mmseg import.
+A subclass of :class:`IterativeAttack`
 supplies its loss, its step and, where it has one, its start; the base class
 owns the rest, the same for every attack:
 

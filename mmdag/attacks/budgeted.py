@@ -1,6 +1,7 @@
 """Epsilon-bounded sign-gradient attacks: PGD, SegPGD, CosPGD.
 
-Plain PyTorch; no OpenMMLab import. Each is an
+Plain PyTorch (and mmdag's registry); no mmdet or mmseg import.
+Each is an
 :class:`~mmdag.attacks.base.IterativeAttack`: the loop, the per-image
 bookkeeping, the budget and the statistics are the base class's; an attack
 here is its per-target loss and the projected sign step
@@ -37,6 +38,8 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mmdag.registry import ATTACKS
 
 from .base import IterativeAttack
 
@@ -162,6 +165,7 @@ class SignGradientAttack(IterativeAttack):
                 else 'non_finite' for k, ok in enumerate(finite)]
 
 
+@ATTACKS.register_module()
 class PGD(SignGradientAttack):
     """PGD on the mean per-target cross-entropy (Madry et al. 2018, as the
     segmentation benchmarks run it). Arguments: :class:`SignGradientAttack`."""
@@ -170,6 +174,7 @@ class PGD(SignGradientAttack):
         return torch.ones_like(labels, dtype=logits.dtype)
 
 
+@ATTACKS.register_module()
 class SegPGD(SignGradientAttack):
     """SegPGD (Gu et al., ECCV 2022): the cross-entropy of targets still
     correct weighted ``1 - lambda_m`` and of those already wrong ``lambda_m``,
@@ -185,6 +190,7 @@ class SegPGD(SignGradientAttack):
         return torch.where(correct, 1.0 - lam, lam).to(logits.dtype)
 
 
+@ATTACKS.register_module()
 class CosPGD(SignGradientAttack):
     """CosPGD (Agnihotri et al., ICML 2024): each target's cross-entropy
     weighted by the cosine similarity of its class probabilities and its

@@ -1,6 +1,7 @@
 """Dense Adversary Generation (Xie et al., ICCV 2017, Algorithm 1).
 
-Plain PyTorch; no OpenMMLab import. The attack sees float images on the
+Plain PyTorch (and mmdag's registry); no mmdet or mmseg import.
+The attack sees float images on the
 0..255 scale and a :class:`~mmdag.attacks.targets.TargetSet`. The loop and
 its bookkeeping are :class:`~mmdag.attacks.base.IterativeAttack`'s; DAG is
 its loss (Eq. (1) on the active set), its step (``gamma / ||r||_inf``) and
@@ -12,6 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from mmdag.registry import ATTACKS
+
 from .base import STATUS, AttackResult, IterativeAttack
 from .labels import STRATEGIES, draw_adv_labels
 from .targets import TargetSet
@@ -22,6 +25,7 @@ DAGResult = AttackResult
 __all__ = ['DAG', 'DAGResult', 'STATUS']
 
 
+@ATTACKS.register_module()
 class DAG(IterativeAttack):
     """Dense Adversary Generation, batched, with per-image early stop.
 

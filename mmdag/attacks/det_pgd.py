@@ -1,6 +1,7 @@
 """DetPGD: PGD on a detector's own training loss against the ground truth.
 
-Plain PyTorch; no OpenMMLab import. The projected sign step of
+Plain PyTorch (and mmdag's registry); no mmdet or mmseg import.
+The projected sign step of
 :class:`~mmdag.attacks.budgeted.SignGradientAttack` (uniform random start,
 ``epsilon`` and ``alpha`` on the 0..255 scale of the images the data
 preprocessor receives) ascending the loss the detector trains on, as ARES
@@ -33,6 +34,8 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from mmdag.registry import ATTACKS
+
 from .budgeted import SignGradientAttack
 
 __all__ = ['DetPGD']
@@ -40,6 +43,7 @@ __all__ = ['DetPGD']
 TERMS = ('all', 'cls')
 
 
+@ATTACKS.register_module()
 class DetPGD(SignGradientAttack):
     """PGD on the detector's own loss (module docstring).
 

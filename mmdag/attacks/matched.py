@@ -1,7 +1,8 @@
 """Sign-gradient attacks on a detector's matched targets: mmdag's own
 variants, which use the ground truth to choose what they attack.
 
-Plain PyTorch; no OpenMMLab import. The projected sign step of
+Plain PyTorch (and mmdag's registry); no mmdet or mmseg import.
+The projected sign step of
 :class:`~mmdag.attacks.budgeted.SignGradientAttack` (uniform random start,
 ``epsilon`` and ``alpha`` on the 0..255 scale) with TOG's budget and
 schedule (``epsilon=8``, ``alpha=2``, ``max_iters=10``), on a class
@@ -33,6 +34,8 @@ from typing import Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mmdag.registry import ATTACKS
 
 from .budgeted import SignGradientAttack, activation_of, target_ce
 from .labels import STRATEGIES, draw_adv_labels
@@ -80,6 +83,7 @@ class _Matched(SignGradientAttack):
                          seed=seed)
 
 
+@ATTACKS.register_module()
 class MatchedVanishing(_Matched):
     """Every matched target towards background (module docstring).
 
@@ -103,6 +107,7 @@ class MatchedVanishing(_Matched):
         return -vanishing_loss(logits, state).sum() / max(labels.numel(), 1)
 
 
+@ATTACKS.register_module()
 class MatchedUntargeted(_Matched):
     """The matched targets correct on the clean image: their cross-entropy
     against their class, ascended (module docstring). Arguments:
@@ -115,6 +120,7 @@ class MatchedUntargeted(_Matched):
         return (ce * attacked).sum() / max(int(attacked.sum()), 1)
 
 
+@ATTACKS.register_module()
 class MatchedMislabel(_Matched):
     """The matched targets correct on the clean image towards adversarial
     classes (DAG's label strategies), their cross-entropy descended (module

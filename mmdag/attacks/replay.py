@@ -1,6 +1,7 @@
 """Transfer as an attack: replay given perturbations and measure them.
 
-Plain PyTorch; no OpenMMLab import. No optimisation: ``X + r`` clipped to
+Plain PyTorch (and mmdag's registry); no mmdet or mmseg import.
+No optimisation: ``X + r`` clipped to
 the valid range, and the statistics an attack reports, measured on this
 model's targets.
 """

@@ -1,7 +1,7 @@
 """One attack at several budgets: an epsilon sweep on one batch.
 
-Plain PyTorch; no OpenMMLab import. The attacks are built by the caller
-(:func:`mmdag.registry.build_sweep`), one per epsilon, from
+Plain PyTorch over mmdag's attack registry. The attacks are built by
+:func:`build_sweep`, one per epsilon, from
 :func:`sweep_config`: equal settings but the budget and, where the config
 does not set it, the step.
 
@@ -25,6 +25,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
+from mmdag.registry import ATTACKS
+
+from .builder import attack_types, build_attack
 from .result import AttackResult
 from .targets import TargetSet
 from .worst_case import clean_forward, starts_at_random
@@ -42,7 +45,6 @@ def _attack_class(name):
     """The class of a registered attack name (any case) or a class; None."""
     if not isinstance(name, str):
         return name if inspect.isclass(name) else None
-    from mmdag.registry import ATTACKS, attack_types
     return ATTACKS.get(attack_types().get(name.lower(), name))
 
 
@@ -65,7 +67,6 @@ def _member_config(member, epsilon: float):
     """A ``WorstCase`` member (name, dict or built attack) at ``epsilon``: a
     dict with its step scaled where it sets none; a built attack as it is."""
     if isinstance(member, str):
-        from mmdag.registry import attack_types
         kind = attack_types().get(member.lower())
         if kind is None:
             return member   # unknown: WorstCase says so in one line
@@ -162,3 +163,37 @@ class EpsilonSweep:
         return AttackResult(adv_images=top.adv_images, perturbations=top.perturbations,
                             adv_labels=top.adv_labels, stats=top.stats, sweep=sweep,
                             members=top.members)
+
+
+def build_sweep(cfg: dict, epsilons):
+    """An :class:`~mmdag.attacks.EpsilonSweep` of the attack of ``cfg`` at
+    each of ``epsilons`` (0..255 scale): ``cfg`` with its ``epsilon`` set
+    to each (a ``WorstCase``'s members share it) and, where it sets no
+    ``alpha``, the step scaled to the budget
+    (:func:`sweep_config`)."""
+    from mmdag.errors import MMDagError
+    cfg = dict(cfg or {})
+    name = cfg.get('type', 'DAG')
+    name = getattr(name, '__name__', name)
+    try:
+        epsilons = sorted({float(e) for e in epsilons})
+    except (TypeError, ValueError):
+        raise MMDagError(f'epsilons={epsilons!r}: give numbers on the 0..255 scale '
+                         '(e.g. epsilons=[0.25, 0.5, 1, 2, 4, 8])') from None
+    if not epsilons or epsilons[0] <= 0:
+        raise MMDagError(f'epsilons={epsilons!r}: give one or more budgets > 0 '
+                         '(0..255 scale, e.g. [0.25, 0.5, 1, 2, 4, 8])')
+    pairs = []
+    for e in epsilons:
+        try:
+            attack = build_attack(sweep_config(cfg, e))
+        except TypeError as err:
+            raise MMDagError(f'{name} takes no epsilon ({err}): an epsilon sweep needs an '
+                             'attack with a budget (pgd, segpgd, cospgd, apgd, dag, '
+                             'worstcase)') from None
+        if budget_of(attack) is None or abs(budget_of(attack) - e) > 1e-9:
+            raise MMDagError(f'{name} at epsilon {e:g} has budget {budget_of(attack)}: in a '
+                             "sweep the members of a WorstCase must not set their own "
+                             'epsilon (the sweep sets it)')
+        pairs.append((e, attack))
+    return EpsilonSweep(pairs)

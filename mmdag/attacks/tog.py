@@ -2,7 +2,8 @@
 Objectness Gradient Attacks in Real-time Object Detection Systems", TPS
 2020; github git-disl/TOG, ``tog/attacks.py``).
 
-Plain PyTorch; no OpenMMLab import. TOG's step is the projected sign step of
+Plain PyTorch (and mmdag's registry); no mmdet or mmseg import.
+TOG's step is the projected sign step of
 :class:`~mmdag.attacks.budgeted.SignGradientAttack`: a uniform random start in
 the ``epsilon`` ball, then ``max_iters`` steps ``x -= alpha * sign(grad)`` on
 the loss TOG descends, clipped to the ball and the valid range. The authors'
@@ -42,6 +43,8 @@ from typing import List, Tuple
 
 import torch
 from torch import Tensor
+
+from mmdag.registry import ATTACKS
 
 from .budgeted import SignGradientAttack
 from .matched import vanishing_loss
@@ -91,6 +94,7 @@ class _TOGCandidates(SignGradientAttack):
         return -torch.stack([loss.reshape(()) for loss in losses]).sum()
 
 
+@ATTACKS.register_module()
 class TOGVanishing(_TOGCandidates):
     """TOG vanishing (module docstring): every candidate of the detector
     towards background, the authors' ``object_vanishing_loss`` descended.
@@ -99,6 +103,7 @@ class TOGVanishing(_TOGCandidates):
     mode = 'vanishing'
 
 
+@ATTACKS.register_module()
 class TOGFabrication(_TOGCandidates):
     """TOG fabrication (module docstring): every candidate of the detector
     towards an object, the authors' ``object_fabrication_loss`` descended.

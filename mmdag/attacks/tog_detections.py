@@ -3,7 +3,8 @@ al., "Adversarial Objectness Gradient Attacks in Real-time Object Detection
 Systems", TPS 2020; ``git-disl/TOG``: ``tog/attacks.py``, ``models/*.py``,
 ``attack_utils/target_utils.py``).
 
-Plain PyTorch; no OpenMMLab import. Both take the detector's WHOLE training
+Plain PyTorch (and mmdag's registry); no mmdet or mmseg import.
+Both take the detector's WHOLE training
 loss (box, objectness or RPN, class terms) against the model's own
 detections of the clean image above a confidence threshold, which serve as
 the ground truth: the target set's
@@ -50,6 +51,8 @@ import torch
 from torch import Tensor
 
 from mmdag.errors import MMDagError, SettingError
+from mmdag.registry import ATTACKS
+
 from .base import derive_seeds
 from .budgeted import SignGradientAttack
 from .labels import draw_adv_labels
@@ -140,6 +143,7 @@ class _TOGOnDetections(SignGradientAttack):
         return self.direction * torch.stack([loss.reshape(()) for loss in losses]).sum()
 
 
+@ATTACKS.register_module()
 class TOGUntargeted(_TOGOnDetections):
     """TOG untargeted (module docstring): the detector's loss against its
     clean detections, ascended.
@@ -156,6 +160,7 @@ class TOGUntargeted(_TOGOnDetections):
     """
 
 
+@ATTACKS.register_module()
 class TOGMislabel(_TOGOnDetections):
     """TOG mislabel (module docstring): the detector's loss against its clean
     detections relabelled, descended.

@@ -35,7 +35,10 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from mmdag.registry import ATTACKS
+
 from .base import AttackResult, IterativeAttack, derive_seeds
+from .builder import attack_types, build_attack
 from .targets import TargetSet
 
 __all__ = ['WorstCase', 'starts_at_random', 'clean_forward', 'member_seeds', 'CRITERIA']
@@ -54,14 +57,12 @@ def _build(attack, shared: dict):
     """A member from its registered name (``'segpgd'``), config dict or object;
     the shared settings fill in what a name or dict leaves unset."""
     if isinstance(attack, str):
-        from mmdag.registry import attack_types
         types = attack_types()
         if attack.lower() not in types:
             raise ValueError(f'unknown attack {attack!r} in WorstCase attacks; one of '
                              f'{sorted(types)}')
         attack = dict(type=types[attack.lower()])
     if isinstance(attack, dict):
-        from mmdag.registry import build_attack
         return build_attack({**shared, **attack})
     return attack
 
@@ -118,6 +119,7 @@ def _typed_settings(attack) -> dict:
     return dict(s, type=s.get('type', type(attack).__name__))
 
 
+@ATTACKS.register_module()
 class WorstCase:
     """Run several attacks and keep, per image, the one that broke most.
 

@@ -29,7 +29,6 @@ import gc
 import os
 import os.path as osp
 import time
-import traceback
 from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
@@ -39,6 +38,7 @@ from mmdag.fileio import write_atomic  # noqa: F401  (also tools/analysis/zoo_co
 from .coverage_table import (OUTCOMES, README_END, README_START, _short_reason,  # noqa: F401
                              attacked_detail, expected_entries, expected_entry, markdown_table,
                              readme_section, summarize, summary_line, update_readme, updated)
+from .describe import _first_line, _short_path, describe_exception  # noqa: F401
 from .zoo_models import (DET_BOX, MAX_TRIES, PACKAGES, PAD_ROWS, PREFERRED, SIZE,  # noqa: F401
                          SIZE_OVERRIDES, _has_model, _quiet, build_model, config_root,
                          family_configs, list_families, load_config, make_batch)
@@ -64,37 +64,6 @@ RELAXED_TARGETS: Dict[str, dict] = {
 #: DAG iterations of the second attack with :data:`RELAXED_TARGETS`: one
 #: update runs the gradient path; a second would double its cost
 RELAXED_ITERS = 1
-
-
-def _short_path(path: str) -> str:
-    path = path.replace(os.sep, '/')
-    for mark in ('/site-packages/', '/dist-packages/'):
-        if mark in path:
-            return path.split(mark, 1)[1]
-    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))).replace(os.sep, '/') + '/'
-    return path[len(repo):] if path.startswith(repo) else path
-
-
-def _first_line(e: BaseException) -> str:
-    msg = str(e).strip()
-    return msg.splitlines()[0].strip() if msg else ''
-
-
-def describe_exception(e: BaseException, frames: bool = False) -> str:
-    """``Type: first line of the message``; with ``frames`` also the
-    innermost traceback frame (and the innermost mmdag frame if another)."""
-    text = f'{type(e).__name__}: {_first_line(e)}'.rstrip(': ')
-    if frames:
-        tb = traceback.extract_tb(e.__traceback__)
-        if tb:
-            where = [f'{_short_path(tb[-1].filename)}:{tb[-1].lineno}']
-            own = [f for f in tb if '/mmdag/' in f.filename.replace(os.sep, '/')]
-            if own and own[-1] is not tb[-1]:
-                where.append(f'{_short_path(own[-1].filename)}:{own[-1].lineno}')
-            text += f' (at {"; ".join(where)})'
-    if e.__cause__ is not None:   # e.g. mmengine's ImportError of a custom import
-        text += f' [from {type(e.__cause__).__name__}: {_first_line(e.__cause__)}]'
-    return text
 
 
 def _record(family: str) -> dict:

@@ -44,7 +44,8 @@ def survey_detection_attacks(model, batch_fn,
     from mmdag.apis import attack_batch
     from mmdag.errors import MMDagError
 
-    from .coverage import _quiet, describe_exception
+    from .describe import describe_exception
+    from .zoo_models import _quiet
     out = {}
     for cfg in DETECTION_ATTACKS:
         rec = dict(outcome=None, reason='', status=None, backwards=None, seconds=0.0,
@@ -89,7 +90,7 @@ def _loss_grad(model, targets, batch) -> dict:
     from mmdag.engine.step import attack_mode
     from mmdag.errors import MMDagError
 
-    from .coverage import describe_exception
+    from .describe import describe_exception
     out = {}
     for terms in ('all', 'cls'):
         try:

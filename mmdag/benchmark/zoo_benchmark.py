@@ -31,10 +31,10 @@ from typing import List, Optional, Tuple
 from mmdag.errors import MMDagError
 from mmdag.fileio import write_atomic
 
+from .zoo_entry import ENTRY_FILE, read_entry, write_entry  # noqa: F401
+
 #: the keys a list entry may have
 ENTRY_KEYS = ('name', 'config', 'checkpoint', 'cfg_options', 'attack_options', 'seed')
-#: the file in each model's work dir that says what was run and how it ended
-ENTRY_FILE = 'zoo_entry.json'
 RANDOM = 'random'
 
 
@@ -102,20 +102,6 @@ def fingerprint(entry: dict, options: dict) -> dict:
         seed=entry['seed'] if entry['checkpoint'] == RANDOM else None,
         cfg_options=entry['cfg_options'], attack_options=entry['attack_options'],
         **options), sort_keys=True, default=str))
-
-
-def read_entry(work_dir: str) -> dict:
-    """The ``zoo_entry.json`` of a model's work dir ({} when none or unreadable)."""
-    try:
-        with open(osp.join(work_dir, ENTRY_FILE)) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def write_entry(work_dir: str, data: dict) -> None:
-    write_atomic(osp.join(work_dir, ENTRY_FILE), json.dumps(data, indent=2, sort_keys=True))
 
 
 def plan(work_dir: str, fp: dict) -> str:

@@ -12,6 +12,8 @@ from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
 from mmdag.fileio import write_atomic
 from mmdag.summary import main_metric, member_values, metric_scale
 
+from .zoo_entry import read_entry
+
 
 COLUMNS = ('model', 'metric', 'ORIG', 'ADVR', 'PERM', 'iters_mean', 'iters_median', 'p',
            'linf', 'success', 'images', 'sec_per_image', 'device', 'date', 'mmdag', 'mmseg',
@@ -47,7 +49,6 @@ def model_row(name: str, work_dir: str) -> Optional[dict]:
     attacked = [r for r in records if r.get('status') not in NOT_ATTACKED]
     attack = rep.get('attack') or {}
     env = rep.get('environment') or {}
-    from .zoo_benchmark import read_entry   # the run's entry (zoo_benchmark imports this)
     entry = read_entry(work_dir)
     settings = dict((rep.get('settings') or {}).get('attack') or {})
     settings = {k: settings[k] for k in ('max_iters', 'gamma', 'adv_labels', 'stop_fraction',

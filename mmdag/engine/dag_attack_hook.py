@@ -7,12 +7,12 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.runner.amp import autocast
 
-from mmdag.attacks import Replay, WorstCase, budget_of
+from mmdag.attacks import Replay, WorstCase, budget_of, build_attack, build_sweep
 from mmdag.compat import repair_stock_model
 from mmdag.contract import (BATCH_INFO, EXTRA_VARIANTS, RUN_INFO, STATS_FIELD, SWEEP_STATS_FIELD,
                             VARIANTS_FIELD, epsilon_label, image_name, pred_fields, swept, unwrap)
 from mmdag.errors import MMDagError
-from mmdag.registry import HOOKS, build_attack, build_sweep
+from mmdag.registry import HOOKS
 from mmdag.targets import find_adapter
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
 

@@ -24,13 +24,13 @@ def environment(model) -> dict:
     """Where the numbers were measured: device, world size and versions."""
     import torch
 
-    import mmdag
+    from mmdag.version import __version__
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device('cpu')
     # the float results of a long attack reproduce bitwise only for the same
     # world size and threads per process (summation order): both are recorded
     env = dict(device=str(device), world_size=get_world_size(), threads=torch.get_num_threads(),
-               torch=torch.__version__, cuda=torch.version.cuda, mmdag=mmdag.__version__)
+               torch=torch.__version__, cuda=torch.version.cuda, mmdag=__version__)
     if device.type == 'cuda':
         env['device_name'] = torch.cuda.get_device_name(device)
     for pkg in ('mmengine', 'mmcv', 'mmdet', 'mmseg'):

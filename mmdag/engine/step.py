@@ -111,7 +111,7 @@ def attack_batch(model, data_batch: dict, attack: Union[DAG, dict, None] = None,
         the batch (:mod:`mmdag.targets.batching`).
     """
     if attack is None or isinstance(attack, dict):
-        from mmdag.registry import build_attack
+        from mmdag.attacks import build_attack
         attack = build_attack(attack or {})
     samples = data_batch['data_samples']
     images = _batch_images(model, data_batch)

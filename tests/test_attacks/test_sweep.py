@@ -12,7 +12,7 @@ from mmdag.attacks import PGD, EpsilonSweep, WorstCase
 from mmdag.attacks.det_pgd import DetPGD
 from mmdag.attacks.sweep import scaled_alpha, sweep_config
 from mmdag.errors import MMDagError
-from mmdag.registry import build_attack, build_sweep
+from mmdag.attacks import build_attack, build_sweep
 
 EPSILONS = [1.0, 3.0, 8.0]
 

@@ -15,7 +15,7 @@ from test_dag import LinearPixels
 from mmdag.attacks import DetPGD, MatchedMislabel, MatchedUntargeted, TOGFabrication
 from mmdag.attacks import TOGMislabel, TOGUntargeted, TOGVanishing
 from mmdag.errors import MMDagError
-from mmdag.registry import build_attack
+from mmdag.attacks import build_attack
 
 C = 5   # the last class is the background
 

@@ -9,9 +9,33 @@ import pytest
 
 from conftest import ROOT
 
-from mmdag.attacks import DAG
+import torch
+
+from mmdag.attacks import DAG, attack_names, build_attack
 from mmdag.engine import DAGAttackHook
-from mmdag.registry import ATTACKS, attack_names, build_attack
+from mmdag.registry import ATTACKS
+
+#: a whole new attack in one file: one-step FGSM on the per-target cross-entropy
+ONE_FILE_ATTACK = '''
+import torch.nn.functional as F
+
+from mmdag.attacks import IterativeAttack
+from mmdag.registry import ATTACKS
+
+
+@ATTACKS.register_module()
+class OneFileFGSM(IterativeAttack):
+
+    def __init__(self, epsilon=8.0, max_iters=1, seed=0):
+        super().__init__(max_iters=max_iters, epsilon=epsilon, seed=seed)
+
+    def loss(self, m, logits, labels, state, active, attacked):
+        return (F.cross_entropy(logits, labels, reduction='none') * attacked).sum()
+
+    def update(self, m, x0, r, grads):
+        return [self.project(x, x + d + self.epsilon * g.sign())
+                for x, d, g in zip(x0, r, grads)]
+'''
 
 
 class Toy:
@@ -53,3 +77,38 @@ def test_tools_test_offers_the_registered_attacks(toy_registered):
     assert tool.parse_args(['c.py', 'k.pth', '--attack', 'dag']).attack == 'dag'
     with pytest.raises(SystemExit):
         tool.parse_args(['c.py', 'k.pth', '--attack', 'nope'])
+
+
+def test_a_new_attack_is_one_file(tmp_path, monkeypatch):
+    """Write one file, import it: the attack is built by name and attacks."""
+    from mmdag.attacks import TargetSet
+
+    (tmp_path / 'one_file_fgsm.py').write_text(ONE_FILE_ATTACK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module('one_file_fgsm')
+        assert 'onefilefgsm' in attack_names()
+        attack = build_attack(dict(type='OneFileFGSM', epsilon=4))
+
+        class Linear(TargetSet):   # a per-pixel linear classifier over 3 classes
+            w = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 1.0]]) / 64
+
+            def __init__(self, images):
+                super().__init__([self.logits(images, [0])[0].argmax(1)], num_classes=3)
+
+            def logits(self, images, indices):
+                return [x.flatten(1).t() @ self.w - 1.0 for x in images]
+
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(3, 6, 6, generator=g) * 255
+        targets = Linear([x])
+        result = attack([x], targets)
+        r = result.perturbations[0]
+        assert r.abs().max() <= 4 + 1e-4 and r.abs().max() > 3.9   # one step to the budget
+        loss = torch.nn.functional.cross_entropy
+        before = loss(targets.logits([x], [0])[0], targets.labels[0])
+        after = loss(targets.logits([x + r], [0])[0], targets.labels[0])
+        assert after > before   # the step ascends the loss it names
+    finally:
+        ATTACKS._module_dict.pop('OneFileFGSM', None)
+        sys.modules.pop('one_file_fgsm', None)

@@ -165,7 +165,7 @@ def test_segmentation_batch_may_mix_sizes():
         assert alone.stats[0]['iters'] == res.stats[k]['iters'] == 2
         assert torch.allclose(alone.perturbations[0], res.perturbations[k], atol=1e-4)
     # an epsilon sweep (the Python API's attack too): each epsilon as a batch of one
-    from mmdag.registry import build_sweep
+    from mmdag.attacks import build_sweep
     pgd = dict(type='PGD', max_iters=2, alpha=1.0)
     res, _ = attack_batch(model, batch, build_sweep(pgd, [1, 3]))
     for k, one in enumerate((a, b)):

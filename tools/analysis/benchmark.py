@@ -233,7 +233,7 @@ def run_budgeted(name):
     defaults otherwise, ``--iters`` steps; APGD's loop makes 2 more, counted:
     the time is per image-iteration of the loop)."""
     def run(model, batch, images, targets, args):
-        from mmdag.registry import attack_types, build_attack
+        from mmdag.attacks import attack_types, build_attack
         attack = build_attack(dict(type=attack_types()[name], epsilon=8.0, max_iters=args.iters))
         result = attack(images, targets)
         return sum(s['iters'] for s in result.stats)
