@@ -15,7 +15,7 @@ PINNED := -c requirements/pinned.txt
 #   make setup TORCH_SOURCE="--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple"
 TORCH_SOURCE ?=
 
-.PHONY: setup demo test test-numerics test-slow test-zoo test-all clean-demo benchmark-demo setup-oldest test-oldest docs
+.PHONY: setup lint demo test test-numerics test-slow test-zoo test-all clean-demo benchmark-demo setup-oldest test-oldest docs
 
 setup: $(STAMP)
 
@@ -37,6 +37,12 @@ $(STAMP): $(REQS)
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	@$(PY) -c "import mmcv.ops, mmdet, mmseg, mmdag; print('[setup] ok: mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__, 'mmdag', mmdag.__version__)"
 	@touch $(STAMP)
+
+# the style checks (CI runs them first): flake8 and isort, configured in
+# setup.cfg; `.venv/bin/python -m isort mmdag tools tests` fixes the import order
+lint: setup
+	$(PY) -m flake8 mmdag tools tests
+	$(PY) -m isort --check-only --diff mmdag tools tests
 
 # the default suite: fast checks (under 15 min on 2 cores: the longest ones
 # are marked slow and run in make test-slow)

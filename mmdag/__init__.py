@@ -9,8 +9,8 @@ It first checks the installed OpenMMLab stack (:mod:`mmdag.stack`) and stops
 with one line naming the fix when a package is outside the supported versions,
 and lets mmengine resolve ``mmdag::`` config paths (:mod:`mmdag.paths`).
 """
-from .version import __version__
 from .stack import check_stack
+from .version import __version__
 
 check_stack()
 from . import engine, evaluation, targets  # noqa: F401,E402

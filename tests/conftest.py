@@ -72,7 +72,8 @@ def run_tool(args, env=None, check=True):
     e = dict(os.environ, PYTHONWARNINGS='ignore', **(env or {}))
     res = subprocess.run([sys.executable, *args], cwd=ROOT, env=e, capture_output=True, text=True)
     if check and res.returncode != 0:
-        raise AssertionError(f'{args} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}')
+        raise AssertionError(f'{args} failed ({res.returncode}):\n'
+                             f'{res.stdout[-3000:]}\n{res.stderr[-3000:]}')
     return res
 
 

@@ -77,7 +77,8 @@ TASKS = {
     # not in the default run (`make demo` stays within its time budget): DINO
     # trains for about 21 min on 2 cores; `python tools/demo.py --tasks dino`
     'dino': ('configs/demo/dino_tiny_synthetic-voc.py',
-             'configs/demo/dino_tiny_synthetic-voc_dag.py', 'VOCdevkit/', 'demo DINO (tiny, synthetic VOC)', 16, 2),
+             'configs/demo/dino_tiny_synthetic-voc_dag.py', 'VOCdevkit/',
+             'demo DINO (tiny, synthetic VOC)', 16, 2),
 }
 
 
@@ -131,8 +132,9 @@ def main(argv=None):
     ready = osp.join(a.data_root, 'READY')
     want = f'{a.num_train} {a.num_val} 160 120 0\n'
     if not (osp.isfile(ready) and open(ready).read() == want):
-        run([py, osp.join(TOOLS, 'make_synthetic_voc.py'), a.data_root, '--num-train', str(a.num_train),
-             '--num-val', str(a.num_val)], 'writing the synthetic VOC2012-format dataset')
+        run([py, osp.join(TOOLS, 'make_synthetic_voc.py'), a.data_root,
+             '--num-train', str(a.num_train), '--num-val', str(a.num_val)],
+            'writing the synthetic VOC2012-format dataset')
     else:
         print(f'[demo] synthetic VOC set already at {a.data_root}')
 

@@ -90,7 +90,8 @@ def _shape_mask(rng, h, w, shape, cy, cx, size):
         box = cv2.boxPoints(((cx, cy), (2 * size, 1.2 * size), a)).astype(np.int32)
         cv2.fillPoly(m, [box], 1)
     elif shape == 'triangle':
-        pts = [(cx + size * np.cos(np.radians(a + k * 120)), cy + size * np.sin(np.radians(a + k * 120)))
+        pts = [(cx + size * np.cos(np.radians(a + k * 120)),
+                cy + size * np.sin(np.radians(a + k * 120)))
                for k in range(3)]
         cv2.fillPoly(m, [np.array(pts, np.int32)], 1)
     elif shape == 'cross':
@@ -130,7 +131,8 @@ def make_sample(rng, h, w, max_objects=3, noise=8.0):
         name = names[rng.integers(len(names))]
         shape, (h0, h1), kind, period = OBJECTS[name]
         size = int(rng.uniform(0.15, 0.32) * min(h, w))
-        cy, cx = int(rng.uniform(size * 0.6, h - size * 0.6)), int(rng.uniform(size * 0.6, w - size * 0.6))
+        cy = int(rng.uniform(size * 0.6, h - size * 0.6))
+        cx = int(rng.uniform(size * 0.6, w - size * 0.6))
         m = _shape_mask(rng, h, w, shape, cy, cx, size)
         if m.sum() < 40:
             continue
@@ -152,7 +154,8 @@ def make_sample(rng, h, w, max_objects=3, noise=8.0):
     edges = np.zeros_like(seg)
     for c in np.unique(seg):
         mc = (seg == c).astype(np.uint8)
-        edges |= (cv2.morphologyEx(mc, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0).astype(np.uint8)
+        gradient = cv2.morphologyEx(mc, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+        edges |= (gradient > 0).astype(np.uint8)
     seg_out = seg.copy()
     seg_out[(edges > 0) & (cv2.dilate((seg > 0).astype(np.uint8), np.ones((3, 3))) > 0)] = 255
     return np.clip(img, 0, 255).astype(np.uint8), seg_out, boxes

@@ -29,12 +29,11 @@ def parse_args(argv=None):
                         '(open-mmlab://, openmmlab://, mmcls://, torchvision://, modelzoo://)')
     from mmdag.attacks import attack_names
     parser.add_argument('--attack', choices=[*attack_names(), 'none'], default=None,
-                        help="an attack of mmdag's ATTACKS registry ('dag') adds the attack "
-                        "hook and metric wrapper; 'none' tests clean. Default: whatever the "
-                        'config says')
+                        help="an attack of mmdag's ATTACKS registry adds the attack hook and "
+                        "metric wrapper; 'none' tests clean. Default: whatever the config says")
     parser.add_argument('--attack-options', nargs='+', action=DictAction, default={},
-                        help='DAG arguments, e.g. max_iters=50 gamma=0.5 adv_labels=random '
-                        'stop_fraction=0.01 quantize=True')
+                        help="the attack's arguments, e.g. max_iters=50 gamma=0.5 (dag), "
+                        'epsilon=4 max_iters=20 (pgd), attacks=pgd,segpgd epsilon=4 (worstcase)')
     parser.add_argument('--targets-options', nargs='+', action=DictAction, default={},
                         metavar='KEY=VALUE',
                         help='target adapter arguments, merged into the DAG hook\'s targets '
@@ -51,7 +50,8 @@ def parse_args(argv=None):
     parser.add_argument('--num-figures', type=int, default=None,
                         help='save this many Figure-1-style pictures to <work_dir>/figures')
     parser.add_argument('--save-perturbations', action='store_true',
-                        help='write each perturbation to <work_dir>/perturbations/ (transfer studies)')
+                        help='write each perturbation to <work_dir>/perturbations/ '
+                        '(transfer studies)')
     parser.add_argument('--perturbations', metavar='DIR', nargs='+',
                         help='transfer: apply the perturbations saved in DIR instead of attacking '
                         '(several DIRs: their sum, r_A + r_B)')

@@ -243,7 +243,7 @@ def run_options(args, entry) -> dict:
 def run_list(args, entries, bench_dir, prog):
     """Attack every entry (skip, resume or start); return {name: dict(row, ran)}."""
     from mmdag.benchmark.zoo_benchmark import (RANDOM, fingerprint, model_row, plan,
-                                          random_checkpoint, read_entry, write_entry)
+                                               random_checkpoint, read_entry, write_entry)
     from mmdag.engine.records import keep_aside
     results = {}
     n = len(entries)
@@ -321,6 +321,7 @@ def budget_settings(args, list_path: str):
     ``--det-attacks`` (detectors) and ``--budget-options`` over the list's
     ``attacks``, ``det_attacks`` and ``budget_options``."""
     from mmengine.config import Config
+
     from mmdag.attacks import attack_types
     cfg = Config.fromfile(list_path)
     known = attack_types()
@@ -400,10 +401,11 @@ def main(argv=None):
     args = parse_args(argv)
     from mmdag.benchmark.plots import variants_chart
     from mmdag.benchmark.zoo_benchmark import (budget_row, fingerprint, format_rows,
-                                               load_model_list, model_row, plan,
-                                               write_if_changed, write_tables)
+                                               load_model_list, model_row, plan, write_if_changed,
+                                               write_tables)
     from mmdag.errors import MMDagError
     from mmdag.paths import resolve_config
+
     # relative paths (lists, configs, checkpoints, work dirs) are read from the
     # current directory; configs/... not found there are mmdag's own
     try:

@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmdag.registry import ATTACKS
-
 from .base import IterativeAttack
 from .budgeted import activation_of, finite_flags, target_ce, target_probs, uniform_start
 

@@ -24,12 +24,11 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from mmdag.contract import NOT_ATTACKED, STATUS
 from .checks import check_bounds, recheck_rounded
 from .result import AttackResult
 from .stats import crop, perturbation_stats, region_mask
 from .targets import TargetSet
-
-from mmdag.contract import NOT_ATTACKED, STATUS
 
 __all__ = ['AttackResult', 'IterativeAttack', 'STATUS', 'NOT_ATTACKED']
 

@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmdag.registry import ATTACKS
-
 from .base import IterativeAttack
 
 __all__ = ['PGD', 'SegPGD', 'CosPGD', 'SignGradientAttack', 'target_ce', 'target_probs']

@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from mmdag.registry import ATTACKS
-
 from .base import STATUS, AttackResult, IterativeAttack
 from .labels import STRATEGIES, draw_adv_labels
 from .targets import TargetSet
@@ -82,7 +81,8 @@ class DAG(IterativeAttack):
         if max_iters < 0:
             raise ValueError(f'max_iters must be >= 0, got {max_iters}')
         if adv_labels not in STRATEGIES:
-            raise ValueError(f'unknown adv_labels {adv_labels!r}; choose one of {sorted(STRATEGIES)}')
+            raise ValueError(
+                f'unknown adv_labels {adv_labels!r}; choose one of {sorted(STRATEGIES)}')
         # the settings keep the order they always had (the report lists them)
         self.gamma = float(gamma)
         super().__init__(max_iters=max_iters, stop_fraction=stop_fraction, epsilon=epsilon,

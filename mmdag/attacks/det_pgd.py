@@ -35,7 +35,6 @@ import torch
 from torch import Tensor
 
 from mmdag.registry import ATTACKS
-
 from .budgeted import SignGradientAttack
 
 __all__ = ['DetPGD']

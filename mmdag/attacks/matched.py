@@ -35,11 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmdag.errors import MMDagError
 from mmdag.registry import ATTACKS
-
 from .budgeted import SignGradientAttack, activation_of, target_ce
 from .labels import STRATEGIES, draw_adv_labels
-from mmdag.errors import MMDagError
 
 __all__ = ['MatchedVanishing', 'MatchedMislabel', 'MatchedUntargeted', 'vanishing_loss']
 

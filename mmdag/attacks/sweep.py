@@ -26,7 +26,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from torch import Tensor
 
 from mmdag.registry import ATTACKS
-
 from .builder import attack_types, build_attack
 from .result import AttackResult
 from .targets import TargetSet

@@ -45,7 +45,6 @@ import torch
 from torch import Tensor
 
 from mmdag.registry import ATTACKS
-
 from .budgeted import SignGradientAttack
 from .matched import vanishing_loss
 from .targets import CANDIDATE_MODES

@@ -52,7 +52,6 @@ from torch import Tensor
 
 from mmdag.errors import MMDagError, SettingError
 from mmdag.registry import ATTACKS
-
 from .base import derive_seeds
 from .budgeted import SignGradientAttack
 from .labels import draw_adv_labels

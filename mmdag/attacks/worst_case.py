@@ -36,7 +36,6 @@ import torch
 from torch import Tensor
 
 from mmdag.registry import ATTACKS
-
 from .base import AttackResult, IterativeAttack, derive_seeds
 from .builder import attack_types, build_attack
 from .targets import TargetSet

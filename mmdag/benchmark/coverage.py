@@ -34,7 +34,6 @@ from typing import Callable, Dict, Iterable, List, Optional
 import torch
 
 from mmdag.fileio import write_atomic  # noqa: F401  (also tools/analysis/zoo_coverage.py's)
-
 from .coverage_table import (OUTCOMES, README_END, README_START, _short_reason,  # noqa: F401
                              attacked_detail, expected_entries, expected_entry, markdown_table,
                              readme_section, summarize, summary_line, update_readme, updated)
@@ -189,8 +188,8 @@ def _attack(model, package: str, size, max_iters: int, label: int = 1,
     """``attack_batch`` on a fresh batch, classified: outcome, reason,
     adapter, num_targets, iters and status of the image."""
     from mmdag.apis import attack_batch
-    from mmdag.engine.step import attack_mode, content_region
     from mmdag.attacks.stats import region_mask
+    from mmdag.engine.step import attack_mode, content_region
     from mmdag.errors import MMDagError
     out = dict(outcome=None, reason='', adapter=None, num_targets=None, iters=None, status=None,
                logit_range=None, padding_linf=None, violations=[], bias_note=None, figures={})
@@ -228,7 +227,8 @@ def _attack(model, package: str, size, max_iters: int, label: int = 1,
         if clean.numel():
             out['logit_range'] = [round(float(clean.min()), 4), round(float(clean.max()), 4)]
         r = result.perturbations[0] if result.perturbations else None
-        mask = region_mask(r, content_region(batch['data_samples'][0], r)) if r is not None else None
+        mask = (region_mask(r, content_region(batch['data_samples'][0], r))
+                if r is not None else None)
         if mask is not None:
             out['padding_linf'] = float((r * (1 - mask)).abs().max())
         if out['num_targets'] == 0:

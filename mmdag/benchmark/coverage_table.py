@@ -5,7 +5,6 @@ import re
 from typing import Dict, Optional, Sequence
 
 from mmdag.fileio import write_atomic
-
 from .zoo_models import PACKAGES, SIZE
 
 OUTCOMES = ('attacked', 'refused', 'crashed', 'no_stock_forward')

@@ -43,7 +43,6 @@ def survey_detection_attacks(model, batch_fn,
     never raises for an attack's own failure."""
     from mmdag.apis import attack_batch
     from mmdag.errors import MMDagError
-
     from .describe import describe_exception
     from .zoo_models import _quiet
     out = {}
@@ -89,7 +88,6 @@ def _loss_grad(model, targets, batch) -> dict:
     (the model's own loss failed, e.g. its matcher on NaN costs)."""
     from mmdag.engine.step import attack_mode
     from mmdag.errors import MMDagError
-
     from .describe import describe_exception
     out = {}
     for terms in ('all', 'cls'):

@@ -30,7 +30,6 @@ from typing import List, Optional, Tuple
 
 from mmdag.errors import MMDagError
 from mmdag.fileio import write_atomic
-
 from .zoo_entry import ENTRY_FILE, read_entry, write_entry  # noqa: F401
 
 #: the keys a list entry may have
@@ -185,5 +184,5 @@ def random_checkpoint(config: str, cfg_options: dict, path: str, seed: int = 0) 
 
 
 # the tables, where the tools have always imported them from
-from .zoo_tables import (COLUMNS, budget_row, csv_text, format_rows,  # noqa: E402,F401
-                         markdown, model_row, write_if_changed, write_tables)
+from .zoo_tables import (COLUMNS, budget_row, csv_text, format_rows, markdown,  # noqa: E402,F401
+                         model_row, write_if_changed, write_tables)

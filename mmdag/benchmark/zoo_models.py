@@ -18,7 +18,6 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 
-
 PACKAGES = ('mmseg', 'mmdet')
 MAX_TRIES = 3
 #: default input size (h, w); the zoo crop sizes (512x1024, 1333x800) are

@@ -11,9 +11,7 @@ from typing import Dict, List, Optional, Tuple
 from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
 from mmdag.fileio import write_atomic
 from mmdag.summary import main_metric, member_values, metric_scale
-
 from .zoo_entry import read_entry
-
 
 COLUMNS = ('model', 'metric', 'ORIG', 'ADVR', 'PERM', 'iters_mean', 'iters_median', 'p',
            'linf', 'success', 'images', 'sec_per_image', 'device', 'date', 'mmdag', 'mmseg',

@@ -26,20 +26,19 @@ Names that tests patch are looked up in the submodule that uses them
 (``_TRUSTED`` in :mod:`.local`, ``TORCH_SAFE_GLOBALS`` in
 :mod:`.weights_only`, ``_download`` in :mod:`.url`): patch them there.
 """
-from .local import (  # noqa: F401
-    _ALIASES, _SCHEME, _TRUSTED, CheckpointError, _first_line, _load_local, _load_trusted,
-    _refusal, _trust_key, _trusted, load_checkpoint_file, trust)
+from .local import (_ALIASES, _SCHEME, _TRUSTED, CheckpointError, _first_line,  # noqa: F401
+                    _load_local, _load_trusted, _refusal, _trust_key, _trusted,
+                    load_checkpoint_file, trust)
 from .registration import _loader_for, _sorted, install, safe_loading  # noqa: F401
-from .url import (  # noqa: F401
-    _NOT_A_CHECKPOINT, REFUSED_SUFFIX, _download, _fetch_and_load, _load_cached, _load_url,
-    _local_rank, _looks_like_checkpoint, _move_aside, _remove, load_checkpoint_url)
-from .weights_only import (  # noqa: F401
-    _NOT_ALLOWED, TORCH_SAFE_GLOBALS, _allowed_names, _history_buffer_getattr,
-    _load_weights_only, _NotWeights, _restricted_globals, _RestrictedPickle,
-    _RestrictedUnpickler, _safe_globals, _unsafe_globals)
-from .zoo import (  # noqa: F401
-    URL_SCHEMES, ZOO_SCHEMES, load_checkpoint_zoo, refuse_checkpoint_scheme, resolve_zoo_name,
-    unsupported_scheme_message)
+from .url import (_NOT_A_CHECKPOINT, REFUSED_SUFFIX, _download, _fetch_and_load,  # noqa: F401
+                  _load_cached, _load_url, _local_rank, _looks_like_checkpoint, _move_aside,
+                  _remove, load_checkpoint_url)
+from .weights_only import (_NOT_ALLOWED, TORCH_SAFE_GLOBALS, _allowed_names,  # noqa: F401
+                           _history_buffer_getattr, _load_weights_only, _NotWeights,
+                           _restricted_globals, _RestrictedPickle, _RestrictedUnpickler,
+                           _safe_globals, _unsafe_globals)
+from .zoo import (URL_SCHEMES, ZOO_SCHEMES, load_checkpoint_zoo,  # noqa: F401
+                  refuse_checkpoint_scheme, resolve_zoo_name, unsupported_scheme_message)
 
 
 def __getattr__(name):  # SAFE_GLOBALS is built on first use (mmengine import)

@@ -41,6 +41,7 @@ def _history_buffer_getattr(obj, name: str):
 
 def _safe_globals() -> list:
     from mmengine.logging import HistoryBuffer
+
     # numpy 2 has numpy._core; numpy 1.26 has a numpy._core stub without
     # multiarray (importing numpy._core.multiarray there warns): ask numpy.core
     multiarray = import_module('numpy._core.multiarray' if int(np.__version__.split('.')[0]) >= 2

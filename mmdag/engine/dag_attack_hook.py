@@ -15,7 +15,6 @@ from mmdag.errors import MMDagError
 from mmdag.registry import HOOKS
 from mmdag.targets import find_adapter
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
-
 from .figure_hook import DAGFigureHook
 from .perturbations import load_perturbation, save_perturbation
 from .preflight import check_saved_perturbations, check_writable

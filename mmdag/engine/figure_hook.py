@@ -8,7 +8,6 @@ from mmengine.hooks import Hook
 
 from mmdag.contract import BATCH_INFO, image_name, pred_fields
 from mmdag.registry import HOOKS
-
 from .figures import save_figure
 from .preflight import check_writable
 

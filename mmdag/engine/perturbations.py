@@ -30,7 +30,6 @@ from mmdag.contract import image_name
 from mmdag.errors import MMDagError
 from mmdag.fileio import write_atomic
 
-
 #: File stem of a sample's perturbation: the image's name (:mod:`mmdag.contract`).
 perturbation_name = image_name
 

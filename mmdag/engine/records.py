@@ -138,6 +138,7 @@ def convergence(records: List[dict]) -> Optional[dict]:
     per iteration the median, the quartiles and the mean, and the fraction
     of images still being updated. None when no image was attacked."""
     import numpy as np
+
     # in image order, not the file's (the ranks' timing): the mean's rounding is the same
     traces = [r['trace'] for r in sorted(records, key=lambda r: str(r.get('image')))
               if r.get('status') not in NOT_ATTACKED and r.get('trace')]

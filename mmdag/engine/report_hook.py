@@ -8,11 +8,10 @@ from mmengine.hooks import Hook
 
 from mmdag.contract import (BATCH_INFO, CHOSEN_VARIANTS, ERRORS_PREFIX, RUN_INFO, STATS_PREFIX,
                             TIDE_PREFIX, VARIANTS, VARIANTS_FIELD, variant_parts)
+from mmdag.evaluation.dag_metric import ACC_VARIANT, SELECTIONS, WINNER_VARIANT
 from mmdag.fileio import write_atomic
 from mmdag.registry import HOOKS
-from mmdag.evaluation.dag_metric import ACC_VARIANT, SELECTIONS, WINNER_VARIANT
 from mmdag.summary import error_section, format_sweep, format_tide, sweep_section, tide_section
-
 from .records import RECORDS, append_records, convergence, read_records, unique_records
 
 #: The ensemble's variants beside the contract's: the accuracy selection and

@@ -29,12 +29,10 @@ from typing import Dict, List, Optional, Tuple
 from torch.utils.data import DataLoader, Subset
 
 from mmdag.fileio import is_temporary, write_atomic
-
 from .records import keep_aside
-from .run_settings import (_AGAIN, CONFIG_PARTS, SETTINGS, STATE_DIR,  # noqa: F401
-                           _older_mmdag, check_settings, checkpoint_settings, config_settings,
-                           file_sha256, fingerprint, first_difference, state_dir,
-                           write_settings)
+from .run_settings import (_AGAIN, CONFIG_PARTS, SETTINGS, STATE_DIR, _older_mmdag,  # noqa: F401
+                           check_settings, checkpoint_settings, config_settings, file_sha256,
+                           fingerprint, first_difference, state_dir, write_settings)
 from .state_codec import STATE_FORMAT, StateTypeError, decode_state, encode_state  # noqa: F401
 
 #: Version of the state files and of ``run.json``'s settings (``state_format``).

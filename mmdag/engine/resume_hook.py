@@ -11,7 +11,6 @@ from mmdag.contract import BATCH_INFO, RUN_INFO
 from mmdag.errors import MMDagError
 from mmdag.fileio import remove_temporaries, write_atomic
 from mmdag.registry import HOOKS
-
 from .perturbations import image_names
 from .records import records_bytes, start_records
 from .report_hook import DAGReportHook

@@ -17,7 +17,6 @@ import torch
 
 from mmdag.errors import MMDagError
 from mmdag.fileio import write_atomic
-
 from .state_codec import STATE_FORMAT
 
 STATE_DIR = 'dag_state'

@@ -20,7 +20,6 @@ from torch import Tensor
 from mmdag.attacks import AttackResult
 from mmdag.attacks.checks import round_in_bounds
 from mmdag.contract import EXTRA_VARIANTS, SWEPT_VARIANTS, member_variant, swept
-
 from .step import perm_images
 
 __all__ = ['variant_names', 'variant_images']

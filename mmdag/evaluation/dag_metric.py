@@ -8,11 +8,9 @@ from mmengine.evaluator import BaseMetric
 
 from mmdag.contract import (DET_WORST_VARIANT, ERRORS_PREFIX, GREEDY_VARIANT, NOT_ATTACKED,
                             STATS_FIELD, STATS_PREFIX, SWEEP_STATS_FIELD, TIDE_PREFIX, VARIANTS,
-                            VARIANTS_FIELD, epsilon_label, member_variant, swept,
-                            variant_parts)
+                            VARIANTS_FIELD, epsilon_label, member_variant, swept, variant_parts)
 from mmdag.errors import MMDagError
 from mmdag.registry import METRICS
-
 from .det_errors import (DetectionErrors, DetectionTide, DetectionWorstCase, headline,
                          sample_breakdown)
 from .greedy import GREEDY_RULES, AccuracyWorstCase, GreedyWorstCase
@@ -443,6 +441,14 @@ class DAGMetric(BaseMetric):
         self.headline_sources = {}
         for level, names in self._members.items():
             self.headline_sources.update(worst_headlines(metrics, level, names, inner))
+            # the breakdowns of the loop's images (the attack's per-image
+            # winners) are not the headline's: they move beside its figures
+            # to advr_winner; the headline's own counts are advr_worst/errors/
+            for head in (ERRORS_PREFIX, TIDE_PREFIX):
+                old = f'{head}/{swept("advr", level)}/'
+                new = f'{head}/{swept(WINNER_VARIANT, level)}/'
+                for key in [k for k in metrics if k.startswith(old)]:
+                    metrics[new + key[len(old):]] = metrics.pop(key)
         return metrics
 
     def _evaluate_merged(self, metric: BaseMetric, size: int, restored: list) -> dict:

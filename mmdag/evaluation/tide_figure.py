@@ -7,7 +7,6 @@ file, then ``os.replace``)."""
 from typing import Dict, List, Optional, Tuple
 
 from mmdag.plotting import pyplot, save_png
-
 from .tide import ERRORS, TIDE_NAMES
 
 __all__ = ['tide_bars', 'TIDE_COLORS']

@@ -1,10 +1,15 @@
 """Adapters: OpenMMLab model + data batch -> :class:`mmdag.attacks.TargetSet`."""
 from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
+
+# isort: off
+# not sorted: the import order is the adapters' registration order, the order
+# in which find_adapter tries them and the error message lists their families
 from .segmentation import SegmentationTargets
 from .two_stage import TwoStageTargets
 from .one_stage import OneStageTargets
 from .queries import MaskQueryTargets, QueryTargets
+# isort: on
 
 
 def predicting_model(model):

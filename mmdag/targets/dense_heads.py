@@ -106,6 +106,7 @@ def _assign_on_predictions(head, ctx, decode):
           'predictions')
 def _assign_rtmdet(head, ctx):
     from mmdet.structures.bbox import distance2bbox
+
     # RTMDet's boxes: distances from each prior, already scaled by the stride
     return _assign_on_predictions(head, ctx, lambda anchors, bbox_preds: torch.cat(
         [distance2bbox(a.reshape(-1, 4), b[0].permute(1, 2, 0).reshape(-1, 4))

@@ -7,13 +7,14 @@ from torch import Tensor
 from mmdag.attacks import TargetSet
 from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
-from .det_loss import DetectorLoss
 from .batching import map_canvas_groups
-from .common import above_threshold, gt_in_input_frame, score_logit  # noqa: F401
-from .common import features as _features
 from .candidates import (check_mode, dense_class_loss, objectness_kind, yolov3_objectness,
                          yolox_objectness)
+from .common import above_threshold  # noqa: F401
+from .common import features as _features
+from .common import gt_in_input_frame, score_logit
 from .dense_heads import AssignContext, cls_maps, find_spec, flat_logits, supported_heads
+from .det_loss import DetectorLoss
 
 
 def dense_head_of(model):
@@ -79,6 +80,7 @@ class OneStageTargets(DetectorLoss, TargetSet):
     def accepts(model) -> bool:
         from mmdet.models.detectors import SingleStageDetector
         from mmdet.models.detectors.single_stage_instance_seg import SingleStageInstanceSegmentor
+
         # the RPN detector scores one class-agnostic objectness: no wrong label to push up
         return (isinstance(model, (SingleStageDetector, SingleStageInstanceSegmentor))
                 and dense_head_of(model) is not None
@@ -129,7 +131,8 @@ class OneStageTargets(DetectorLoss, TargetSet):
             outs = head(x)
             maps = cls_maps(spec, head, x) if spec.cls_maps else list(outs[0])
             featmap_sizes = [m.shape[-2:] for m in maps]
-            num_priors = sum(m.shape[-2] * m.shape[-1] * (m.shape[1] // self.num_logits) for m in maps)
+            num_priors = sum(m.shape[-2] * m.shape[-1] * (m.shape[1] // self.num_logits)
+                             for m in maps)
             device = maps[0].device
             out = []
             for j, (k, meta) in enumerate(zip(group, metas)):

@@ -42,10 +42,10 @@ from torch import Tensor
 
 from mmdag.attacks import TargetSet
 from mmdag.registry import TARGETS
-from .det_loss import DetectorLoss
 from .batching import map_canvas_groups
 from .candidates import check_mode, query_loss
 from .common import above_threshold, gt_in_input_frame, score_logit
+from .det_loss import DetectorLoss
 from .query_selection import QuerySelection, two_stage_selection
 
 _Selection = QuerySelection     # its name before it moved (tests/test_targets/test_queries.py)

@@ -87,10 +87,11 @@ class SegmentationTargets(TargetSet):
 
     Works for any mmseg ``EncoderDecoder`` (``CascadeEncoderDecoder``
     included; MaskFormer and Mask2Former attacked on the log of their class
-    scores, see :func:`mask_classification`). Logits are taken in the frame the metric uses (the original
-    image), so "still correct" is exactly what IoUMetric will count. Pixels
-    labelled ``ignore_index`` (or outside ``[0, C)``) are skipped. Where a
-    sample has no ground truth, the clean prediction is the true label.
+    scores, see :func:`mask_classification`). Logits are taken in the frame
+    the metric uses (the original image), so "still correct" is exactly what
+    IoUMetric will count. Pixels labelled ``ignore_index`` (or outside
+    ``[0, C)``) are skipped. Where a sample has no ground truth, the clean
+    prediction is the true label.
 
     Args:
         model: the segmentor (unwrapped, in eval mode).
@@ -137,9 +138,10 @@ class SegmentationTargets(TargetSet):
                 lab = gt.data.flatten().long()
                 ori = tuple(sample.metainfo['ori_shape'])
                 if tuple(gt.data.shape[-2:]) != ori:
-                    raise ValueError(f'gt_sem_seg has shape {tuple(gt.data.shape[-2:])} but ori_shape '
-                                     f'is {ori}: load annotations after Resize in the test pipeline, '
-                                     'as the mmseg zoo configs do.')
+                    raise ValueError(
+                        f'gt_sem_seg has shape {tuple(gt.data.shape[-2:])} but ori_shape '
+                        f'is {ori}: load annotations after Resize in the test pipeline, '
+                        'as the mmseg zoo configs do.')
                 valid = (lab != ignore) & (lab >= 0) & (lab < num_classes)
             self.index.append(valid.nonzero().squeeze(1).to(device))
             labels.append(lab[valid].to(device))

@@ -10,10 +10,11 @@ from torch import Tensor
 from mmdag.attacks import TargetSet
 from mmdag.errors import UnsupportedModelError
 from mmdag.registry import TARGETS
-from .det_loss import DetectorLoss
 from .batching import map_canvas_groups
 from .candidates import check_mode, two_stage_loss
-from .common import features as _features, gt_in_input_frame  # noqa: F401
+from .common import features as _features  # noqa: F401
+from .common import gt_in_input_frame
+from .det_loss import DetectorLoss
 
 
 def _roi_context(head, x) -> dict:
@@ -37,7 +38,8 @@ def _log_activation(bbox_head, cls_score: Tensor) -> Tensor:
     if type(loss).__name__ == 'SeesawLoss':
         classes, objectness = loss._split_cls_score(cls_score)
         log_obj = F.log_softmax(objectness, dim=-1)
-        return torch.cat([F.log_softmax(classes, dim=-1) + log_obj[..., :1], log_obj[..., 1:]], dim=-1)
+        return torch.cat([F.log_softmax(classes, dim=-1) + log_obj[..., :1], log_obj[..., 1:]],
+                         dim=-1)
     return loss.get_activation(cls_score).clamp_min(1e-30).log()
 
 
@@ -57,7 +59,8 @@ def _roi_logits(model, x, boxes: List[Tensor], metas: list) -> List[Tensor]:
     head = model.roi_head
     sizes = [len(b) for b in boxes]
     if not sum(sizes):   # no box at all: the cascade's refinement and SABL's head cannot take it
-        last = head.bbox_head[-1] if isinstance(head.bbox_head, torch.nn.ModuleList) else head.bbox_head
+        last = (head.bbox_head[-1] if isinstance(head.bbox_head, torch.nn.ModuleList)
+                else head.bbox_head)
         return [x[0].new_zeros((0, last.num_classes + 1)) for _ in sizes]
     kwargs = _roi_context(head, x)
     if hasattr(head, '_refine_roi'):
@@ -234,7 +237,8 @@ class TwoStageTargets(DetectorLoss, TargetSet):
         bbox_head = model.roi_head.bbox_head
         bbox_head = bbox_head[-1] if isinstance(bbox_head, torch.nn.ModuleList) else bbox_head
         if getattr(bbox_head.loss_cls, 'use_sigmoid', False) or (
-                bbox_head.custom_cls_channels and isinstance(model.roi_head.bbox_head, torch.nn.ModuleList)):
+                bbox_head.custom_cls_channels
+                and isinstance(model.roi_head.bbox_head, torch.nn.ModuleList)):
             raise UnsupportedModelError(
                 'this RoI head does not score C classes + background with a softmax; '
                 'DAG on two-stage detectors supports softmax box heads')
@@ -269,8 +273,8 @@ class TwoStageTargets(DetectorLoss, TargetSet):
                         x, [DetDataSample(metainfo=m) for m in metas], rescale=False)
             else:
                 outs = model.rpn_head(x)
-                proposals = model.rpn_head.predict_by_feat(*outs, batch_img_metas=metas, cfg=rpn_cfg,
-                                                           rescale=False)
+                proposals = model.rpn_head.predict_by_feat(*outs, batch_img_metas=metas,
+                                                           cfg=rpn_cfg, rescale=False)
             boxes = [p.bboxes for p in proposals]
             return list(zip(boxes, _roi_logits(model, x, boxes, metas)))
 

@@ -3,10 +3,10 @@ authors' code (transcribed in reference_apgd.py) from the same start, on a
 small convolutional toy; the budget; the stages' bookkeeping."""
 import pytest
 import torch
-from reference_apgd import apgd_largereps
-from test_budgeted import ConvPixels, conv_problem
 
 from mmdag.attacks import APGD
+from reference_apgd import apgd_largereps
+from test_budgeted import ConvPixels, conv_problem
 
 
 def problem(seed, num_images=2):

@@ -7,9 +7,9 @@ it holds for DAG, and the loss it attacks must be the subclass's."""
 import pytest
 import torch
 import torch.nn.functional as F
-from test_dag import LinearPixels, make_problem
 
 from mmdag.attacks import DAG, AttackResult, IterativeAttack
+from test_dag import LinearPixels, make_problem
 
 
 class ToyPGD(IterativeAttack):

@@ -6,11 +6,11 @@ and what each loss weighs."""
 import pytest
 import torch
 import torch.nn.functional as F
+
+from mmdag.attacks import PGD, CosPGD, SegPGD, TargetSet
+from mmdag.attacks.budgeted import target_ce, target_probs
 from reference_pgd import reference_attack
 from test_dag import LinearPixels, make_problem
-
-from mmdag.attacks import CosPGD, PGD, SegPGD, TargetSet
-from mmdag.attacks.budgeted import target_ce, target_probs
 
 ATTACKS = dict(pgd=PGD, segpgd=SegPGD, cospgd=CosPGD)
 

@@ -99,7 +99,8 @@ def test_images_in_a_batch_are_independent_and_stopped_ones_are_not_forwarded():
     for i in range(3):
         n = sum(i in idx for idx, _ in t.calls)
         assert n == res.stats[i]['iters'] + 1
-    assert len({s['iters'] for s in res.stats}) > 1, 'the test needs images that stop at different times'
+    stop_iters = {s['iters'] for s in res.stats}
+    assert len(stop_iters) > 1, 'the test needs images that stop at different times'
 
 
 def test_trace_and_pass_counts_follow_the_loop():
@@ -152,7 +153,8 @@ def test_quantize_returns_integer_images_and_rechecks():
     # a forward per update, the final check, and the re-check after rounding
     assert len(t.calls) == res.stats[0]['iters'] + 2
     z = torch.einsum('ck,kn->nc', w, x.flatten(1)) + b
-    assert res.stats[0]['correct_frac'] == pytest.approx((z.argmax(1) == labels[0]).float().mean().item())
+    correct_frac = (z.argmax(1) == labels[0]).float().mean().item()
+    assert res.stats[0]['correct_frac'] == pytest.approx(correct_frac)
 
 
 @pytest.mark.parametrize('epsilon', [2.7, 0.6, 3.5])

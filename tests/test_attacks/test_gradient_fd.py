@@ -6,11 +6,11 @@ taken on a float64 copy of the model (tests/numerics.py says why)."""
 import pytest
 import torch
 import torch.nn.functional as F
-from numerics import assert_matches_central_differences, float64_targets
-from test_segmentation import TINY, build, make_batch
 
 from mmdag.attacks import APGD, PGD, CosPGD, SegPGD
 from mmdag.targets import SegmentationTargets
+from numerics import assert_matches_central_differences, float64_targets
+from test_segmentation import TINY, build, make_batch
 
 
 def first_gradient(attack, images, targets):
@@ -91,13 +91,12 @@ def test_vanishing_first_gradient_matches_finite_differences():
     against central differences in float64, pixel by pixel (in float32, the
     difference at a pixel whose gradient is 1e-7 is rounding noise: it
     failed on other CPUs)."""
-    from test_two_stage import TARGETS
-    from test_two_stage import build as build_det
-    from test_two_stage import make_batch as det_batch
-
     from mmdag.attacks.matched import MatchedVanishing, vanishing_loss
     from mmdag.engine.step import attack_mode
     from mmdag.targets import TwoStageTargets
+    from test_two_stage import TARGETS
+    from test_two_stage import build as build_det
+    from test_two_stage import make_batch as det_batch
     model = build_det('faster_fpn')
     batch = det_batch(num=1, seed=4)
     x = batch['inputs'][0].float()

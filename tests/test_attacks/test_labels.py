@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mmdag.attacks.labels import (class_derangement, derangement, least_likely_labels, permute_labels,
-                                  random_labels, target_labels)
+from mmdag.attacks.labels import (class_derangement, derangement, least_likely_labels,
+                                  permute_labels, random_labels, target_labels)
 
 
 def gen(seed=0):
@@ -42,7 +42,8 @@ def test_target_and_least_likely():
     assert target_labels(labels, 3, gen(), target=0).tolist() == [-1, 0, 0]
     logits = torch.tensor([[5.0, -3.0, 0.0], [-9.0, 1.0, 2.0], [-1.0, 2.0, -5.0]])
     assert least_likely_labels(labels, 3, gen(), clean_logits=logits).tolist() == [1, 0, 2]
-    assert least_likely_labels(labels, 3, gen(), clean_logits=logits, exclude=(0,)).tolist() == [1, 1, 2]
+    assert least_likely_labels(labels, 3, gen(), clean_logits=logits,
+                               exclude=(0,)).tolist() == [1, 1, 2]
 
 
 @pytest.mark.parametrize('seed', range(20))

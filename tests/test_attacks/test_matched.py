@@ -7,11 +7,11 @@ achieves (the background probability up, the scores down, targets lost), its
 budget, and the refusal of targets without a background (segmentation)."""
 import pytest
 import torch
-from test_dag import LinearPixels
 
 from mmdag.attacks import MatchedMislabel, MatchedUntargeted, MatchedVanishing
 from mmdag.attacks.labels import random_labels
 from mmdag.errors import MMDagError
+from test_dag import LinearPixels
 
 C = 5   # the last class is the background
 

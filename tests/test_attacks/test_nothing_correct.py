@@ -14,14 +14,13 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from test_dag import LinearPixels
-from test_segmentation import TINY, build, make_batch
 
 from mmdag.apis import attack_batch
-from mmdag.attacks import (APGD, DAG, NOT_ATTACKED, PGD, CosPGD, DetPGD, MatchedVanishing,
-                           SegPGD, TOGFabrication, TOGMislabel, TOGUntargeted, TOGVanishing,
-                           WorstCase)
+from mmdag.attacks import (APGD, DAG, NOT_ATTACKED, PGD, CosPGD, DetPGD, MatchedVanishing, SegPGD,
+                           TOGFabrication, TOGMislabel, TOGUntargeted, TOGVanishing, WorstCase)
 from mmdag.targets import SegmentationTargets
+from test_dag import LinearPixels
+from test_segmentation import TINY, build, make_batch
 
 SEGMENTATION = {
     'dag': lambda: DAG(max_iters=5),

@@ -6,13 +6,12 @@ step scaled with the budget where the config gives none, kept where it
 does."""
 import pytest
 import torch
-from test_budgeted import ConvPixels, conv_problem
 
-from mmdag.attacks import PGD, EpsilonSweep, WorstCase
+from mmdag.attacks import PGD, EpsilonSweep, WorstCase, build_attack, build_sweep
 from mmdag.attacks.det_pgd import DetPGD
 from mmdag.attacks.sweep import scaled_alpha, sweep_config
 from mmdag.errors import MMDagError
-from mmdag.attacks import build_attack, build_sweep
+from test_budgeted import ConvPixels, conv_problem
 
 EPSILONS = [1.0, 3.0, 8.0]
 

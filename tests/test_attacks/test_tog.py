@@ -10,12 +10,11 @@ attacks are in ``test_matched.py``."""
 import pytest
 import torch
 import torch.nn.functional as F
-from test_dag import LinearPixels
 
-from mmdag.attacks import DetPGD, MatchedMislabel, MatchedUntargeted, TOGFabrication
-from mmdag.attacks import TOGMislabel, TOGUntargeted, TOGVanishing
+from mmdag.attacks import (DetPGD, MatchedMislabel, MatchedUntargeted, TOGFabrication, TOGMislabel,
+                           TOGUntargeted, TOGVanishing, build_attack)
 from mmdag.errors import MMDagError
-from mmdag.attacks import build_attack
+from test_dag import LinearPixels
 
 C = 5   # the last class is the background
 

@@ -15,14 +15,6 @@ import numpy as np
 import pytest
 import torch
 from mmengine.structures import InstanceData
-from reference_tog_detections import (generate_attack_targets, mislabeling_loss, tog_loop,
-                                      untargeted_loss)
-from test_model_state import check_unchanged, snapshot
-from test_one_stage import build as build_one_stage
-from test_one_stage import make_batch as one_stage_batch
-from test_two_stage import TARGETS
-from test_two_stage import build as build_two_stage
-from test_two_stage import make_batch as two_stage_batch
 
 from mmdag.attacks.base import derive_seeds
 from mmdag.attacks.budgeted import uniform_start
@@ -31,6 +23,14 @@ from mmdag.engine.step import attack_mode
 from mmdag.errors import MMDagError
 from mmdag.targets import OneStageTargets, TwoStageTargets
 from mmdag.targets.det_loss import TOG_SCORE_THR, loss_mode, tog_model_kind
+from reference_tog_detections import (generate_attack_targets, mislabeling_loss, tog_loop,
+                                      untargeted_loss)
+from test_model_state import check_unchanged, snapshot
+from test_one_stage import build as build_one_stage
+from test_one_stage import make_batch as one_stage_batch
+from test_two_stage import TARGETS
+from test_two_stage import build as build_two_stage
+from test_two_stage import make_batch as two_stage_batch
 
 H, W = 96, 128
 
@@ -319,8 +319,10 @@ def test_bad_settings_and_models_are_refused_in_one_line():
         fresh = TwoStageTargets(model, images, batch['data_samples'], **TARGETS)
         with pytest.raises(MMDagError, match='no clean detections yet'):
             fresh.detector_loss(images, [0], [0], gt='clean')
-    from test_segmentation import TINY, build as build_seg, make_batch as seg_batch
     from mmdag.targets import SegmentationTargets
+    from test_segmentation import TINY
+    from test_segmentation import build as build_seg
+    from test_segmentation import make_batch as seg_batch
     seg = build_seg(TINY)
     sb = seg_batch(num=1)
     with attack_mode(seg):

@@ -24,9 +24,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import reference_tog as ref
 from mmdag.attacks import TOGFabrication, TOGVanishing
 from mmdag.engine.step import attack_mode
+import reference_tog as ref
 
 #: float64 all through: the loss and its gradient agree to rounding (about
 #: 1e-16 relative, summed over a few thousand terms, far below 1e-9); a
@@ -187,9 +187,8 @@ def frcnn_outputs(model, sample, targets):
 
 @pytest.fixture(scope='module')
 def faster(float64_nms):
-    from test_two_stage import TARGETS, build, make_batch
-
     from mmdag.targets import TwoStageTargets
+    from test_two_stage import TARGETS, build, make_batch
     model = in_double(build('faster_fpn'))
     # fewer proposals than the zoo's 1000: mmcv's RoIAlign backward on a CPU
     # is most of the time (both paths read this setting)
@@ -288,9 +287,8 @@ def test_objectness_heads_are_tog_yolov3(float64_nms, name, mode):
 def test_dense_class_heads(float64_nms, name, mode):
     """SSD: TOG's ``ssd.py``; RetinaNet (sigmoid, no model in TOG): YOLOv3's
     objectness rule on every class logit of every prior, summed."""
-    from test_one_stage import ZOO, build, make_batch
-
     from mmdag.targets import OneStageTargets
+    from test_one_stage import ZOO, build, make_batch
     model = in_double(build(name))
     batch = make_batch(*ZOO[name][1], num=1, seed=3)
     x, sample = batch['inputs'][0].double(), batch['data_samples'][0]
@@ -408,9 +406,8 @@ def test_detections_vanish_or_objects_appear_within_the_budget(kind):
     Fabrication (random weights, whose RoI scores are near uniform and where
     TOG's RoI term, away from each proposal's argmax, moves little): every
     anchor's objectness up on average, and TOG's fabrication loss down."""
-    from test_two_stage import TARGETS, build, make_batch
-
     from mmdag.targets import TwoStageTargets
+    from test_two_stage import TARGETS, build, make_batch
     model = build('faster_fpn')
     model.rpn_head.test_cfg.max_per_img = 64
     if kind == 'vanishing':

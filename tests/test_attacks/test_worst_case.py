@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from test_budgeted import ConvPixels, conv_problem
 
 from mmdag.attacks import DAG, PGD, AttackResult, CosPGD, SegPGD, WorstCase
 from mmdag.attacks.targets import TargetSet
 from mmdag.attacks.worst_case import member_seeds
+from test_budgeted import ConvPixels, conv_problem
 
 
 class Fixed:

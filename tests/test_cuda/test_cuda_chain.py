@@ -43,11 +43,10 @@ def cosine(a, b):
 # ----------------------------------------------------------------- Python API
 @pytest.mark.parametrize('mode', ['whole', 'slide'])
 def test_segmentation_attack_on_device_matches_cpu(mode):
-    from test_segmentation import TINY as TINY_CFG
-    from test_segmentation import build, make_batch
-
     from mmdag.apis import attack_batch
     from mmdag.engine.step import perm_images
+    from test_segmentation import TINY as TINY_CFG
+    from test_segmentation import build, make_batch
     extra = dict(mode='slide', crop_size=(32, 32), stride=(24, 24)) if mode == 'slide' else {}
     model = build(TINY_CFG, **extra)
     batch = make_batch(num=2)
@@ -68,11 +67,10 @@ def test_segmentation_attack_on_device_matches_cpu(mode):
 
 @pytest.mark.parametrize('name', ['faster_fpn', 'retinanet', 'fcos'])
 def test_detectors_on_device_with_mixed_sizes(name):
-    from test_batching import MODELS, SHAPES, TARGET_CFG, mixed_batch
-
     from mmdag.apis import attack_batch
     from mmdag.engine.step import attack_mode
     from mmdag.targets import build_targets
+    from test_batching import MODELS, SHAPES, TARGET_CFG, mixed_batch
     model = MODELS[name]().to(DEVICE)
     batch = mixed_batch(SHAPES)
     images = [x.to(DEVICE).float() for x in batch['inputs']]
@@ -88,12 +86,11 @@ def test_detectors_on_device_with_mixed_sizes(name):
 
 
 def test_transfer_batch_with_loaded_perturbations_on_device(tmp_path):
+    from mmdag.apis import attack_batch
+    from mmdag.engine.perturbations import load_perturbation, save_perturbation
+    from mmdag.engine.step import transfer_batch
     from test_segmentation import TINY as TINY_CFG
     from test_segmentation import build, make_batch
-
-    from mmdag.apis import attack_batch
-    from mmdag.engine.step import transfer_batch
-    from mmdag.engine.perturbations import load_perturbation, save_perturbation
     model = build(TINY_CFG).to(DEVICE)
     batch = make_batch(num=2)
     res, _ = attack_batch(model, batch, dict(max_iters=2, gamma=1.0, quantize=True))
@@ -162,7 +159,8 @@ def test_tools_test_detection_on_device(model, tiny_voc, tmp_path):
     cfg.dump(cfg_path)
     wd = str(tmp_path / 'wd')
     run_tool(['tools/test.py', cfg_path, ckpt, '--attack', 'dag', '--attack-options', 'max_iters=2',
-              '--num-figures', '2', '--save-perturbations', '--work-dir', wd, '--cfg-options', *opts])
+              '--num-figures', '2', '--save-perturbations', '--work-dir', wd,
+              '--cfg-options', *opts])
     rep = report(wd)
     assert rep['environment']['device'].startswith(DEVICE)
     assert set(rep['variants']) == {'orig', 'advr', 'perm', 'advr_uint8'}
@@ -195,7 +193,8 @@ def test_dist_test_sh_matches_one_process(tiny_voc, trained_seg_checkpoint, tmp_
     tol = 1e-4 if DEVICE == 'cpu' else 0.1
     for v in r1['variants']:
         for k, x in r1['variants'][v].items():
-            assert rn['variants'][v][k] == pytest.approx(x, abs=tol), (v, k, r1['variants'], rn['variants'])
+            assert rn['variants'][v][k] == pytest.approx(x, abs=tol), \
+                (v, k, r1['variants'], rn['variants'])
     assert np.isfinite(rn['attack']['linf'])
 
 
@@ -206,9 +205,8 @@ def test_detection_attacks_on_device(name, attack):
     the device's generator too) and TOG on the device: on the device,
     inside the budget, the model unchanged, and the same result twice (up to
     the few pixels where CUDA's atomic adds flip a near-zero gradient's sign)."""
-    from test_batching import MODELS, SHAPES, TARGET_CFG, mixed_batch
-
     from mmdag.apis import attack_batch
+    from test_batching import MODELS, SHAPES, TARGET_CFG, mixed_batch
     model = MODELS[name]().to(DEVICE)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     batch = mixed_batch(SHAPES, seed=1)

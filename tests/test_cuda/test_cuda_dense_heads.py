@@ -10,11 +10,11 @@ import os
 
 import pytest
 import torch
-from test_dense_heads import CONFIGS, build, one_box_batch
 
 from mmdag.apis import attack_batch
 from mmdag.engine.step import attack_mode
 from mmdag.targets import build_targets
+from test_dense_heads import CONFIGS, build, one_box_batch
 
 DEVICE = os.environ.get('MMDAG_TEST_DEVICE', 'cuda')
 pytestmark = [
@@ -22,8 +22,8 @@ pytestmark = [
     pytest.mark.skipif(DEVICE == 'cuda' and not torch.cuda.is_available(),
                        reason='needs CUDA (MMDAG_TEST_DEVICE=cpu runs these on the CPU)'),
 ]
-HEADS = ['RTMDetSepBNHead', 'TOODHead', 'YOLOXHead', 'CenterNetHead', 'SOLOV2Head', 'AutoAssignHead',
-         'SOLOHead', 'DecoupledSOLOHead']
+HEADS = ['RTMDetSepBNHead', 'TOODHead', 'YOLOXHead', 'CenterNetHead', 'SOLOV2Head',
+         'AutoAssignHead', 'SOLOHead', 'DecoupledSOLOHead']
 
 
 @pytest.mark.parametrize('head', HEADS)
@@ -37,7 +37,9 @@ def test_dense_head_targets_on_device(head):
     with attack_mode(model):
         dev = build_targets(model, [image.to(DEVICE)], batch['data_samples'], score_thr=1e-6)
     assert dev.index[0].device.type == torch.device(DEVICE).type
-    assert torch.equal(dev.index[0].cpu(), cpu.index[0]) and torch.equal(dev.labels[0].cpu(), cpu.labels[0])
-    result, _ = attack_batch(model, batch, attack=dict(max_iters=2), targets_cfg=dict(score_thr=1e-6))
+    assert torch.equal(dev.index[0].cpu(), cpu.index[0])
+    assert torch.equal(dev.labels[0].cpu(), cpu.labels[0])
+    result, _ = attack_batch(model, batch, attack=dict(max_iters=2),
+                             targets_cfg=dict(score_thr=1e-6))
     assert result.adv_images[0].device.type == torch.device(DEVICE).type
     assert result.stats[0]['iters'] >= 1 or result.stats[0]['status'] == 'converged'

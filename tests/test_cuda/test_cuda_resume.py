@@ -19,11 +19,10 @@ import torch
 from conftest import ROOT, run_tool
 
 sys.path.insert(0, osp.join(ROOT, 'tests', 'test_engine'))
-from test_resume import (RECORD_KEYS, attackable_seg_checkpoint, command,  # noqa: E402
-                         kill_after_two_images, report, resumed_counts)
-
 from mmdag.engine.records import read_records, unique_records  # noqa: E402
 from mmdag.engine.resume import read_state  # noqa: E402
+from test_resume import (RECORD_KEYS, attackable_seg_checkpoint, command,  # noqa: E402
+                         kill_after_two_images, report, resumed_counts)
 
 DEVICE = os.environ.get('MMDAG_TEST_DEVICE', 'cuda')
 pytestmark = [

@@ -6,14 +6,12 @@ import os.path as osp
 import sys
 
 import pytest
-
-from conftest import ROOT
-
 import torch
 
 from mmdag.attacks import DAG, attack_names, build_attack
 from mmdag.engine import DAGAttackHook
 from mmdag.registry import ATTACKS
+from conftest import ROOT
 
 #: a whole new attack in one file: one-step FGSM on the per-target cross-entropy
 ONE_FILE_ATTACK = '''

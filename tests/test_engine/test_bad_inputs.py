@@ -17,9 +17,9 @@ DET = osp.join(ROOT, 'configs', 'demo', 'faster-rcnn_tiny_synthetic-voc.py')
 @pytest.fixture(scope='module')
 def random_det_checkpoint(tmp_path_factory):
     """The demo Faster R-CNN with random weights, as a plain state dict."""
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
     init_default_scope('mmdet')
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(DET).model)
@@ -123,7 +123,8 @@ def test_partial_checkpoint_runs_when_asked_and_the_report_says_so(
     wd = str(tmp_path / 'wd')
     res = run_tool(['tools/test.py', TINY, random_det_checkpoint, '--allow-partial-checkpoint',
                     '--attack', 'dag', '--attack-options', 'max_iters=1', '--work-dir', wd,
-                    '--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.dataset.indices=1'])
+                    '--cfg-options', *data_root_opts(tiny_voc),
+                    'test_dataloader.dataset.indices=1'])
     assert 'does not fit the model' in res.stdout + res.stderr
     fit = json.load(open(osp.join(wd, 'dag_report.json')))['checkpoint_fit']
     assert fit['allow_partial'] and 'decode_head' in fit['missing_parts']
@@ -136,7 +137,8 @@ def test_a_fitting_checkpoint_reports_nothing_unloaded(tiny_voc, trained_seg_che
     wd = str(tmp_path / 'wd')
     res = run_tool(['tools/test.py', TINY, trained_seg_checkpoint, '--attack', 'dag',
                     '--attack-options', 'max_iters=1', '--work-dir', wd,
-                    '--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.dataset.indices=1'])
+                    '--cfg-options', *data_root_opts(tiny_voc),
+                    'test_dataloader.dataset.indices=1'])
     assert 'weights_only=False' not in res.stdout + res.stderr
     fit = json.load(open(osp.join(wd, 'dag_report.json')))['checkpoint_fit']
     assert fit['unloaded_params'] == 0 and fit['unloaded_buffers'] == 0
@@ -149,7 +151,8 @@ def test_trusted_checkpoint_loads_fully_with_a_line(tiny_voc, random_seg_checkpo
     _code_checkpoint(random_seg_checkpoint, ck, str(marker))
     res = run_tool(['tools/test.py', TINY, ck, '--trust-checkpoint', '--attack', 'none',
                     '--work-dir', str(tmp_path / 'wd'),
-                    '--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.dataset.indices=1'])
+                    '--cfg-options', *data_root_opts(tiny_voc),
+                    'test_dataloader.dataset.indices=1'])
     assert marker.exists()
     assert 'weights_only=False (--trust-checkpoint)' in res.stdout
 
@@ -173,7 +176,8 @@ def test_attack_none_with_a_list_of_evaluators(tiny_voc, random_seg_checkpoint, 
         "                  dict(type='IoUMetric', iou_metrics=['mDice'], prefix='dice')]\n")
     common = ['--work-dir', str(tmp_path / 'wd'), '--cfg-options', *data_root_opts(tiny_voc),
               'test_dataloader.dataset.indices=1']
-    clean = run_tool(['tools/test.py', str(cfg), random_seg_checkpoint, '--attack', 'none', *common])
+    clean = run_tool(['tools/test.py', str(cfg), random_seg_checkpoint, '--attack', 'none',
+                      *common])
     assert 'dice/mDice' in clean.stdout + clean.stderr
     attacked = run_tool(['tools/test.py', str(cfg), random_seg_checkpoint, '--attack', 'dag',
                          '--attack-options', 'max_iters=1', *common])

@@ -72,6 +72,7 @@ def test_goal_lines_on_cuda_are_stricter():
     import sys
     sys.path.insert(0, 'tools/analysis')
     from benchmark import goal_lines
+
     # (seconds, image-iterations, MiB): floor 1.0, mmdag 1.1, plain 12 s per image-iteration
     rows = [('floor', (10.0, 10, 1.0), ''), ('mmdag', (11.0, 10, 1.0), ''),
             ('plain', (120.0, 10, 1.0), '')]

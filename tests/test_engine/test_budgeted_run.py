@@ -6,10 +6,9 @@ another epsilon is refused."""
 import json
 import os.path as osp
 
+from mmdag.engine.records import read_records
 from conftest import TINY, data_root_opts, run_tool
 from test_resume import attackable_seg_checkpoint
-
-from mmdag.engine.records import read_records
 
 __all__ = ['attackable_seg_checkpoint']   # the fixture, imported for this module
 

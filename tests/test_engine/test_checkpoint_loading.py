@@ -31,6 +31,7 @@ def test_import_mmdag_leaves_loading_alone():
 
 def test_runner_written_and_plain_checkpoints_load_weights_only(trained_seg_checkpoint, tmp_path):
     from mmdag.checkpoint import load_checkpoint_file
+
     # what the Runner writes: message hub (HistoryBuffer), numpy arrays, scalars and dtypes
     ck = load_checkpoint_file(trained_seg_checkpoint)
     assert {'meta', 'state_dict', 'message_hub', 'optimizer'} <= set(ck)
@@ -62,6 +63,7 @@ def test_getattr_in_a_checkpoint_reaches_only_history_buffer_methods(tmp_path):
 
 def test_a_zoo_url_is_downloaded_once_and_loaded_weights_only(random_seg_checkpoint, tmp_path):
     from mmdag.checkpoint import load_checkpoint_url
+
     # urllib serves file:// as it serves https://download.openmmlab.com/...
     url = 'file://' + os.path.abspath(random_seg_checkpoint)
     cache = str(tmp_path / 'hub')
@@ -127,7 +129,7 @@ def zoo_home(tmp_path, monkeypatch):
     import mmengine
     from mmengine.runner import checkpoint as mc
 
-    from mmdag.checkpoint import local as ckpt_local   # where trust() keeps its set
+    from mmdag.checkpoint import local as ckpt_local  # where trust() keeps its set
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     monkeypatch.setenv('MMENGINE_HOME', str(tmp_path / 'mmengine_home'))
     monkeypatch.setattr(torch.hub, '_hub_dir', None)
@@ -184,6 +186,7 @@ def test_a_good_checkpoint_under_a_zoo_name_loads_weights_only(zoo_home, tmp_pat
     from mmengine.runner.checkpoint import CheckpointLoader
 
     from mmdag.checkpoint import safe_loading
+
     # cached under the name open-mmlab://resnet50_v1c resolves to; and a name that
     # mmengine's home maps to a file there (MMENGINE_HOME/open_mmlab.json)
     _runner_like_checkpoint(os.path.join(zoo_home, os.path.basename(
@@ -448,7 +451,7 @@ def test_the_restricted_unpickler_of_older_torch_loads_and_refuses_the_same(
     (forced here on today's torch) must load what the weights-only path loads
     and refuse what it refuses, with the same line, running nothing."""
     from mmdag import checkpoint as ckpt
-    from mmdag.checkpoint import weights_only   # where TORCH_SAFE_GLOBALS is looked up
+    from mmdag.checkpoint import weights_only  # where TORCH_SAFE_GLOBALS is looked up
 
     class Sneaky:
         def __reduce__(self):

@@ -77,8 +77,8 @@ def test_tog_vanishing_through_tools_test(tiny_voc, random_seg_checkpoint, tmp_p
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from conftest import TINY
     from mmdag.engine.records import read_records
+    from conftest import TINY
     init_default_scope('mmdet')
     torch.manual_seed(0)
     ckpt = str(tmp_path / 'random_det.pth')
@@ -127,8 +127,10 @@ def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
     errors = rep['errors']
     assert errors['score_thr'] == 0.0 and errors['gt'] > 0
     for level in ('', '@2'):
-        for v in ('advr', 'advr_worst', *(f'advr[{n}]' for n in members)):
+        for v in ('advr_winner', 'advr_worst', *(f'advr[{n}]' for n in members)):
             assert errors['variants'][v + level]['adds_up'], v + level
+        # no breakdown is labelled advr unless it is the headline's
+        assert 'advr' + level not in errors['variants']
         worst = m[f'advr_worst{level}/mAP']
         assert all(worst <= m[f'advr[{n}]{level}/mAP'] for n in members)
         assert sum(m[f'advr_worst{level}/images_{n}'] for n in members) == 3
@@ -136,13 +138,14 @@ def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
         # attack's own per-image winners are a secondary key
         assert all(m[f'advr{level}/mAP'] <= m[f'advr[{n}]{level}/mAP'] for n in members)
         assert m[f'advr{level}/mAP'] <= worst and f'advr_winner{level}/mAP' in m
-    assert errors['variants']['orig']['adds_up'] and 'by_size' in errors['variants']['advr']
+    assert errors['variants']['orig']['adds_up'] and 'by_size' in errors['variants']['advr_winner']
     assert errors['picture'] == 'dag_errors.png' and osp.isfile(osp.join(wd, 'dag_errors.png'))
     assert 'lowest mAP' in rep['sweep']['table'] and 'lowest mAP' in res.stdout
-    # TIDE's breakdown of the clean images, the headline's loop images and
-    # each member, with its picture and its table in the log
+    # TIDE's breakdown of the clean images, the loop's images (the attack's
+    # per-image winners, beside the headline as advr_winner) and each member,
+    # with its picture and its table in the log
     tide = rep['tide']
-    assert set(tide['variants']) == {'orig', 'advr', *(f'advr[{n}]' for n in members)}
+    assert set(tide['variants']) == {'orig', 'advr_winner', *(f'advr[{n}]' for n in members)}
     for row in tide['variants'].values():
         assert 0 <= row['AP'] <= 100 and all(row[f'dAP/{e}'] >= 0 for e in
                                              ('cls', 'loc', 'both', 'dupe', 'bkg', 'miss'))
@@ -164,8 +167,8 @@ def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
         assert set(e) == {'gt', 'orig', 'advr', *(f'advr[{n}]' for n in members)}
         assert all(sum(e[v][k] for k in OBJECT_KINDS) == e['gt'] for v in e if v != 'gt')
     assert sum(r['errors']['gt'] for r in records) == errors['gt']
-    for v in ('orig', 'advr', 'advr[DetPGD]'):
-        assert sum(r['errors'][v]['missed'] for r in records) == errors['variants'][v]['missed']
+    for v, total in (('orig', 'orig'), ('advr', 'advr_winner'), ('advr[DetPGD]', 'advr[DetPGD]')):
+        assert sum(r['errors'][v]['missed'] for r in records) == errors['variants'][total]['missed']
     # resumed from its saved state, every image done: the same metrics, the
     # worst case and the breakdown included
     again = run_tool(['tools/test.py', DET, ckpt, '--attack', 'worstcase', '--attack-options',

@@ -41,8 +41,8 @@ def test_two_processes_match_one(tiny_voc, trained_seg_checkpoint, tmp_path):
 def test_dist_test_sh_launches(tiny_voc, trained_seg_checkpoint, tmp_path):
     wd = str(tmp_path / 'sh')
     res = run_tool(['-c', 'import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))',
-                    'bash', 'tools/dist_test.sh', TINY, trained_seg_checkpoint, '2', '--attack', 'dag',
-                    '--attack-options', 'max_iters=2', '--work-dir', wd,
+                    'bash', 'tools/dist_test.sh', TINY, trained_seg_checkpoint, '2',
+                    '--attack', 'dag', '--attack-options', 'max_iters=2', '--work-dir', wd,
                     '--cfg-options', *data_root_opts(tiny_voc)],
                    env={'PYTHON': sys.executable, 'PORT': str(random.randint(40001, 60000))})
     assert osp.isfile(osp.join(wd, 'dag_report.json')), res.stdout[-2000:]

@@ -116,7 +116,8 @@ def test_killed_rank_ends_run(tiny_voc, trained_seg_checkpoint, tmp_path, sig):
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
            f'--master_port={random.randint(20000, 40000)}', 'tools/test.py', TINY,
            trained_seg_checkpoint, '--launcher', 'pytorch', '--work-dir', wd,
-           '--save-perturbations', '--attack', 'dag', '--attack-options', 'max_iters=200', 'gamma=0.05',
+           '--save-perturbations', '--attack', 'dag',
+           '--attack-options', 'max_iters=200', 'gamma=0.05',
            '--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.batch_size=1',
            'default_hooks.logger.interval=1']   # a 'DAG batch' line after every batch
     env = dict(os.environ, PYTHONWARNINGS='ignore')

@@ -4,9 +4,8 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
-
 from mmdag.fileio import is_temporary, remove_temporaries, write_atomic
+from conftest import ROOT
 
 # a writer SIGKILLed after its data is on disk but before the rename: the
 # worst moment (no Python cleanup runs)

@@ -5,11 +5,13 @@ import os.path as osp
 import sys
 
 import pytest
+
 from conftest import ROOT, run_tool
 
 
 def _require_module():
-    spec = importlib.util.spec_from_file_location('_require', osp.join(ROOT, 'tools', '_require.py'))
+    spec = importlib.util.spec_from_file_location('_require',
+                                                  osp.join(ROOT, 'tools', '_require.py'))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

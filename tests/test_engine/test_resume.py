@@ -15,10 +15,9 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, TINY, data_root_opts, run_tool
-
 from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
 from mmdag.engine.resume import read_state
+from conftest import ROOT, TINY, data_root_opts, run_tool
 
 
 @pytest.fixture(scope='module')

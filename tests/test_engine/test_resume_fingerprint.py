@@ -7,10 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import TINY
-
 from mmdag.engine import run_settings as resume
 from mmdag.errors import MMDagError
+from conftest import TINY
 
 
 def _checkpoint(path, seed):
@@ -23,11 +22,10 @@ def _runner(checkpoint, options=None, attack=None):
     """What the resumed run's hook sees, built as tools/test.py builds it:
     the demo config, --attack dag, the checkpoint, then --cfg-options."""
     from mmengine.config import Config
+    from mmengine.logging import MessageHub
     from mmengine.registry import METRICS, init_default_scope
 
     from mmdag.apis.config import add_dag_to_config
-    from mmengine.logging import MessageHub
-
     from mmdag.contract import RUN_INFO
     from mmdag.engine import DAGAttackHook, DAGResumeHook
     init_default_scope('mmseg')

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY
-
 from mmdag.engine import resume
 from mmdag.errors import MMDagError
+from conftest import TINY
 
 
 class _WritesMarker:
@@ -87,6 +86,7 @@ def _runner(work_dir, names=('img0', 'img1')):
 
     from mmdag.contract import RUN_INFO
     from mmdag.engine import DAGAttackHook
+
     # what the attack hook publishes for the resume hook
     hub = MessageHub.get_instance('mmdag_resume_state')
     hub.update_info(RUN_INFO, dict(state=DAGAttackHook(records=None).state_settings()))

@@ -4,9 +4,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT
-
 from mmdag import stack
+from conftest import ROOT
 
 
 def test_versions_order_as_pip_orders_them():

@@ -10,10 +10,10 @@ import os
 import os.path as osp
 
 import pytest
-from conftest import TINY, data_root_opts, run_tool
-from test_resume import attackable_seg_checkpoint
 
 from mmdag.engine.records import read_records
+from conftest import TINY, data_root_opts, run_tool
+from test_resume import attackable_seg_checkpoint
 
 __all__ = ['attackable_seg_checkpoint']   # the fixture, imported for this module
 

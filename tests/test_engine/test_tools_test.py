@@ -153,7 +153,8 @@ def test_bad_input_gets_one_clear_line(case, tiny_voc, random_seg_checkpoint, tm
         expect = 'not writable'
     else:
         bad = tmp_path / 'not_a_segmentor.py'
-        bad.write_text(f"_base_ = ['{TINY}']\nmodel = dict(_delete_=True, type='ResNetV1c', depth=18)\n")
+        bad.write_text(f"_base_ = ['{TINY}']\n"
+                       "model = dict(_delete_=True, type='ResNetV1c', depth=18)\n")
         args[0] = str(bad)
         expect = 'Supported families'
     res = run_tool(['tools/test.py', *args], check=False)

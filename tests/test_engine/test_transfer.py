@@ -51,7 +51,7 @@ def test_saved_perturbations_replay_the_attack(tiny_voc, trained_seg_checkpoint,
 
 
 def test_missing_perturbation_directory_is_one_clear_line(tiny_voc, random_seg_checkpoint,
-                                                           tmp_path):
+                                                          tmp_path):
     res = run_tool(['tools/test.py', TINY, random_seg_checkpoint, '--perturbations',
                     str(tmp_path / 'nowhere'), '--work-dir', str(tmp_path / 'wd'),
                     '--cfg-options', *data_root_opts(tiny_voc)], check=False)

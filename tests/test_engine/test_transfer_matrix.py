@@ -4,8 +4,8 @@ import os.path as osp
 
 import pytest
 
-from conftest import run_tool
 from mmdag.summary import format_matrix, transfer_matrix
+from conftest import run_tool
 
 
 def rep(config, orig, advr, metric='mIoU', transfer_from=None):
@@ -17,7 +17,7 @@ def test_rows_sources_columns_targets_cells_drops():
     a = rep('configs/a.py', 80.0, 10.0)
     b = rep('configs/b.py', 0.70, 0.05, metric='pascal_voc/mAP')      # mmdet: fractions
     a_on_b = rep('configs/b.py', 0.70, 0.50, metric='pascal_voc/mAP',
-                  transfer_from=['/w/A/perturbations'])
+                 transfer_from=['/w/A/perturbations'])
     ab_on_c = rep('configs/c.py', 60.0, 30.0,
                   transfer_from=['/w/A/perturbations', '/w/B/perturbations'])
     rows, cols, cells = transfer_matrix(

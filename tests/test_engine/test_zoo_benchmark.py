@@ -10,9 +10,10 @@ from conftest import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
-from mmdag.benchmark.zoo_benchmark import (ENTRY_FILE, csv_text, fingerprint, format_rows,  # noqa: E402
-                                      load_model_list, markdown, model_row, plan, RunProgress,
-                                      write_entry, write_if_changed, write_tables)
+from mmdag.benchmark.zoo_benchmark import (ENTRY_FILE, RunProgress, csv_text,  # noqa: E402
+                                           fingerprint, format_rows, load_model_list, markdown,
+                                           model_row, plan, write_entry, write_if_changed,
+                                           write_tables)
 from mmdag.errors import MMDagError  # noqa: E402
 
 
@@ -158,8 +159,10 @@ def test_rows_tables_and_pictures(tmp_path):
 
 
 def test_cli_values_read_back():
-    from mmengine.config import DictAction
     import argparse
+
+    from mmengine.config import DictAction
+
     import zoo_benchmark
     p = argparse.ArgumentParser()
     p.add_argument('--o', nargs='+', action=DictAction)

@@ -16,8 +16,8 @@ precision step.
 import numpy as np
 import pytest
 
-from mmdag.evaluation.tide import (ERRORS, SPECIAL_ERRORS, TIDE_NAMES, sample_tide,
-                                   tide_breakdown, tide_image, tide_summary)
+from mmdag.evaluation.tide import (ERRORS, SPECIAL_ERRORS, TIDE_NAMES, sample_tide, tide_breakdown,
+                                   tide_image, tide_summary)
 
 TOL = 1e-9
 
@@ -28,7 +28,7 @@ def _xywh(box):
 
 def tidecv_breakdown(images, pos_thr=0.5, bg_thr=0.1, max_dets=100):
     """``tidecv``'s AP, dAP and error counts of the same per-image dicts."""
-    import tidecv   # requirements/oracles.txt: installed with the tests, never skipped
+    import tidecv  # requirements/oracles.txt: installed with the tests, never skipped
     from tidecv.quantify import TIDE, TIDERun
     gt, preds = tidecv.Data('gt', max_dets=max_dets), tidecv.Data('preds')
     for i, im in enumerate(images):

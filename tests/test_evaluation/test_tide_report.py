@@ -5,11 +5,11 @@ detections, for ORIG and ADVR, and the report's section and table."""
 import numpy as np
 import torch
 from mmengine.structures import InstanceData
-from test_tide import ERRORS, SPECIAL_ERRORS, random_set, tidecv_breakdown
 
 from mmdag.contract import STATS_FIELD, VARIANTS_FIELD
 from mmdag.evaluation import DAGMetric
 from mmdag.summary import format_tide, tide_section
+from test_tide import ERRORS, SPECIAL_ERRORS, random_set, tidecv_breakdown
 
 TOL = 1e-9   # float64 sums (test_tide.py: TOL)
 

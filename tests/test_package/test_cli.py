@@ -8,10 +8,9 @@ import sys
 
 import pytest
 
-from conftest import ROOT
-
 import mmdag
 from mmdag import cli, paths
+from conftest import ROOT
 
 
 def test_project_root_is_the_clone_or_the_package_mim():

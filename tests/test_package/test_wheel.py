@@ -86,7 +86,8 @@ def test_wheel_demo_chain_and_commands(wheel_env):
     _run([mmdag, 'demo', '--tasks', 'seg', '--num-train', '24', '--num-val', '4',
           '--train-iters', '30', '--attack-options', 'max_iters=5'], cwd=str(work), env=env)
     rep = json.load(open(work / 'work_dirs' / 'demo' / 'seg' / 'dag_report.json'))
-    assert set(rep['variants']) == {'orig', 'advr', 'perm', 'advr_uint8'} and rep['attack']['images'] == 4
+    assert set(rep['variants']) == {'orig', 'advr', 'perm', 'advr_uint8'}
+    assert rep['attack']['images'] == 4
     ckpt = 'work_dirs/demo/seg_train/model.pth'
     assert osp.isfile(work / ckpt)
     data = 'test_dataloader.dataset.data_root=data/synthetic_voc/VOCdevkit/VOC2012'

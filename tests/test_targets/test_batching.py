@@ -7,15 +7,15 @@ made at the image's own padded canvas (mmdag.targets.batching).
 import pytest
 import torch
 from mmengine.structures import InstanceData
-from test_one_stage import build as build_one_stage
-from test_two_stage import TARGETS as TWO_STAGE_TARGETS
-from test_two_stage import build as build_two_stage
-from test_two_stage import make_batch as two_stage_batch
 
 from mmdag.apis import attack_batch
 from mmdag.engine.step import attack_mode
 from mmdag.targets import build_targets
 from mmdag.targets.batching import canvas_groups, canvas_of, grouped_test_step
+from test_one_stage import build as build_one_stage
+from test_two_stage import TARGETS as TWO_STAGE_TARGETS
+from test_two_stage import build as build_two_stage
+from test_two_stage import make_batch as two_stage_batch
 
 # the shapes of the reproduction: landscape and portrait
 SHAPES = [(256, 384), (384, 256)]
@@ -85,8 +85,9 @@ def test_grouped_test_step_equals_batch_size_one():
     model = build_two_stage('faster_fpn')
     batch = mixed_batch(SHAPES + [(256, 384)], seed=1)
     with torch.no_grad():
-        grouped = grouped_test_step(model, dict(inputs=batch['inputs'],
-                                                data_samples=[s.clone() for s in batch['data_samples']]))
+        grouped = grouped_test_step(
+            model, dict(inputs=batch['inputs'],
+                        data_samples=[s.clone() for s in batch['data_samples']]))
         for k in range(3):
             one = model.test_step(dict(inputs=[batch['inputs'][k]],
                                        data_samples=[batch['data_samples'][k].clone()]))[0]
@@ -129,11 +130,12 @@ def test_batch_with_an_early_stop_equals_three_runs_of_batch_size_one():
         assert r1.stats[0]['linf'] == pytest.approx(res.stats[k]['linf'], abs=1e-3)
         assert torch.allclose(r1.adv_images[0], res.adv_images[k], atol=1e-3)
     with torch.no_grad():
-        preds = grouped_test_step(model, dict(inputs=res.adv_images,
-                                              data_samples=[s.clone() for s in batch['data_samples']]))
+        preds = grouped_test_step(
+            model, dict(inputs=res.adv_images,
+                        data_samples=[s.clone() for s in batch['data_samples']]))
         for k in range(3):
             one = model.test_step(dict(inputs=[singles[k]],
-                                                data_samples=[batch['data_samples'][k].clone()]))[0]
+                                       data_samples=[batch['data_samples'][k].clone()]))[0]
             assert torch.allclose(preds[k].pred_instances.scores, one.pred_instances.scores,
                                   atol=1e-5)
 
@@ -147,9 +149,11 @@ def test_segmentation_batch_may_mix_sizes():
     from test_segmentation import make_batch as seg_batch
     model = build_seg(TINY)
     a, b = seg_batch(num=1, h=40, w=56, seed=1), seg_batch(num=1, h=56, w=40, seed=2)
-    batch = dict(inputs=a['inputs'] + b['inputs'], data_samples=a['data_samples'] + b['data_samples'])
+    batch = dict(inputs=a['inputs'] + b['inputs'],
+                 data_samples=a['data_samples'] + b['data_samples'])
     with pytest.raises(AssertionError, match='same'):   # the stock path
-        model.test_step(dict(inputs=batch['inputs'], data_samples=[s.clone() for s in batch['data_samples']]))
+        model.test_step(dict(inputs=batch['inputs'],
+                             data_samples=[s.clone() for s in batch['data_samples']]))
     images = [x.float() for x in batch['inputs']]
     with attack_mode(model), torch.no_grad():
         t = build_targets(model, images, batch['data_samples'])
@@ -174,8 +178,9 @@ def test_segmentation_batch_may_mix_sizes():
             assert torch.allclose(alone.perturbations[0], res.sweep[e].perturbations[k],
                                   atol=1e-4)
     with torch.no_grad():
-        preds = grouped_test_step(model, dict(inputs=batch['inputs'],
-                                              data_samples=[s.clone() for s in batch['data_samples']]))
+        preds = grouped_test_step(
+            model, dict(inputs=batch['inputs'],
+                        data_samples=[s.clone() for s in batch['data_samples']]))
         singles = [model.test_step(dict(inputs=one['inputs'],
                                         data_samples=[s.clone() for s in one['data_samples']]))[0]
                    for one in (a, b)]

@@ -11,4 +11,5 @@ def test_detr_softmax_rule_ignores_the_no_object_logit():
                            [0.0, 0.5, 0.4, 9.0]])    # no-object wins; output class 1
     labels = torch.tensor([0, 0, 1])
     assert foreground_argmax_correct(logits, labels).tolist() == [True, False, True]
-    assert foreground_argmax_correct(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)).numel() == 0
+    empty = foreground_argmax_correct(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
+    assert empty.numel() == 0

@@ -10,15 +10,15 @@ base-prior order puts the targets elsewhere).
 """
 import pytest
 import torch
-from conftest import zoo_config
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
 from mmdag.engine.step import attack_mode
 from mmdag.targets import OneStageTargets, build_targets
-from mmdag.targets.dense_heads import cls_maps
 from mmdag.targets.common import features as _features
+from mmdag.targets.dense_heads import cls_maps
+from conftest import zoo_config
 
 # 24 zoo models built and assigned (about 4 min on 2 cores): run in CI, not by default
 pytestmark = pytest.mark.slow
@@ -69,7 +69,8 @@ def build(rel):
     from mmdet.registry import MODELS
     init_default_scope('mmdet')
     torch.manual_seed(0)
-    return revert_sync_batchnorm(MODELS.build(_strip_pretrained(zoo_config(f'mmdet::{rel}').model))).eval()
+    cfg = _strip_pretrained(zoo_config(f'mmdet::{rel}').model)
+    return revert_sync_batchnorm(MODELS.build(cfg)).eval()
 
 
 SIZE = {'SSDHead': 320}    # SSD300's last levels need at least 300 pixels
@@ -96,7 +97,8 @@ def prior_positions(targets, image):
         h, w = m.shape[-2:]
         ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
         sx, sy = iw / w, ih / h
-        pos = torch.stack([(xs + 0.5) * sx, (ys + 0.5) * sy, torch.full_like(xs, 1.0) * max(sx, sy)], -1)
+        pos = torch.stack([(xs + 0.5) * sx, (ys + 0.5) * sy,
+                           torch.full_like(xs, 1.0) * max(sx, sy)], -1)
         out.append(pos.reshape(-1, 1, 3).expand(-1, a, 3).reshape(-1, 3))
     return torch.cat(out)
 
@@ -123,7 +125,8 @@ def test_targets_sit_on_the_box(head):
     tol = pos[:, 2] * (3 if head == 'PAAHead' else 1)
     inside = ((pos[:, 0] >= x1 - tol) & (pos[:, 0] <= x2 + tol)
               & (pos[:, 1] >= y1 - tol) & (pos[:, 1] <= y2 + tol))
-    assert inside.all(), f'{int((~inside).sum())} of {len(pos)} targets away from the box: {pos[~inside][:5]}'
+    assert inside.all(), \
+        f'{int((~inside).sum())} of {len(pos)} targets away from the box: {pos[~inside][:5]}'
 
 
 @pytest.mark.parametrize('head', ['SOLOHead', 'DecoupledSOLOHead', 'SOLOV2Head'])

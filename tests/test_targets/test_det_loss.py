@@ -8,12 +8,12 @@ import copy
 import pytest
 import torch
 from mmengine.structures import InstanceData
-from test_two_stage import TARGETS, build, make_batch
 
 from mmdag.apis import attack_batch
 from mmdag.errors import MMDagError
 from mmdag.targets import TwoStageTargets
 from mmdag.targets.det_loss import loss_mode, sum_losses
+from test_two_stage import TARGETS, build, make_batch
 
 
 def targets_of(model, batch):
@@ -124,7 +124,9 @@ def test_detpgd_raises_the_loss_inside_the_budget_and_leaves_the_model_as_it_was
 
 
 def test_a_segmentor_has_no_detector_loss():
-    from test_segmentation import TINY, build as build_seg, make_batch as seg_batch
+    from test_segmentation import TINY
+    from test_segmentation import build as build_seg
+    from test_segmentation import make_batch as seg_batch
     model = build_seg(TINY)
     with pytest.raises(MMDagError, match='detpgd attacks detectors'):
         attack_batch(model, seg_batch(num=1), dict(type='DetPGD', max_iters=1))

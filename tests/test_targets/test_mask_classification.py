@@ -6,7 +6,6 @@ correct" must equal the stock prediction against the ground truth.
 """
 import pytest
 import torch
-from conftest import zoo_config
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
@@ -15,6 +14,7 @@ from mmdag.apis import attack_batch
 from mmdag.engine.step import attack_mode
 from mmdag.targets import SegmentationTargets, build_targets
 from mmdag.targets.segmentation import mask_classification
+from conftest import zoo_config
 
 CONFIGS = {
     'maskformer': 'mmseg::maskformer/maskformer_r50-d32_8xb2-160k_ade20k-512x512.py',

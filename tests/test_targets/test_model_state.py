@@ -6,14 +6,14 @@ handed over in train mode, where a forward in that mode would move the
 BatchNorm statistics."""
 import pytest
 import torch
+
+from mmdag.apis import attack_batch
 from test_segmentation import TINY
 from test_segmentation import build as build_seg
 from test_segmentation import make_batch as seg_batch
 from test_two_stage import TARGETS
 from test_two_stage import build as build_det
 from test_two_stage import make_batch as det_batch
-
-from mmdag.apis import attack_batch
 
 SEG_ATTACKS = [dict(max_iters=2), dict(type='PGD', max_iters=2), dict(type='APGD', max_iters=4),
                dict(type='WorstCase', attacks=['segpgd', 'cospgd'], max_iters=2)]

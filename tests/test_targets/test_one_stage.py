@@ -1,14 +1,14 @@
 """The one-stage detection adapter on mmdet zoo configs built with random weights."""
 import pytest
 import torch
-from conftest import eq1_loss, zoo_config
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
-from mmdag.engine.step import attack_mode
 from mmdag.attacks import DAG
+from mmdag.engine.step import attack_mode
 from mmdag.targets import OneStageTargets, find_adapter
+from conftest import eq1_loss, zoo_config
 
 # name: (zoo config, input size (h, w)); SSD300 keeps its fixed 300x300 input
 ZOO = {
@@ -52,7 +52,6 @@ def make_batch(h, w, num=2, seed=0):
             labels=torch.tensor([3, 17]))
         samples.append(s)
     return dict(inputs=inputs, data_samples=samples)
-
 
 
 @pytest.mark.parametrize('name', sorted(ZOO))
@@ -128,8 +127,8 @@ def test_a_pipeline_pad_is_neither_perturbed_nor_counted():
     ``pad_shape`` and overwrites ``img_shape``): the attack, PERM and the
     statistics cover the image's own region, original size x scale factor."""
     from mmdag.apis import attack_batch, perm_images
-    from mmdag.engine.step import content_region
     from mmdag.attacks import perturbation_stats
+    from mmdag.engine.step import content_region
     model = build('retinanet')
     batch = make_batch(96, 128, num=1)
     s = batch['data_samples'][0]

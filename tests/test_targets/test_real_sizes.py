@@ -6,16 +6,16 @@ batch for mmdet's detectors (Resize to (1000, 600), landscape and portrait).
 """
 import pytest
 import torch
-from conftest import zoo_config
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData, PixelData
 
 from mmdag.apis import attack_batch
-from mmdag.engine.step import attack_mode, image_seeds
 from mmdag.attacks import DAG
+from mmdag.engine.step import attack_mode, image_seeds
 from mmdag.targets import build_targets
 from mmdag.targets.batching import canvas_groups, grouped_test_step
+from conftest import zoo_config
 
 pytestmark = pytest.mark.slow
 

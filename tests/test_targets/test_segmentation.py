@@ -3,7 +3,6 @@ import copy
 
 import pytest
 import torch
-from conftest import eq1_loss, zoo_config
 from mmengine.config import Config
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
@@ -12,6 +11,7 @@ from mmengine.structures import PixelData
 from mmdag.apis import attack_batch
 from mmdag.attacks import DAG
 from mmdag.targets import SegmentationTargets, UnsupportedModelError, build_targets
+from conftest import eq1_loss, zoo_config
 
 ZOO = {
     'fcn': 'mmseg::fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py',
@@ -55,7 +55,6 @@ def make_batch(num=2, h=40, w=56, seed=0, gt=True, ignore_frac=0.2):
     return dict(inputs=inputs, data_samples=samples)
 
 
-
 @pytest.mark.parametrize('name', sorted(ZOO))
 def test_zoo_segmentors_attack_reduces_eq1(name):
     model = build(ZOO[name])
@@ -73,7 +72,8 @@ def test_logits_are_the_models_own_prediction(mode):
     extra = dict(mode='slide', crop_size=(32, 32), stride=(24, 24)) if mode == 'slide' else {}
     model = build(TINY, **extra)
     batch = make_batch(num=2, h=40, w=56)
-    targets = SegmentationTargets(model, [x.float() for x in batch['inputs']], batch['data_samples'])
+    targets = SegmentationTargets(model, [x.float() for x in batch['inputs']],
+                                  batch['data_samples'])
     with torch.no_grad():
         mine = targets.logits([x.float() for x in batch['inputs']], [0, 1])
         outs = model.test_step(copy.deepcopy(batch))

@@ -1,14 +1,14 @@
 """The two-stage detection adapter on mmdet zoo configs built with random weights."""
 import pytest
 import torch
-from conftest import eq1_loss, zoo_config
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
-from mmdag.engine.step import attack_mode
 from mmdag.attacks import DAG
+from mmdag.engine.step import attack_mode
 from mmdag.targets import TwoStageTargets, find_adapter
+from conftest import eq1_loss, zoo_config
 
 ZOO = {
     'faster_fpn': 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
@@ -46,7 +46,6 @@ def make_batch(num=2, h=96, w=128, seed=0):
                                       labels=torch.tensor([3, 17]))
         samples.append(s)
     return dict(inputs=inputs, data_samples=samples)
-
 
 
 # Cascade R-CNN has three stages: it runs with the slow checks. The C4 Faster
@@ -116,7 +115,8 @@ def test_gt_boxes_are_scaled_to_the_input_frame():
 
 @pytest.mark.parametrize('cfg,reason', [
     ('mmdet::rpn/rpn_r50_fpn_1x_coco.py', 'scores 1 class: DAG needs an adversarial label'),
-    ('mmdet::wider_face/retinanet_r50_fpn_1x_widerface.py', 'RetinaNet with RetinaHead scores 1 class'),
+    ('mmdet::wider_face/retinanet_r50_fpn_1x_widerface.py',
+     'RetinaNet with RetinaHead scores 1 class'),
     (None, 'no DAG target adapter for Conv2d')])
 def test_families_without_adapter_get_one_clear_error(cfg, reason):
     from mmdet.registry import MODELS
@@ -159,6 +159,7 @@ def test_building_targets_leaves_the_models_predictions_unchanged():
 
 def test_a_proposal_takes_the_largest_iou_box_among_those_that_pass_both_tests():
     from mmdag.targets.two_stage import assign_proposals
+
     # proposal 0 overlaps box A (class 3) most, but its clean score of class 3
     # is under 0.1; box B (class 17) passes both tests: the authors' code
     # keeps the proposal with label 17 (the former rule dropped it)

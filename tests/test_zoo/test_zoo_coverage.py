@@ -10,11 +10,11 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import ROOT, run_tool
 
 from mmdag.benchmark import coverage as cov
 from mmdag.benchmark import coverage_table, zoo_models
 from mmdag.errors import MMDagError, UnsupportedModelError
+from conftest import ROOT, run_tool
 
 EXPECTED = osp.join(ROOT, 'tests', 'test_zoo', 'families.json')
 REGENERATE = ('python tools/analysis/zoo_coverage.py --write-expected tests/test_zoo/families.json '
@@ -250,7 +250,8 @@ def test_survey_attack_of_a_detector_checks_its_padding():
     # RetinaNet R18 at 128x128: the survey's detection image has 16 grey rows
     # of pipeline padding, which the attack must leave untouched
     from mmdag.engine.step import content_region
-    model = cov.build_model('mmdet', cov.load_config('mmdet', 'retinanet/retinanet_r18_fpn_1x_coco.py'))
+    model = cov.build_model('mmdet',
+                            cov.load_config('mmdet', 'retinanet/retinanet_r18_fpn_1x_coco.py'))
     batch = cov.make_batch('mmdet', (128, 128), pad=cov.PAD_ROWS)
     assert content_region(batch['data_samples'][0], batch['inputs'][0]) == (112, 128)
     out = cov._attack(model, 'mmdet', (128, 128), 2, targets_cfg=dict(score_thr=1e-6))
@@ -498,7 +499,8 @@ def test_committed_expected_file_names_every_outcome():
 def test_table_cells_hide_build_paths_and_escape_markup():
     """A reason quoting an extension's source names pip's temporary build
     folder of the machine that built it; `<...>` would vanish as an HTML tag."""
-    cell = coverage_table._cell('RuntimeError: x at "/tmp/pip-install-ab12/mmcv_9f/mmcv/ops/csrc/a.cpp":138 '
-                     '| URLError: <urlopen error> a && b')
+    cell = coverage_table._cell(
+        'RuntimeError: x at "/tmp/pip-install-ab12/mmcv_9f/mmcv/ops/csrc/a.cpp":138 '
+        '| URLError: <urlopen error> a && b')
     assert cell == ('RuntimeError: x at "mmcv/ops/csrc/a.cpp":138 \\| URLError: '
                     '&lt;urlopen error&gt; a &amp;&amp; b')

@@ -408,9 +408,9 @@ def format_rows(rows, args, device, n, shape):
     else:
         dev += f' ({torch.get_num_threads()} threads)'
     floor = next((b[0] / b[1] for name, b, _ in rows if name == 'floor' and b and b[1]), None)
-    levers = ''.join(f', {x}' for x, on in (('amp', getattr(args, 'amp', False)),
-                                            ('channels_last', getattr(args, 'channels_last', False)))
-                     if on)
+    levers = ''.join(f', {x}' for x, on in (
+        ('amp', getattr(args, 'amp', False)),
+        ('channels_last', getattr(args, 'channels_last', False))) if on)
     lines = [f'model {osp.basename(args.config)}, {n} images {shape[1]}x{shape[2]}, '
              f'{args.iters} iterations, device {dev}, torch {torch.__version__}{levers}',
              f"{'method':<14} {'ms/img-iter':>11} {'x floor':>8} {'img/s':>8} "

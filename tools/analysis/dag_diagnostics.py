@@ -97,7 +97,8 @@ def main(argv=None):
         res, targets = attack_batch(model, batch, kwargs)
         sc = still_correct(targets, res.adv_images)
         mean = lambda k: sum(s[k] for s in res.stats) / n  # noqa: E731
-        print(f'{spec:40s} iters {mean("iters"):6.1f}  p {mean("p"):.4f}  L-inf {mean("linf"):6.2f}  '
+        print(f'{spec:40s} iters {mean("iters"):6.1f}  p {mean("p"):.4f}  '
+              f'L-inf {mean("linf"):6.2f}  '
               f'still correct: all {sc["all"]:.3f}  background {sc["background"]:.3f}  '
               f'objects {sc["objects"]:.3f}', flush=True)
 
