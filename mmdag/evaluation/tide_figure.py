@@ -23,17 +23,24 @@ def _order(names: List[str]) -> List[str]:
     return first + [n for n in names if n not in first]
 
 
+def _label(name: str) -> str:
+    """``advr[TOGVanishing]`` -> ``TOGVanishing``; other names as they are."""
+    return name[5:-1] if name.startswith('advr[') and name.endswith(']') else name
+
+
 def _draw(rows: Dict[str, Dict[str, float]], title: str) -> Tuple[object, object]:
     plt = pyplot()
     names = _order(list(rows))
     width = 0.8 / len(ERRORS)
-    fig, ax = plt.subplots(figsize=(1.0 + 1.3 * len(names), 3.6))
+    fig, ax = plt.subplots(figsize=(1.0 + 1.5 * len(names), 3.6))
     for k, error in enumerate(ERRORS):
         ax.bar([i + (k - (len(ERRORS) - 1) / 2) * width for i in range(len(names))],
                [float(rows[n][f'dAP/{error}']) for n in names], width,
                color=TIDE_COLORS[error], label=TIDE_NAMES[error], gid=f'dAP/{error}')
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([f"{n}\nAP {float(rows[n]['AP']):.1f}" for n in names], fontsize=8)
+    # a member by its name alone: advr[TOGVanishing] is wider than its bars
+    ax.set_xticklabels([f"{_label(n)}\nAP {float(rows[n]['AP']):.1f}" for n in names],
+                       fontsize=8)
     ax.set_ylabel('dAP (AP points a fix gives back)')
     ax.set_ylim(bottom=0)
     ax.grid(axis='y', alpha=0.3)
