@@ -168,6 +168,8 @@ def test_detection_out_dumps_a_pickle(tiny_voc, random_det_checkpoint, tmp_path)
     assert len(results) == 2 and all('pred_instances' in r for r in results)
 
 
+# 20 s on 2 cores (2026-12-07): with the slow checks, to keep the fast suite under 15 min
+@pytest.mark.slow
 def test_attack_none_with_a_list_of_evaluators(tiny_voc, random_seg_checkpoint, tmp_path):
     cfg = tmp_path / 'two_metrics.py'
     cfg.write_text(

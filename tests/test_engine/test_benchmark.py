@@ -56,6 +56,8 @@ def test_benchmark_names_a_missing_data_root(tmp_path):
     assert res.stderr.strip().splitlines()[-1].startswith('error: test data root')
 
 
+# 16 s on 2 cores (2026-12-07): with the slow checks, to keep the fast suite under 15 min
+@pytest.mark.slow
 def test_benchmark_levers_run_and_are_named(tiny_voc):
     # --amp (bfloat16 on the CPU) and --channels-last: every method still
     # makes its iterations, and the header says the numbers are not float32's

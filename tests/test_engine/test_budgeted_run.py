@@ -6,6 +6,8 @@ another epsilon is refused."""
 import json
 import os.path as osp
 
+import pytest
+
 from mmdag.engine.records import read_records
 from conftest import TINY, data_root_opts, run_tool
 from test_resume import attackable_seg_checkpoint
@@ -19,6 +21,8 @@ def command(tiny_voc, checkpoint, wd, epsilon, *extra):
             '--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.dataset.indices=3']
 
 
+# 22 s on 2 cores (2026-12-07): with the slow checks, to keep the fast suite under 15 min
+@pytest.mark.slow
 def test_segpgd_through_tools_test(tiny_voc, attackable_seg_checkpoint, tmp_path):
     wd = str(tmp_path / 'wd')
     res = run_tool(command(tiny_voc, attackable_seg_checkpoint, wd, 4))
@@ -79,6 +83,8 @@ def test_worst_case_through_tools_test(tiny_voc, attackable_seg_checkpoint, tmp_
     assert 'DAG worst case: advr/aAcc from' in res.stdout + res.stderr
 
 
+# 24 s on 2 cores (2026-12-07): with the slow checks, to keep the fast suite under 15 min
+@pytest.mark.slow
 def test_budgeted_perturbations_transfer(tiny_voc, attackable_seg_checkpoint, tmp_path):
     """SegPGD's saved perturbations (quantize=True: integers, stored exactly)
     replayed on the same model give its ADVR, inside the budget."""

@@ -113,6 +113,8 @@ def test_each_epsilon_equals_a_run_at_that_epsilon_alone(sweep_run, tiny_voc,
     assert swept['orig/mIoU'] == alone['orig/mIoU']
 
 
+# 21 s on 2 cores (2026-12-07): with the slow checks, to keep the fast suite under 15 min
+@pytest.mark.slow
 def test_a_resumed_sweep_ends_with_the_same_report(sweep_run, tiny_voc,
                                                    attackable_seg_checkpoint):
     wd, _ = sweep_run

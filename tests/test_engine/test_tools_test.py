@@ -106,6 +106,8 @@ def test_orig_equals_a_clean_run_of_the_stock_metric(attacked, tiny_voc,
     assert report(wd)['variants']['orig']['mIoU'] == pytest.approx(miou, abs=0.01)
 
 
+# 15 s on 2 cores (2026-12-07): with the slow checks, to keep the fast suite under 15 min
+@pytest.mark.slow
 def test_hook_added_to_a_stock_config_attacks_it(tiny_voc, trained_seg_checkpoint, tmp_path):
     cfg = tmp_path / 'my_dag_config.py'
     cfg.write_text(

@@ -15,6 +15,8 @@ def report(work_dir):
         return json.load(f)
 
 
+# 40 s on 2 cores (2026-12-07): with the slow checks, to keep the fast suite under 15 min
+@pytest.mark.slow
 def test_saved_perturbations_replay_the_attack(tiny_voc, trained_seg_checkpoint, tmp_path):
     src = str(tmp_path / 'src')
     # quantize=True: integer perturbations, stored exactly

@@ -107,6 +107,8 @@ def test_the_loss_is_reproducible_independent_of_the_batch_and_differentiable():
     assert all(torch.isfinite(v).all() and v.abs().sum() > 0 for v in g)
 
 
+# 23 s on 2 cores (2026-12-07): with the slow checks, to keep the fast suite under 15 min
+@pytest.mark.slow
 def test_detpgd_raises_the_loss_inside_the_budget_and_leaves_the_model_as_it_was():
     model = build('faster_fpn')
     batch = make_batch(num=2)
