@@ -18,6 +18,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from _require import require  # noqa: E402
 
 require('torch', 'mmengine')
+from mmdag.errors import fail  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -83,11 +84,6 @@ def parse_args(argv=None):
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
-
-
-def fail(msg: str) -> None:
-    print(f'error: {msg}', file=sys.stderr)
-    sys.exit(2)
 
 
 def check_inputs(args) -> None:

@@ -60,6 +60,8 @@ require('torch', 'mmengine')
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
+from mmdag.errors import fail  # noqa: E402
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'demo', 'fcn_tiny_synthetic-voc.py')
 #: the budgeted attack classes, timed on the already built targets (``--methods pgd ...``)
@@ -91,11 +93,6 @@ def parse_args(argv=None):
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='override config settings (key=value), as in tools/test.py')
     return p.parse_args(argv)
-
-
-def fail(msg):
-    print(f'error: {msg}', file=sys.stderr)
-    sys.exit(2)
 
 
 # -- set-up -------------------------------------------------------------------
