@@ -12,28 +12,7 @@ from mmdag.attacks import DAG, attack_names, build_attack
 from mmdag.engine import DAGAttackHook
 from mmdag.registry import ATTACKS
 from conftest import ROOT
-
-#: a whole new attack in one file: one-step FGSM on the per-target cross-entropy
-ONE_FILE_ATTACK = '''
-import torch.nn.functional as F
-
-from mmdag.attacks import IterativeAttack
-from mmdag.registry import ATTACKS
-
-
-@ATTACKS.register_module()
-class OneFileFGSM(IterativeAttack):
-
-    def __init__(self, epsilon=8.0, max_iters=1, seed=0):
-        super().__init__(max_iters=max_iters, epsilon=epsilon, seed=seed)
-
-    def loss(self, m, logits, labels, state, active, attacked):
-        return (F.cross_entropy(logits, labels, reduction='none') * attacked).sum()
-
-    def update(self, m, x0, r, grads):
-        return [self.project(x, x + d + self.epsilon * g.sign())
-                for x, d, g in zip(x0, r, grads)]
-'''
+from test_other_attack_run import TOY   # a whole new attack in one file (the docs' example)
 
 
 class Toy:
@@ -81,12 +60,12 @@ def test_a_new_attack_is_one_file(tmp_path, monkeypatch):
     """Write one file, import it: the attack is built by name and attacks."""
     from mmdag.attacks import TargetSet
 
-    (tmp_path / 'one_file_fgsm.py').write_text(ONE_FILE_ATTACK)
+    (tmp_path / 'one_file_fgsm.py').write_text(TOY)
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         importlib.import_module('one_file_fgsm')
-        assert 'onefilefgsm' in attack_names()
-        attack = build_attack(dict(type='OneFileFGSM', epsilon=4))
+        assert 'toyfgsm' in attack_names()
+        attack = build_attack(dict(type='ToyFGSM', epsilon=4))
 
         class Linear(TargetSet):   # a per-pixel linear classifier over 3 classes
             w = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 1.0]]) / 64
@@ -108,5 +87,5 @@ def test_a_new_attack_is_one_file(tmp_path, monkeypatch):
         after = loss(targets.logits([x + r], [0])[0], targets.labels[0])
         assert after > before   # the step ascends the loss it names
     finally:
-        ATTACKS._module_dict.pop('OneFileFGSM', None)
+        ATTACKS._module_dict.pop('ToyFGSM', None)
         sys.modules.pop('one_file_fgsm', None)
