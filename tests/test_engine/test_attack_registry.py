@@ -12,7 +12,7 @@ from mmdag.attacks import DAG, attack_names, build_attack
 from mmdag.engine import DAGAttackHook
 from mmdag.registry import ATTACKS
 from conftest import ROOT
-from test_other_attack_run import TOY   # a whole new attack in one file (the docs' example)
+from test_other_attack_run import TOY  # a whole new attack in one file (the docs' example)
 
 
 class Toy:
