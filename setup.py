@@ -63,12 +63,31 @@ class BuildWithMim(build_py):
 if any(cmd in sys.argv for cmd in ('develop', 'editable_wheel')):
     write_mim(osp.join(HERE, 'mmdag', '.mim'), link=True)
 
+
+def long_description() -> str:
+    """README.md as PyPI shows it. PyPI resolves no relative link, and this
+    package names no project URL to make them absolute against, so a
+    relative link keeps its text only and a relative picture is left out."""
+    path = osp.join(osp.dirname(__file__), 'README.md')
+    if not osp.exists(path):
+        return ''
+    with open(path) as f:
+        text = f.read()
+    link = re.compile(r'(!?)\[([^\]]*)\]\(([^)\s]+)\)')
+
+    def absolute_only(m):
+        if re.match(r'^[A-Za-z][A-Za-z0-9+.-]*:', m.group(3)):
+            return m.group(0)
+        return '' if m.group(1) else m.group(2)
+
+    return link.sub(absolute_only, text)
+
+
 setup(
     name='mmdag',
     version=version(),
     description='Dense Adversary Generation (DAG) for MMSegmentation and MMDetection',
-    long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read()
-    if osp.exists(osp.join(osp.dirname(__file__), 'README.md')) else '',
+    long_description=long_description(),
     long_description_content_type='text/markdown',
     license='Apache License 2.0',
     packages=find_packages(exclude=('configs', 'tools', 'tests')),
