@@ -3,8 +3,10 @@
 - :mod:`.coverage`: the zoo survey (config discovery, random-weight models,
   one attack per family, the coverage table of the docs);
 - :mod:`.invariants`: what every attacked family must satisfy;
-- :mod:`.zoo_benchmark`: Table 1 over a list of configs (``tools/zoo_benchmark.py``);
-- :mod:`.plots`: its pictures.
+- :mod:`.zoo_run`: Table 1 over a list of configs (``tools/zoo_benchmark.py``),
+  with :mod:`.zoo_list` (the list), :mod:`.zoo_followups` (the budgeted and
+  transfer runs), :mod:`.zoo_tables`, :mod:`.zoo_progress` and :mod:`.plots`
+  (its pictures).
 
 None of it is needed to attack a model: :mod:`mmdag.apis` is the public API.
 """

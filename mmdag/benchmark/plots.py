@@ -4,10 +4,15 @@
   against the DAG iteration, median and interquartile band across images
   (the report's ``convergence``), and the fraction of images still updated;
 - :func:`iterations_histogram`: iterations per attacked image;
-- :func:`variants_chart`: ORIG / ADVR / PERM of every model, side by side.
+- :func:`variants_chart`: ORIG / ADVR / PERM of every model, side by side;
+- :func:`model_pictures`: a finished model's convergence plot, iteration
+  histogram and Figure-1 picture, each made again only when its report is newer.
 
 Each writes its PNG atomically (a killed run leaves no half picture).
 """
+import glob
+import json
+import os.path as osp
 from typing import List, Optional, Sequence
 
 from mmdag.plotting import pyplot as _pyplot
@@ -76,3 +81,37 @@ def variants_chart(rows: List[dict], path: str) -> Optional[str]:
     ax.set_title('DAG: clean (ORIG), adversarial (ADVR), permuted perturbation (PERM)',
                  fontsize=10)
     return _save(fig, path)
+
+
+def model_pictures(name: str, work_dir: str, out_dir: str) -> List[str]:
+    """Convergence plot, iteration histogram and one Figure-1 picture of a
+    finished model (its run in ``work_dir``) as ``out_dir/<name>_*.png``,
+    each made again only when the model's report is newer; the paths made."""
+    from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
+    from mmdag.fileio import write_atomic
+    made = []
+    report = osp.join(work_dir, 'dag_report.json')
+    with open(report) as f:
+        rep = json.load(f)
+
+    def stale(path):
+        return not osp.isfile(path) or osp.getmtime(path) < osp.getmtime(report)
+
+    conv = rep.get('convergence')
+    path = osp.join(out_dir, f'{name}_convergence.png')
+    if conv and stale(path):
+        made.append(convergence_plot(conv, path, name))
+    path = osp.join(out_dir, f'{name}_iterations.png')
+    if stale(path):
+        recs = unique_records(read_records(osp.join(work_dir, 'dag_records.jsonl'))[0])
+        iters = [r['iters'] for r in recs if r.get('status') not in NOT_ATTACKED]
+        if iters:
+            max_iters = ((rep.get('settings') or {}).get('attack') or {}).get('max_iters')
+            made.append(iterations_histogram(iters, path, max_iters, name))
+    figs = sorted(glob.glob(osp.join(work_dir, 'figures', '*.png')))
+    path = osp.join(out_dir, f'{name}_figure1.png')
+    if figs and stale(path):
+        with open(figs[0], 'rb') as f:
+            write_atomic(path, f.read())
+        made.append(path)
+    return made

@@ -3,7 +3,7 @@ the installed mmseg / mmdet hold, their models with random weights on the
 CPU (no download) and a one-image batch with one ground-truth object.
 
 Used by the zoo survey (:mod:`mmdag.benchmark.coverage`) and the zoo
-benchmark (:mod:`mmdag.benchmark.zoo_benchmark`).
+benchmark (:mod:`mmdag.benchmark.zoo_list`).
 """
 import contextlib
 import copy

@@ -276,3 +276,32 @@ def write_if_changed(path: str, text: str) -> bool:
         pass
     write_atomic(path, text)
     return True
+
+
+def _load_report(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def transfer_table(entries: List[dict], pairs: List[dict], bench_dir: str) -> Tuple[str, dict]:
+    """The transfer matrix (drop ORIG - ADVR, in %) of the white-box runs
+    (``entries``, in ``bench_dir/<name>``) and the transfer runs (``pairs``,
+    :func:`mmdag.benchmark.zoo_followups.transfer_entries`), labelled by list
+    names: its text and its data (``transfer.json``)."""
+    from mmdag.summary import format_matrix, transfer_matrix
+    reports, sources = {}, {}
+    for e in entries:
+        path = osp.join(bench_dir, e['name'], 'dag_report.json')
+        if osp.isfile(path):
+            rep = dict(_load_report(path), config=e['name'])
+            reports[path] = rep
+            sources[osp.normpath(osp.join(osp.abspath(bench_dir), e['name'],
+                                          'perturbations'))] = rep
+    for t in pairs:
+        path = osp.join(t['work_dir'], 'dag_report.json')
+        if osp.isfile(path):
+            reports[path] = dict(_load_report(path), config=t['target'])
+    rows, cols, cells = transfer_matrix(reports, sources)
+    return format_matrix(rows, cols, cells), dict(
+        rows=rows, cols=cols,
+        cells=[dict(made_on=r, applied_to=c, drop=v) for (r, c), v in cells.items()])

@@ -10,10 +10,12 @@ from conftest import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
-from mmdag.benchmark.zoo_benchmark import (ENTRY_FILE, RunProgress, csv_text,  # noqa: E402
-                                           fingerprint, format_rows, load_model_list, markdown,
-                                           model_row, plan, write_entry, write_if_changed,
-                                           write_tables)
+from mmdag.benchmark.zoo_entry import ENTRY_FILE, write_entry  # noqa: E402
+from mmdag.benchmark.zoo_list import fingerprint, load_model_list, plan  # noqa: E402
+from mmdag.benchmark.zoo_progress import RunProgress  # noqa: E402
+from mmdag.benchmark.zoo_run import launch, options  # noqa: E402
+from mmdag.benchmark.zoo_tables import (csv_text, format_rows, markdown, model_row,  # noqa: E402
+                                        write_if_changed, write_tables)
 from mmdag.errors import MMDagError  # noqa: E402
 
 
@@ -163,11 +165,10 @@ def test_cli_values_read_back():
 
     from mmengine.config import DictAction
 
-    import zoo_benchmark
     p = argparse.ArgumentParser()
     p.add_argument('--o', nargs='+', action=DictAction)
     opts = {'a.b': (160, 120), 'c': [1, 2], 'd': True, 'e': 0.5, 'f': 'x/y', 'g': None}
-    back = p.parse_args(zoo_benchmark.options('--o', opts)).o
+    back = p.parse_args(options('--o', opts)).o
     assert back == opts
 
 
@@ -175,7 +176,7 @@ def test_launchers_command_lines():
     import zoo_benchmark
     args = zoo_benchmark.parse_args(['configs/benchmark/demo.py', '--launcher', 'pytorch',
                                      '--gpus', '4', '--port', '29600'])
-    cmd = zoo_benchmark.launch(args, 'm', ['CFG', 'CKPT', '--work-dir', 'W'])
+    cmd = launch(args, 'm', ['CFG', 'CKPT', '--work-dir', 'W'], zoo_benchmark.TEST_TOOL)
     assert cmd[1:5] == ['-m', 'torch.distributed.run', '--nproc_per_node=4',
                         '--master_port=29600']
     # the test tool by its absolute path: the benchmark runs from any directory
@@ -184,10 +185,10 @@ def test_launchers_command_lines():
     assert cmd[5:] == [test_py, 'CFG', 'CKPT', '--work-dir', 'W', '--launcher', 'pytorch']
     args = zoo_benchmark.parse_args(['l.py', '--launcher', 'slurm', '--gpus', '16',
                                      '--partition', 'p1', '--srun-args=--quotatype=auto'])
-    cmd = zoo_benchmark.launch(args, 'm', ['CFG', 'CKPT'])
+    cmd = launch(args, 'm', ['CFG', 'CKPT'], zoo_benchmark.TEST_TOOL)
     # what tools/slurm_test.sh runs: 8 GPUs per node, one task per GPU
     assert cmd[:3] == ['srun', '-p', 'p1'] and '--gres=gpu:8' in cmd
     assert '--ntasks=16' in cmd and '--ntasks-per-node=8' in cmd and '--quotatype=auto' in cmd
     assert cmd[-5:] == [test_py, 'CFG', 'CKPT', '--launcher', 'slurm']
     args = zoo_benchmark.parse_args(['l.py'])
-    assert zoo_benchmark.launch(args, 'm', ['CFG'])[1:] == [test_py, 'CFG']
+    assert launch(args, 'm', ['CFG'], zoo_benchmark.TEST_TOOL)[1:] == [test_py, 'CFG']

@@ -1,10 +1,9 @@
-"""Model-zoo benchmark: a list of models, one DAG run each, one Table-1 row each.
+"""The model-zoo benchmark's list: a list of models, one DAG run each.
 
-The pieces of ``tools/zoo_benchmark.py`` that do not run anything: reading
-the model list, deciding whether a model's run is finished, to resume or to
-start, and the random-weight checkpoint of a list entry. The rows of the
-benchmark tables (``benchmark.md``, ``.csv``, ``.json``) are
-:mod:`mmdag.benchmark.zoo_tables`'s, re-exported here.
+Reading the model list, deciding whether a model's run is finished, to
+resume or to start, and the random-weight checkpoint of a list entry. The
+runs are :mod:`mmdag.benchmark.zoo_run`'s, the rows and tables
+:mod:`mmdag.benchmark.zoo_tables`'s.
 
 A model list is an mmengine config file (``.py``, ``.json`` or ``.yaml``)
 with ``models``, a list of entries, and optionally ``defaults``, merged into
@@ -24,13 +23,12 @@ per entry from ``seed``; a pipeline check, not a robustness figure).
 import hashlib
 import io
 import json
-import os
 import os.path as osp
-from typing import List, Optional, Tuple
+from typing import List
 
 from mmdag.errors import MMDagError
 from mmdag.fileio import write_atomic
-from .zoo_entry import ENTRY_FILE, read_entry, write_entry  # noqa: F401
+from .zoo_entry import read_entry
 
 #: the keys a list entry may have
 ENTRY_KEYS = ('name', 'config', 'checkpoint', 'cfg_options', 'attack_options', 'seed')
@@ -116,46 +114,6 @@ def plan(work_dir: str, fp: dict) -> str:
     return 'start'
 
 
-class RunProgress:
-    """(images finished, images of the run or None before the run has said)
-    of a running model, from its records and ``dag_state/run.json``. Polled
-    every half second for hours, it reads only what the records file gained
-    since the last poll (anew when the file was replaced), and ``run.json``
-    only when it changed."""
-
-    def __init__(self, work_dir: str):
-        self.records = osp.join(work_dir, 'dag_records.jsonl')
-        self.settings = osp.join(work_dir, 'dag_state', 'run.json')
-        self.total = None
-        self._settings_mtime = None
-        self._file = None   # (inode, bytes read)
-        self._lines = 0
-
-    def poll(self) -> Tuple[int, Optional[int]]:
-        try:
-            mtime = os.stat(self.settings).st_mtime_ns
-            if mtime != self._settings_mtime:
-                with open(self.settings) as f:
-                    self.total = len(json.load(f).get('images') or []) or None
-                self._settings_mtime = mtime
-        except (OSError, ValueError, AttributeError):
-            pass
-        try:
-            st = os.stat(self.records)
-            inode, offset = self._file or (None, 0)
-            if inode != st.st_ino or st.st_size < offset:   # a new file (a new or resumed run)
-                offset, self._lines = 0, 0
-            with open(self.records, 'rb') as f:
-                f.seek(offset)
-                data = f.read()
-            self._lines += data.count(b'\n')
-            self._file = (st.st_ino, offset + len(data))
-        except OSError:
-            self._file, self._lines = None, 0
-        done = self._lines
-        return (min(done, self.total) if self.total else done), self.total
-
-
 def random_checkpoint(config: str, cfg_options: dict, path: str, seed: int = 0) -> str:
     """Save the model of ``config`` with random weights (pretrained
     initialisations dropped, ``init_weights`` run with mmdag's weights-only
@@ -181,8 +139,3 @@ def random_checkpoint(config: str, cfg_options: dict, path: str, seed: int = 0) 
                 'meta': dict(mmdag_random_weights=True, seed=seed, config=config)}, buffer)
     write_atomic(path, buffer.getvalue())
     return path
-
-
-# the tables, where the tools have always imported them from
-from .zoo_tables import (COLUMNS, budget_row, csv_text, format_rows, markdown,  # noqa: E402,F401
-                         model_row, write_if_changed, write_tables)
