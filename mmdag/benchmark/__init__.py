@@ -6,7 +6,9 @@
 - :mod:`.zoo_run`: Table 1 over a list of configs (``tools/zoo_benchmark.py``),
   with :mod:`.zoo_list` (the list), :mod:`.zoo_followups` (the budgeted and
   transfer runs), :mod:`.zoo_tables`, :mod:`.zoo_progress` and :mod:`.plots`
-  (its pictures).
+  (its pictures);
+- :mod:`.speed`: a DAG iteration's speed, method by method
+  (``tools/analysis/benchmark.py``).
 
 None of it is needed to attack a model: :mod:`mmdag.apis` is the public API.
 """
