@@ -50,3 +50,22 @@ def _check_stack() -> None:
         if type(e).__name__ != 'UnsupportedStackError':
             raise
         sys.exit(f'error: {e}')
+
+
+def import_standalone(name: str):
+    """mmdag's module ``name`` (e.g. ``'mmdag.devtools.docs_check'``) without
+    ``import mmdag``, whose stack check and registrations import torch and
+    the OpenMMLab packages (seconds): for the tools that need none of them.
+    The module must import nothing of mmdag; one already imported is reused."""
+    if name in sys.modules:
+        return sys.modules[name]
+    import importlib.util
+    top, *rest = name.split('.')
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit(f'error: {top} not found: run the tool from a clone of mmdag or install it')
+    path = osp.join(list(spec.submodule_search_locations)[0], *rest) + '.py'
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

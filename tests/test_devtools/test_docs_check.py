@@ -1,20 +1,16 @@
-"""tools/check_docs.py: the link checker and the runnable-block extractor
-(fast: no model), and the repository's own README.md and docs/ links."""
+"""The docs checker (mmdag.devtools.docs_check, tools/check_docs.py): the link
+checker and the runnable-block extractor (fast: no model), the repository's
+own README.md and docs/ links, and the tool's command line."""
+import ast
 import importlib.util
 import os.path as osp
+import subprocess
+import sys
 
+import pytest
+
+from mmdag.devtools import docs_check as check_docs
 from conftest import ROOT
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location('check_docs',
-                                                  osp.join(ROOT, 'tools', 'check_docs.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-check_docs = _load()
 
 README = """# Project
 
@@ -143,3 +139,52 @@ def test_repository_docs_have_no_broken_links():
 def test_repository_runnable_blocks_are_bash_or_python():
     blocks = check_docs.runnable_blocks(ROOT)
     assert blocks and all(b.lang in check_docs.RUNNERS for b in blocks)
+
+
+def test_report_links_prints_each_broken_link_and_a_count(tmp_path, capsys):
+    assert check_docs.report_links(str(_tree(tmp_path))) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4 and out[0].startswith('README.md:6: broken link')
+    assert out[-1] == 'links: 14 in 2 files, 3 broken'
+
+
+def test_the_checker_imports_the_standard_library_only():
+    path = osp.join(ROOT, 'mmdag', 'devtools', 'docs_check.py')
+    tree = ast.parse(open(path).read())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert {m.split('.')[0] for m in names} <= set(sys.stdlib_module_names)
+
+
+def test_the_tool_needs_neither_torch_nor_mmdag():
+    # the tool loads its module without `import mmdag` (torch, seconds)
+    res = subprocess.run(
+        [sys.executable, '-c', 'import sys; sys.path.insert(0, "tools"); import check_docs; '
+         'assert check_docs.docs_check.MARKER == "<!-- runnable -->"; '
+         'print(sorted(m for m in ("torch", "mmdag", "mmengine") if m in sys.modules))'],
+        cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == '[]', res.stderr
+
+
+def test_the_tool_wants_links_or_run(capsys):
+    spec = importlib.util.spec_from_file_location('check_docs',
+                                                  osp.join(ROOT, 'tools', 'check_docs.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with pytest.raises(SystemExit) as e:
+        tool.main([])
+    assert e.value.code == 2 and 'say what to check' in capsys.readouterr().err
+
+
+def test_run_block_runs_bash_and_python_in_the_directory(tmp_path):
+    scripts = tmp_path / 'scripts'
+    scripts.mkdir()
+    ok, seconds, out = check_docs.run_block(
+        check_docs.Block('docs/a.md', 3, 'bash', 'echo "$MMDAG_REPO"; pwd\n'), str(tmp_path),
+        str(scripts), ROOT)
+    assert ok and seconds > 0 and out.split() == [ROOT, str(tmp_path)]
+    ok, _, out = check_docs.run_block(
+        check_docs.Block('docs/a.md', 9, 'python', 'import sys\nsys.exit(3)\n'),
+        str(tmp_path), str(scripts), ROOT)
+    assert not ok and out.endswith('(exit 3)')
+    assert sorted(p.name for p in scripts.iterdir()) == ['docs_a.md_3.sh', 'docs_a.md_9.py']
