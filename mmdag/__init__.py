@@ -1,7 +1,7 @@
 """mmdag: Dense Adversary Generation (Xie et al., ICCV 2017) for OpenMMLab.
 
-``import mmdag`` registers :class:`mmdag.engine.DAGAttackHook`,
-:class:`mmdag.evaluation.DAGMetric` and the target adapters under the
+``import mmdag`` registers :class:`mmdag.engine.AttackHook`,
+:class:`mmdag.evaluation.AttackMetric` and the target adapters under the
 ``mmdag`` scope, so configs use them through
 ``custom_imports=dict(imports=['mmdag'])``.
 

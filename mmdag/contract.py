@@ -7,11 +7,16 @@ metric, the records and the benchmark all read them from here.
   attack results from the hook to the metric;
 - the statuses of an attacked image, and those that no mean counts;
 - the image key: the name under which an image's perturbation, record and
-  picture are written, and the key of its random choices.
+  picture are written, and the key of its random choices;
+- the files a run writes in its work dir, and their names before 0.2;
+- the objects the hooks publish for each other (:class:`RunAttack`,
+  :class:`BatchAttack`, :class:`CheckpointFit`; how they travel:
+  :mod:`mmdag.engine.wiring`).
 """
 import os.path as osp
 import zlib
-from typing import List, Optional
+from dataclasses import dataclass
+from typing import Any, List, Optional
 
 #: The variants a run reports: the clean images (ORIG), the adversarial ones
 #: (ADVR, what the test loop itself predicts), the spatially permuted
@@ -36,17 +41,81 @@ CHOSEN_VARIANTS = {GREEDY_VARIANT: 'worst case, greedy for mIoU',
 ERRORS_PREFIX = 'errors'
 #: Prefix of TIDE's breakdown's metric keys (``tide/advr/dAP/cls``).
 TIDE_PREFIX = 'tide'
-#: Prefix of the attack statistics' metric keys (``dag/linf``).
-STATS_PREFIX = 'dag'
+#: Prefix of the attack statistics' metric keys (``attack/linf``).
+STATS_PREFIX = 'attack'
+#: The statistics' prefix before 0.2 (``dag/linf``): old reports and states
+#: are read with :func:`upgrade_keys`.
+OLD_STATS_PREFIX = 'dag'
 
 #: Data-sample field: the attack statistics of the image (a dict, see
 #: :class:`mmdag.attacks.AttackResult`).
-STATS_FIELD = 'dag_stats'
+STATS_FIELD = 'attack_stats'
 #: Data-sample field: the ORIG / PERM predictions, ``{variant: fields}``.
-VARIANTS_FIELD = 'dag_variants'
+VARIANTS_FIELD = 'attack_variants'
 #: Data-sample field of an epsilon sweep: the attack statistics of the
 #: image at each epsilon but the largest, ``{epsilon_label: stats}``.
-SWEEP_STATS_FIELD = 'dag_sweep_stats'
+SWEEP_STATS_FIELD = 'attack_sweep_stats'
+
+#: What a run writes in its work dir (the hooks' defaults): the report, the
+#: per-image records, the state a killed run resumes from, the pictures of
+#: an epsilon sweep's curve and of the detection errors.
+REPORT_FILE = 'attack_report.json'
+RECORDS_FILE = 'attack_records.jsonl'
+STATE_DIR = 'attack_state'
+CURVE_FILE = 'attack_curve.png'
+ERRORS_FILE = 'attack_errors.png'
+#: Their names before 0.2, when every run was named after DAG: readers
+#: (:func:`work_path`) take a work dir written then.
+OLD_FILE_NAMES = {REPORT_FILE: 'dag_report.json', RECORDS_FILE: 'dag_records.jsonl',
+                  STATE_DIR: 'dag_state', CURVE_FILE: 'dag_curve.png',
+                  ERRORS_FILE: 'dag_errors.png'}
+
+
+def work_path(work_dir: str, name: str) -> str:
+    """The path of a work dir's file ``name`` (one of the names above): the
+    file of that name, or the one of its name before 0.2 when only that one
+    exists (a work dir written by an older mmdag)."""
+    path = osp.join(work_dir, name)
+    old = OLD_FILE_NAMES.get(name)
+    if old is not None and not osp.exists(path) and osp.exists(osp.join(work_dir, old)):
+        return osp.join(work_dir, old)
+    return path
+
+
+#: The registered names of the hooks and the metric wrapper before 0.2
+#: (named after DAG), and today's: both build (the old names are registered
+#: too), and a run's saved settings read the old names as today's.
+OLD_TYPE_NAMES = {'DAGAttackHook': 'AttackHook', 'DAGFigureHook': 'AttackFigureHook',
+                  'DAGReportHook': 'AttackReportHook', 'DAGResumeHook': 'AttackResumeHook',
+                  'DAGMetric': 'AttackMetric'}
+
+
+def upgrade_type_name(name: str) -> str:
+    """A type name as this version registers it: ``'mmdag.DAGMetric'`` ->
+    ``'mmdag.AttackMetric'``, ``'DAGAttackHook'`` -> ``'AttackHook'``;
+    any other string unchanged."""
+    scope, dot, short = name.rpartition('.')
+    if short in OLD_TYPE_NAMES and scope in ('', 'mmdag'):
+        return f'{scope}{dot}{OLD_TYPE_NAMES[short]}'
+    return name
+
+
+def upgrade_key(key: str) -> str:
+    """A metric key as this version writes it: ``dag/linf`` -> ``attack/linf``,
+    ``dag@0.5/iters`` -> ``attack@0.5/iters``; other keys unchanged."""
+    head, slash, rest = key.partition('/')
+    base, at, eps = head.partition('@')
+    if slash and base == OLD_STATS_PREFIX:
+        return f'{STATS_PREFIX}{at}{eps}/{rest}'
+    return key
+
+
+def upgrade_keys(metrics: dict) -> dict:
+    """A metrics dict with its keys as this version writes them
+    (:func:`upgrade_key`), in the same order."""
+    return {upgrade_key(k): v for k, v in metrics.items()}
+
+
 #: Data-sample fields that carry a model's predictions (what differs per variant).
 PRED_FIELDS = ('pred_sem_seg', 'seg_logits', 'pred_instances', 'pred_panoptic_seg')
 
@@ -147,11 +216,45 @@ def pred_fields(sample) -> dict:
     return out
 
 
-#: Message-hub key (``runner.message_hub.get_info``): the current batch's
-#: attack, published by :class:`mmdag.engine.DAGAttackHook` before the test
-#: iteration: ``clean`` images, ``samples``, the attack's ``result``, the
-#: ``orig`` predictions (or None), the image ``names`` and their ``records``.
-BATCH_INFO = 'mmdag_batch'
-#: Message-hub key: the run's settings and environment, published by the
-#: attack hook for the report (``settings``, ``environment``).
-RUN_INFO = 'mmdag_run'
+@dataclass
+class RunAttack:
+    """What the attack hook publishes once, before the first batch
+    (:func:`mmdag.engine.wiring.publish`): the run's ``settings`` and
+    ``environment`` (the report's) and ``state``, the settings a resumed run
+    must share (:class:`mmdag.engine.AttackResumeHook`)."""
+    settings: dict
+    environment: dict
+    state: dict
+
+
+@dataclass
+class BatchAttack:
+    """What the attack hook publishes for each test batch, before the loop
+    predicts it (cleared first): the ``clean`` images, the data ``samples``,
+    the attack's ``result`` (:class:`mmdag.attacks.AttackResult`), the ORIG
+    predictions ``orig`` (None when not made), the image ``names`` and
+    their ``records`` (:mod:`mmdag.engine.records`). The figure, report and
+    resume hooks read it after the loop's prediction."""
+    clean: list
+    samples: list
+    result: Any
+    orig: Optional[list]
+    names: List[str]
+    records: List[dict]
+
+
+@dataclass
+class CheckpointFit:
+    """How much of the model the checkpoint set, published by
+    :class:`mmdag.engine.CheckpointCheckHook` for the report."""
+    unloaded_params: int
+    params: int
+    unloaded_buffers: int
+    unloaded_fraction: float
+    missing_parts: list
+    allow_partial: bool
+
+
+#: The message-hub key of each published object (``runner.message_hub``).
+HUB_KEYS = {RunAttack: 'mmdag_run', BatchAttack: 'mmdag_batch',
+            CheckpointFit: 'mmdag_checkpoint_fit'}

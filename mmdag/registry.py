@@ -3,8 +3,8 @@
 Registries only: this module imports nothing of mmdag, so every layer can
 register into it without an import cycle (``tests/test_package/test_layers.py``).
 
-Configs of any OpenMMLab library name mmdag's pieces as ``mmdag.DAGAttackHook``
-or ``mmdag.DAGMetric`` after ``custom_imports=dict(imports=['mmdag'])``.
+Configs of any OpenMMLab library name mmdag's pieces as ``mmdag.AttackHook``
+or ``mmdag.AttackMetric`` after ``custom_imports=dict(imports=['mmdag'])``.
 Parents are mmengine's root registries (not mmseg's or mmdet's), so the names
 resolve under either library's default scope.
 """

@@ -1,11 +1,33 @@
-"""Table-1-style text summary of DAG runs, and the curve of an epsilon sweep."""
+"""Table-1-style text summary of attack runs, and the curve of an epsilon sweep.
+
+The functions take a report's contents (:func:`read_report`) or its
+``metrics``; the metric keys of a report written before 0.2 (``dag/linf``)
+are read as today's (``attack/linf``, :func:`mmdag.contract.upgrade_keys`).
+"""
+import json
+import os.path as osp
 from typing import Dict, Optional, Sequence
 
-from mmdag.contract import CHOSEN_VARIANTS, STATS_PREFIX, SWEPT_VARIANTS, swept, variant_parts
+from mmdag.contract import (CHOSEN_VARIANTS, REPORT_FILE, STATS_PREFIX, SWEPT_VARIANTS, swept,
+                            upgrade_keys, variant_parts, work_path)
 
 #: The paper's scale of perturbations (PAPER.md, "Measures"), for comparison.
 PAPER_REFERENCE = ('paper (FCN/FR on VOC): ADVR a few %, PERM ~ORIG, p ~1e-3, L-inf < 10, '
                    '<= 200 iters')
+
+
+def read_report(path: str) -> dict:
+    """A run's report: ``path`` is the report file or the run's work dir (its
+    :data:`~mmdag.contract.REPORT_FILE`, or the ``dag_report.json`` of a run
+    before 0.2). The metric keys are today's (:func:`~mmdag.contract.upgrade_keys`).
+    Raises OSError when there is no report, ValueError when it is not JSON."""
+    if osp.isdir(path):
+        path = work_path(path, REPORT_FILE)
+    with open(path) as f:
+        report = json.load(f)
+    if isinstance(report, dict) and isinstance(report.get('metrics'), dict):
+        report['metrics'] = upgrade_keys(report['metrics'])
+    return report
 
 
 def main_metric(metrics: dict) -> Optional[str]:
@@ -25,6 +47,7 @@ def format_table(rows: Dict[str, dict], reference: bool = True) -> str:
               f"{'iters':>7} {'p':>9} {'L-inf':>7} {'success':>8}")
     lines = [header, '-' * len(header)]
     for name, m in rows.items():
+        m = upgrade_keys(m)
         metric = main_metric(m)
         if metric is None:
             continue
@@ -34,7 +57,8 @@ def format_table(rows: Dict[str, dict], reference: bool = True) -> str:
             v = m.get(f'{variant}/{metric}')
             return f'{scale * float(v):7.2f}' if v is not None else f"{'-':>7}"
 
-        iters, p, linf, succ = (m.get(f'dag/{k}') for k in ('iters', 'p', 'linf', 'success'))
+        iters, p, linf, succ = (m.get(f'{STATS_PREFIX}/{k}')
+                                for k in ('iters', 'p', 'linf', 'success'))
         lines.append(
             f'{name[:40]:<40} {metric.rsplit("/", 1)[-1]:<8} {get("orig")} {get("advr")} '
             f'{get("perm")} '
@@ -51,7 +75,6 @@ def metric_scale(metric: str) -> float:
 
 
 def _label(report: dict) -> str:
-    import os.path as osp
     cfg = report.get('config') or '?'
     return osp.splitext(osp.basename(str(cfg)))[0]
 
@@ -61,7 +84,7 @@ def transfer_matrix(reports: Dict[str, dict], source_reports: Optional[Dict[str,
     applied, cells = ORIG - ADVR of the headline metric (in %).
 
     Args:
-        reports: ``dag_report.json`` contents by path. A run with
+        reports: reports' contents (:func:`read_report`) by path. A run with
             ``settings.transfer_from`` is a transfer run (its sources are the
             runs that wrote those directories, joined with ' + ' when
             several); any other run is the white-box attack of its model
@@ -73,11 +96,10 @@ def transfer_matrix(reports: Dict[str, dict], source_reports: Optional[Dict[str,
     Returns:
         tuple: (row labels, column labels, ``{(row, col): drop}``).
     """
-    import os.path as osp
     source_reports = source_reports or {}
     cells, rows, cols = {}, [], []
     for path, rep in reports.items():
-        m = rep.get('metrics', {})
+        m = upgrade_keys(rep.get('metrics', {}))
         metric = main_metric(m)
         if metric is None:
             raise ValueError(f'{path}: no advr metric in the report')
@@ -113,7 +135,7 @@ def chosen_variants() -> Dict[str, str]:
     labels: the contract's (greedy for mIoU, by objects found), the
     accuracy selection and the attack's own per-image winners (what the
     test loop predicted, before ADVR's headline became the worst case)."""
-    from mmdag.evaluation.dag_metric import ACC_VARIANT, WINNER_VARIANT
+    from mmdag.evaluation.attack_metric import ACC_VARIANT, WINNER_VARIANT
     return {**CHOSEN_VARIANTS, ACC_VARIANT: 'worst case, fewest pixels correct',
             WINNER_VARIANT: "attack's per-image winners"}
 
@@ -128,6 +150,7 @@ def sweep_section(metrics: dict, epsilons: Sequence[float]) -> Optional[dict]:
     PERM (in %, where the run has them), every metric of every variant, and
     the attack statistics. The unmarked keys are the largest epsilon's.
     None without a headline metric."""
+    metrics = upgrade_keys(metrics)
     metric = main_metric(metrics)
     if metric is None or not epsilons:
         return None
@@ -172,7 +195,7 @@ def format_sweep(section: dict) -> str:
     """A sweep's curve as a markdown table: per epsilon, the headline metric
     of an ensemble's members (where the attack is one), of ADVR (the worst
     case of an ensemble, at or below every member: see
-    :class:`~mmdag.evaluation.DAGMetric`), of the ensemble's selections
+    :class:`~mmdag.evaluation.AttackMetric`), of the ensemble's selections
     (:func:`chosen_variants`), ADVR rounded to 8 bits and PERM (the attack's
     per-image winners' images, for an ensemble), the mean L-inf and the
     fraction of attacked targets flipped; ORIG in the heading line."""

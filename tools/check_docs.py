@@ -5,8 +5,10 @@
     python tools/check_docs.py --links --run
 
 --links: every relative link, image and ``#anchor`` of README.md and
-docs/**/*.md must name an existing file, folder or heading; one line
-``FILE:LINE: ...`` per broken link. --run: every fenced block right after a
+docs/**/*.md must name an existing file, folder or heading, and every bash,
+shell or python block must be marked runnable or say why not
+(``<!-- not run by the docs check: why -->``); one line ``FILE:LINE: ...``
+per problem. --run: every fenced block right after a
 ``<!-- runnable -->`` line runs (bash or python), in one fresh temporary
 directory prepared by a small demo run; one line ``FILE:LINE  pass|FAIL
 SECONDS s`` per block. Exit code 1 when a link is broken or a block failed.

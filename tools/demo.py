@@ -14,7 +14,6 @@ below the current directory (``mmdag demo`` runs it from anywhere).
 """
 import argparse
 import hashlib
-import json
 import os
 import os.path as osp
 import subprocess
@@ -138,7 +137,8 @@ def main(argv=None):
     else:
         print(f'[demo] synthetic VOC set already at {a.data_root}')
 
-    from mmdag.summary import format_table
+    from mmdag.contract import REPORT_FILE
+    from mmdag.summary import format_table, read_report
     rows, reports = {}, []
     for k, task in enumerate(a.tasks):
         cfg, dag_cfg, sub, title, limit, procs = TASKS[task]
@@ -166,9 +166,8 @@ def main(argv=None):
         n = min(limit or a.num_val, a.num_val)
         run(cmd, f'attacking {n} {task} val images with DAG (ORIG / ADVR / PERM in one run, '
                  f'{procs} process{"es" if procs > 1 else ""})')
-        report_path = osp.join(out, 'dag_report.json')
-        with open(report_path) as f:
-            rows[title] = json.load(f)['metrics']
+        report_path = osp.join(out, REPORT_FILE)
+        rows[title] = read_report(report_path)['metrics']
         reports.append((report_path, osp.join(out, 'figures')))
 
     if a.train_only:

@@ -1,10 +1,11 @@
-"""Test (and attack) an MMSegmentation / MMDetection model with DAG.
+"""Test (and attack) an MMSegmentation / MMDetection model.
 
-The OpenMMLab ``tools/test.py`` with two additions: ``--attack dag`` adds
-``mmdag.DAGAttackHook`` and wraps the test evaluator in ``mmdag.DAGMetric``
-(a config that already names them needs no flag), and ``--attack-options``
-sets DAG's arguments. One run reports ORIG / ADVR / PERM of the config's
-metric, the attack statistics, and writes ``<work_dir>/dag_report.json``.
+The OpenMMLab ``tools/test.py`` with two additions: ``--attack NAME`` (dag,
+pgd, segpgd, ..., see --help) adds ``mmdag.AttackHook`` and wraps the test
+evaluator in ``mmdag.AttackMetric`` (a config that already names them needs
+no flag), and ``--attack-options`` sets the attack's arguments. One run
+reports ORIG / ADVR / PERM of the config's metric, the attack statistics,
+and writes ``<work_dir>/attack_report.json``.
 
     python tools/test.py CONFIG CHECKPOINT --attack dag [--attack-options max_iters=50]
     bash tools/dist_test.sh CONFIG CHECKPOINT GPUS --attack dag
@@ -21,12 +22,13 @@ require('torch', 'mmengine')
 from mmdag.apis.test_tool import (build_cfg, build_runner, check_inputs,  # noqa: E402,F401
                                   check_work_dir, is_detection, looks_like_checkpoint,
                                   setup_cpu_distributed, shutdown_distributed)
+from mmdag.contract import REPORT_FILE  # noqa: E402
 from mmdag.errors import MMDagError, fail  # noqa: E402
 
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(description='mmdag: test (and DAG-attack) a model')
+    parser = argparse.ArgumentParser(description='mmdag: test (and attack) a model')
     parser.add_argument('config', help='test config: a path, mmdag::dag/<name>.py, or '
                         'configs/... (mmdag\'s own, from any directory)')
     parser.add_argument('checkpoint', help='checkpoint: a local path, an http(s) URL or a zoo name '
@@ -40,17 +42,17 @@ def parse_args(argv=None):
                         'epsilon=4 max_iters=20 (pgd), attacks=pgd,segpgd epsilon=4 (worstcase)')
     parser.add_argument('--targets-options', nargs='+', action=DictAction, default={},
                         metavar='KEY=VALUE',
-                        help='target adapter arguments, merged into the DAG hook\'s targets '
+                        help='target adapter arguments, merged into the attack hook\'s targets '
                              '(e.g. use_gt=False, score_thr=0.01): the hook is found by its '
                              'type, wherever it sits among the config\'s custom_hooks')
     parser.add_argument('--hook-options', nargs='+', action=DictAction, default={},
                         metavar='KEY=VALUE',
-                        help='other DAGAttackHook arguments (e.g. log_interval=5), set on the '
+                        help='other AttackHook arguments (e.g. log_interval=5), set on the '
                              'hook found by its type')
     parser.add_argument('--epsilons', type=float, nargs='+', metavar='EPS', default=None,
                         help='an epsilon sweep in one run: the attack at each of these L-inf '
                         'budgets (0..255 scale, e.g. 0.25 0.5 1 2 4 8); the report holds the '
-                        'curve (a table and dag_curve.png)')
+                        'curve (a table and attack_curve.png)')
     parser.add_argument('--num-figures', type=int, default=None,
                         help='save this many Figure-1-style pictures to <work_dir>/figures')
     parser.add_argument('--save-perturbations', action='store_true',
@@ -65,7 +67,7 @@ def parse_args(argv=None):
     parser.add_argument('--resume', action='store_true',
                         help='continue the killed run of this --work-dir: the images it '
                         'finished are not attacked again (same settings required)')
-    parser.add_argument('--work-dir', help='directory for logs, dag_report.json and figures')
+    parser.add_argument('--work-dir', help='directory for logs, attack_report.json and figures')
     parser.add_argument('--out', type=str,
                         help='save the ADVR (clean with --attack none) predictions: mmseg, a '
                         'directory of result images; mmdet, a .pkl file of the results')
@@ -135,11 +137,11 @@ def main(argv=None):
     if is_main_process() and any(k.startswith('advr/') for k in metrics):
         # the paper's scale is DAG's: another attack's table goes without it
         from mmdag.attacks import DAG
-        from mmdag.engine import DAGAttackHook
-        dag = any(isinstance(h, DAGAttackHook) and isinstance(h.dag, DAG) for h in runner.hooks)
+        from mmdag.engine import AttackHook
+        dag = any(isinstance(h, AttackHook) and isinstance(h.primary, DAG) for h in runner.hooks)
         print(format_table({osp.splitext(osp.basename(args.config))[0]: metrics},
                            reference=dag))
-        print(f'report: {osp.join(cfg.work_dir, "dag_report.json")}')
+        print(f'report: {osp.join(cfg.work_dir, REPORT_FILE)}')
     shutdown_distributed()
     return metrics
 

@@ -3,5 +3,5 @@
 _base_ = ['mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py', '../_base_/dag_seg.py']
 test_evaluator = dict(
     _delete_=True,
-    type='mmdag.DAGMetric',
+    type='mmdag.AttackMetric',
     metric=dict(type='IoUMetric', iou_metrics=['mIoU']))

@@ -3,5 +3,5 @@
 _base_ = ['mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py', '../_base_/dag_det.py']
 test_evaluator = dict(
     _delete_=True,
-    type='mmdag.DAGMetric',
+    type='mmdag.AttackMetric',
     metric=dict(type='VOCMetric', metric='mAP', eval_mode='11points'))

@@ -9,13 +9,16 @@ custom_hooks = [
     dict(type='NumClassCheckHook'),
     dict(type='CheckInvalidLossHook', interval=50, priority='VERY_LOW'),
     dict(
-        type='mmdag.DAGAttackHook',
+        type='mmdag.AttackHook',
         attack=dict(gamma=0.5, max_iters=200, adv_labels='random', seed=0),
         targets=dict(score_thr=None),
-        variants=('orig', 'perm', 'advr_uint8'),
-        num_figures=4)
+        variants=('orig', 'perm', 'advr_uint8')),
+    # the pictures, the report and records, the state a killed run resumes from
+    dict(type='mmdag.AttackFigureHook', num_figures=4),
+    dict(type='mmdag.AttackReportHook'),
+    dict(type='mmdag.AttackResumeHook')
 ]
 test_evaluator = dict(
     _delete_=True,
-    type='mmdag.DAGMetric',
+    type='mmdag.AttackMetric',
     metric=dict(type='VOCMetric', metric='mAP', eval_mode='11points'))

@@ -4,5 +4,5 @@
 _base_ = ['./dino_tiny_synthetic-voc.py', '../_base_/dag_det_query.py']
 test_evaluator = dict(
     _delete_=True,
-    type='mmdag.DAGMetric',
+    type='mmdag.AttackMetric',
     metric=dict(type='VOCMetric', metric='mAP', eval_mode='11points'))

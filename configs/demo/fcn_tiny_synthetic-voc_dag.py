@@ -2,5 +2,5 @@
 _base_ = ['./fcn_tiny_synthetic-voc.py', '../_base_/dag_seg.py']
 test_evaluator = dict(
     _delete_=True,
-    type='mmdag.DAGMetric',
+    type='mmdag.AttackMetric',
     metric=dict(type='IoUMetric', iou_metrics=['mIoU']))

@@ -6,7 +6,7 @@ re-exported here, as ``mmdet.apis`` / ``mmseg.apis`` re-export theirs.
 """
 from mmdag.contract import image_seeds
 from mmdag.engine.step import attack_batch, attack_mode, content_region, perm_images, transfer_batch
-from .config import add_dag_to_config
+from .config import add_attack_to_config, add_dag_to_config  # noqa: F401 (old name)
 
 __all__ = ['attack_batch', 'attack_mode', 'content_region', 'image_seeds', 'perm_images',
-           'transfer_batch', 'add_dag_to_config']
+           'transfer_batch', 'add_attack_to_config']

@@ -56,7 +56,7 @@ def check_dataset(cfg) -> Optional[str]:
     for k, m in enumerate(evaluator if many else [evaluator]):
         where = f'test_evaluator.{k}' if many else 'test_evaluator'
         while isinstance(m, dict) and isinstance(m.get('metric', None), dict):
-            m, where = m['metric'], where + '.metric'  # inside a DAGMetric
+            m, where = m['metric'], where + '.metric'  # inside an AttackMetric
         ann = m.get('ann_file', None) if isinstance(m, dict) else None
         if _local(ann) and not osp.exists(ann):
             return (f'evaluation annotation file {ann} not found ({where}.ann_file): put the '

@@ -6,6 +6,7 @@ naming the fix; the tool prints it (:func:`mmdag.errors.fail`)."""
 import os.path as osp
 from typing import NoReturn
 
+from mmdag.contract import upgrade_type_name
 from mmdag.errors import MMDagError
 
 
@@ -78,7 +79,7 @@ def setup_cpu_distributed(cfg) -> None:
 def build_cfg(args):
     from mmengine.config import Config
 
-    from mmdag.apis.config import add_dag_to_config
+    from mmdag.apis.config import add_attack_to_config
     try:
         cfg = Config.fromfile(args.config)
     except Exception as e:  # a broken or wrong config: one line, not a traceback
@@ -123,13 +124,14 @@ def build_cfg(args):
         if args.attack not in (None, 'none', 'dag'):   # DAG is the hook's default type
             from mmdag.attacks import attack_types
             attack['type'] = attack_types()[args.attack]
-        add_dag_to_config(cfg, attack, hook_options, targets=dict(args.targets_options))
+        add_attack_to_config(cfg, attack, hook_options, targets=dict(args.targets_options))
     elif args.attack == 'none':
         cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) or []
-                            if not str(h.get('type', '')).endswith('DAGAttackHook')]
+                            if upgrade_type_name(str(h.get('type', ''))).rsplit('.', 1)[-1]
+                            != 'AttackHook']
         cfg.test_evaluator = unwrap_attack_metrics(cfg.test_evaluator)
     add_checkpoint_check_of(cfg, args)
-    # after the DAG pieces are in (the DAG hook's own settings are better set
+    # after the attack's pieces are in (the attack hook's own settings are better set
     # with --attack-options / --targets-options / --hook-options, which find it by type)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -142,9 +144,10 @@ def build_cfg(args):
 
 
 def unwrap_attack_metrics(evaluator):
-    """The stock metrics inside DAGMetric wrappers (one, or a list)."""
+    """The stock metrics inside AttackMetric wrappers (one, or a list)."""
     def unwrap(m):
-        return m['metric'] if str(m.get('type', '')).endswith('DAGMetric') else m
+        kind = upgrade_type_name(str(m.get('type', '')))
+        return m['metric'] if kind.rsplit('.', 1)[-1] == 'AttackMetric' else m
     if isinstance(evaluator, (list, tuple)):
         return [unwrap(m) for m in evaluator]
     return unwrap(evaluator)

@@ -135,7 +135,7 @@ class WorstCase:
     metric keys). The ensemble's images (what the test loop predicts as
     ADVR, and what is saved and drawn) are the per-image winners'; the
     metric reports worst-case figures from the members' predictions
-    (:class:`mmdag.evaluation.DAGMetric`).
+    (:class:`mmdag.evaluation.AttackMetric`).
 
     Args:
         attacks (Sequence[str | dict | attack]): the members, as registered

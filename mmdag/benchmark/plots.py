@@ -11,7 +11,6 @@
 Each writes its PNG atomically (a killed run leaves no half picture).
 """
 import glob
-import json
 import os.path as osp
 from typing import List, Optional, Sequence
 
@@ -90,9 +89,10 @@ def model_pictures(name: str, work_dir: str, out_dir: str) -> List[str]:
     from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
     from mmdag.fileio import write_atomic
     made = []
-    report = osp.join(work_dir, 'dag_report.json')
-    with open(report) as f:
-        rep = json.load(f)
+    from mmdag.contract import RECORDS_FILE, REPORT_FILE, work_path
+    from mmdag.summary import read_report
+    report = work_path(work_dir, REPORT_FILE)
+    rep = read_report(report)
 
     def stale(path):
         return not osp.isfile(path) or osp.getmtime(path) < osp.getmtime(report)
@@ -103,7 +103,7 @@ def model_pictures(name: str, work_dir: str, out_dir: str) -> List[str]:
         made.append(convergence_plot(conv, path, name))
     path = osp.join(out_dir, f'{name}_iterations.png')
     if stale(path):
-        recs = unique_records(read_records(osp.join(work_dir, 'dag_records.jsonl'))[0])
+        recs = unique_records(read_records(work_path(work_dir, RECORDS_FILE))[0])
         iters = [r['iters'] for r in recs if r.get('status') not in NOT_ATTACKED]
         if iters:
             max_iters = ((rep.get('settings') or {}).get('attack') or {}).get('max_iters')

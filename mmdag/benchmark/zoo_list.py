@@ -26,6 +26,7 @@ import json
 import os.path as osp
 from typing import List
 
+from mmdag.contract import REPORT_FILE, STATE_DIR, work_path
 from mmdag.errors import MMDagError
 from mmdag.fileio import write_atomic
 from .zoo_entry import read_entry
@@ -107,9 +108,9 @@ def plan(work_dir: str, fp: dict) -> str:
     entry = read_entry(work_dir)
     same = entry.get('fingerprint') == fp
     if same and entry.get('status') == 'finished' and osp.isfile(
-            osp.join(work_dir, 'dag_report.json')):
+            work_path(work_dir, REPORT_FILE)):
         return 'skip'
-    if same and osp.isfile(osp.join(work_dir, 'dag_state', 'run.json')):
+    if same and osp.isfile(osp.join(work_path(work_dir, STATE_DIR), 'run.json')):
         return 'resume'
     return 'start'
 

@@ -6,6 +6,8 @@ import os
 import os.path as osp
 from typing import Optional, Tuple
 
+from mmdag.contract import RECORDS_FILE, STATE_DIR
+
 
 class Progress:
     """A bar over the images of the running model and one over the models,
@@ -46,14 +48,14 @@ class Progress:
 
 class RunProgress:
     """(images finished, images of the run or None before the run has said)
-    of a running model, from its records and ``dag_state/run.json``. Polled
+    of a running model, from its records and ``attack_state/run.json``. Polled
     every half second for hours, it reads only what the records file gained
     since the last poll (anew when the file was replaced), and ``run.json``
     only when it changed."""
 
     def __init__(self, work_dir: str):
-        self.records = osp.join(work_dir, 'dag_records.jsonl')
-        self.settings = osp.join(work_dir, 'dag_state', 'run.json')
+        self.records = osp.join(work_dir, RECORDS_FILE)
+        self.settings = osp.join(work_dir, STATE_DIR, 'run.json')
         self.total = None
         self._settings_mtime = None
         self._file = None   # (inode, bytes read)

@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
+from mmdag.contract import REPORT_FILE, work_path
 from mmdag.errors import MMDagError
 from .zoo_entry import read_entry, write_entry
 from .zoo_progress import Progress, RunProgress
@@ -62,7 +63,7 @@ def launch(args, name: str, test_args: list, test_tool: str) -> list:
         if not args.partition:
             raise MMDagError('--launcher slurm needs --partition NAME')
         per_node = min(args.gpus, 8)
-        return ['srun', '-p', args.partition, f'--job-name=dag_{name}', f'--gres=gpu:{per_node}',
+        return ['srun', '-p', args.partition, f'--job-name=mmdag_{name}', f'--gres=gpu:{per_node}',
                 f'--ntasks={args.gpus}', f'--ntasks-per-node={per_node}', '--cpus-per-task=5',
                 '--kill-on-bad-exit=1', *args.srun_args.split(), py, '-u', test_tool,
                 *test_args, '--launcher', 'slurm']
@@ -185,7 +186,7 @@ def run_list(args, entries: List[dict], bench_dir: str, prog: Progress, test_too
             prog.end_model()
             continue
         if what == 'start' and read_entry(wd):
-            kept = keep_aside(osp.join(wd, 'dag_report.json'), '.json')
+            kept = keep_aside(work_path(wd, REPORT_FILE), '.json')
             prog.line(f'[zoo] {k}/{n} {name}: settings changed since the run in {wd}: '
                       'attacking again' + (f' (earlier report kept as {kept})' if kept else ''))
         ckpt = e['checkpoint']

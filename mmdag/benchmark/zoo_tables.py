@@ -1,5 +1,6 @@
 """The model-zoo benchmark's rows and tables: one Table-1 row per finished
-model run (from its ``dag_report.json`` and records), and the tables
+model run (from its ``attack_report.json`` and records; a run of mmdag
+before 0.2 from its ``dag_report.json``), and the tables
 ``benchmark.md``, ``.csv`` and ``.json`` written from them."""
 import csv
 import io
@@ -8,9 +9,10 @@ import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Tuple
 
+from mmdag.contract import RECORDS_FILE, REPORT_FILE, work_path
 from mmdag.engine.records import NOT_ATTACKED, read_records, unique_records
 from mmdag.fileio import write_atomic
-from mmdag.summary import main_metric, member_values, metric_scale
+from mmdag.summary import main_metric, member_values, metric_scale, read_report
 from .zoo_entry import read_entry
 
 COLUMNS = ('model', 'metric', 'ORIG', 'ADVR', 'PERM', 'iters_mean', 'iters_median', 'p',
@@ -21,12 +23,11 @@ COLUMNS = ('model', 'metric', 'ORIG', 'ADVR', 'PERM', 'iters_mean', 'iters_media
 def _read_run(work_dir: str) -> Optional[Tuple[dict, List[dict]]]:
     """A finished run's report and its records, each image once (None
     without a report)."""
-    rep_path = osp.join(work_dir, 'dag_report.json')
+    rep_path = work_path(work_dir, REPORT_FILE)
     if not osp.isfile(rep_path):
         return None
-    with open(rep_path) as f:
-        rep = json.load(f)
-    return rep, unique_records(read_records(osp.join(work_dir, 'dag_records.jsonl'))[0])
+    rep = read_report(rep_path)
+    return rep, unique_records(read_records(work_path(work_dir, RECORDS_FILE))[0])
 
 
 def _sec_per_image(records: List[dict]) -> Optional[float]:
@@ -278,11 +279,6 @@ def write_if_changed(path: str, text: str) -> bool:
     return True
 
 
-def _load_report(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
-
-
 def transfer_table(entries: List[dict], pairs: List[dict], bench_dir: str) -> Tuple[str, dict]:
     """The transfer matrix (drop ORIG - ADVR, in %) of the white-box runs
     (``entries``, in ``bench_dir/<name>``) and the transfer runs (``pairs``,
@@ -291,16 +287,16 @@ def transfer_table(entries: List[dict], pairs: List[dict], bench_dir: str) -> Tu
     from mmdag.summary import format_matrix, transfer_matrix
     reports, sources = {}, {}
     for e in entries:
-        path = osp.join(bench_dir, e['name'], 'dag_report.json')
+        path = work_path(osp.join(bench_dir, e['name']), REPORT_FILE)
         if osp.isfile(path):
-            rep = dict(_load_report(path), config=e['name'])
+            rep = dict(read_report(path), config=e['name'])
             reports[path] = rep
             sources[osp.normpath(osp.join(osp.abspath(bench_dir), e['name'],
                                           'perturbations'))] = rep
     for t in pairs:
-        path = osp.join(t['work_dir'], 'dag_report.json')
+        path = work_path(t['work_dir'], REPORT_FILE)
         if osp.isfile(path):
-            reports[path] = dict(_load_report(path), config=t['target'])
+            reports[path] = dict(read_report(path), config=t['target'])
     rows, cols, cells = transfer_matrix(reports, sources)
     return format_matrix(rows, cols, cells), dict(
         rows=rows, cols=cols,

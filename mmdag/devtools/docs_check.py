@@ -8,8 +8,11 @@ relative to the Markdown file; a ``#anchor`` must name a heading of the
 target Markdown file (or of the same file), slugged as MkDocs and GitHub do
 (lowercase, punctuation removed, spaces to '-'; either slug is accepted).
 Links with a scheme (https:, mailto:) are not fetched. Code spans and fenced
-code blocks are skipped. Each broken link is one line
-``FILE:LINE: ...``; exit code 1 when there is any.
+code blocks are skipped. Every bash, sh, shell or python block is marked
+runnable (below) or preceded by ``<!-- not run by the docs check: why -->``,
+so that every command the docs show is run or says why not. Each broken
+link or unmarked block is one line ``FILE:LINE: ...``; exit code 1 when
+there is any.
 
 --run: every fenced block that directly follows a line holding only
 ``<!-- runnable -->`` is run, in file order (README.md first, then docs/ by
@@ -49,6 +52,9 @@ from urllib.parse import unquote
 
 #: the comment line that marks the next fenced block as runnable
 MARKER = '<!-- runnable -->'
+#: how a command block that the check does not run says why (the rest of
+#: the line gives the reason)
+NOT_RUN = '<!-- not run by the docs check:'
 #: the languages a runnable block may have, and how each runs
 RUNNERS = {'bash': 'bash', 'sh': 'bash', 'shell': 'bash', 'python': 'python', 'py': 'python'}
 #: the demo run that prepares the directory the blocks run in
@@ -203,7 +209,33 @@ def check_links(root: str, files: Optional[Sequence[str]] = None) -> List[str]:
                                 f'{osp.relpath(dest, root)} has no heading with anchor #{anchor}')
         problems += [f'{rel}:{line}: {MARKER} is not followed by a fenced block'
                      for line in _loose_markers(text)]
+        problems += [f'{rel}:{line}: a {lang} block neither marked {MARKER} nor '
+                     f'{NOT_RUN} <why> -->'
+                     for line, lang in unmarked_blocks(text)]
     return problems
+
+
+def unmarked_blocks(text: str) -> List[Tuple[int, str]]:
+    """The command blocks (bash, shell or python) of a Markdown text that
+    are neither marked runnable nor say why the check does not run them:
+    (fence line, language). Every command the docs show is run or says why not."""
+    lines = text.splitlines()
+    out, fence, previous = [], None, ''
+    for num, line in enumerate(lines, 1):
+        m = FENCE.match(line.lstrip()) if fence is None else None
+        if fence is not None:
+            stripped = line.strip()
+            if stripped.startswith(fence) and set(stripped) <= {fence[0]}:
+                fence = None
+        elif m:
+            fence, lang = m.group(1), m.group(2).lower()
+            if lang in RUNNERS and not (previous == MARKER or previous.startswith(NOT_RUN)):
+                out.append((num, lang))
+        if line.strip() and fence is None and not m:
+            previous = line.strip()
+        elif m:
+            previous = ''
+    return out
 
 
 def _scan_blocks(text: str) -> Tuple[List[Tuple[int, str, str]], List[int]]:

@@ -6,8 +6,9 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from mmdag import checkpoint as ckpt
-from mmdag.contract import unwrap
+from mmdag.contract import CheckpointFit, unwrap
 from mmdag.registry import HOOKS
+from .wiring import publish
 
 
 @HOOKS.register_module()
@@ -45,7 +46,7 @@ class CheckpointCheckHook(Hook):
             stay unloaded before the run is refused. Defaults to 0.1.
     """
 
-    # after DAGAttackHook: a model no adapter fits is the first thing to say
+    # after AttackHook: a model no adapter fits is the first thing to say
     priority = 'LOWEST'
 
     def __init__(self, trust_checkpoint: bool = False, allow_partial: bool = False,
@@ -85,8 +86,8 @@ class CheckpointCheckHook(Hook):
         model = _unwrap(runner.model)
         versions, self._versions = self._versions, None
         report = fit_report(model, versions)
-        # the DAG report carries it (a partial checkpoint's numbers say so)
-        runner.message_hub.update_info('mmdag_checkpoint_fit', dict(
+        # the attack report carries it (a partial checkpoint's numbers say so)
+        publish(runner.message_hub, CheckpointFit(
             unloaded_params=report['unloaded_params'], params=report['params'],
             unloaded_buffers=report['unloaded_buffers'],
             unloaded_fraction=report['unloaded_fraction'],

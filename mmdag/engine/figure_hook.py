@@ -1,4 +1,4 @@
-"""DAGFigureHook: Figure-1-style pictures of the first attacked test images."""
+"""AttackFigureHook: Figure-1-style pictures of the first attacked test images."""
 import os
 import os.path as osp
 
@@ -6,24 +6,24 @@ import numpy as np
 from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 
-from mmdag.contract import BATCH_INFO, image_name, pred_fields
+from mmdag.contract import BatchAttack, image_name, pred_fields
 from mmdag.registry import HOOKS
 from .figures import save_figure
 from .preflight import check_writable
+from .wiring import published
 
 
 @HOOKS.register_module()
-class DAGFigureHook(Hook):
+class AttackFigureHook(Hook):
     """Save a picture per image for the first ``num_figures`` test images:
     the clean image and its prediction, the perturbation, the adversarial
     image and its prediction (see :func:`mmdag.engine.figures.save_figure`).
 
     The adversarial prediction is the one the test loop made (its
     ``outputs``): a picture costs no forward. The clean prediction and the
-    attack's result come from :class:`~mmdag.engine.DAGAttackHook` through
+    attack's result come from :class:`~mmdag.engine.AttackHook` through
     the runner's message hub. Every rank draws its share from its own first
     images; a resumed run counts the pictures the killed run left.
-    ``DAGAttackHook(num_figures=N)`` adds this hook itself.
 
     Args:
         num_figures (int): pictures to save under ``<work_dir>/figures``.
@@ -55,28 +55,29 @@ class DAGFigureHook(Hook):
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self._left <= 0 or outputs is None:
             return
-        batch = runner.message_hub.get_info(BATCH_INFO)
+        batch = published(runner.message_hub, BatchAttack)
         if batch is None:
             return
-        n = min(self._left, len(batch['clean']))
+        n = min(self._left, len(batch.clean))
         self._left -= n
-        result, samples = batch['result'], batch['samples']
-        orig = batch.get('orig') or [None] * n
+        result, samples = batch.result, batch.samples
+        orig = batch.orig or [None] * n
         meta = runner.test_dataloader.dataset.metainfo
         palette, classes = meta.get('palette'), meta.get('classes')
         visualizer = getattr(runner, 'visualizer', None)
         for k in range(n):
             name = image_name(samples[k], k)
             row = save_figure(osp.join(runner.work_dir, 'figures', f'{name}.png'),
-                              batch['clean'][k], result.perturbations[k], result.adv_images[k],
+                              batch.clean[k], result.perturbations[k], result.adv_images[k],
                               orig[k], pred_fields(outputs[k]), palette, result.stats[k],
                               samples[k].metainfo.get('scale_factor'), classes, visualizer)
             if visualizer is not None:   # the config's vis_backends (TensorBoard, WandB...)
-                visualizer.add_image(f'dag_figure_{name}', np.ascontiguousarray(row[..., ::-1]))
+                visualizer.add_image(f'attack_figure_{name}', np.ascontiguousarray(row[..., ::-1]))
 
 
 def resumes(runner) -> bool:
-    """Whether the run continues a killed one (``resume`` of its attack or
-    resume hook)."""
-    return any(getattr(h, 'resume', False) for h in runner.hooks
-               if type(h).__name__ in ('DAGAttackHook', 'DAGResumeHook'))
+    """Whether the run continues a killed one: its resume hook's
+    ``resume`` (which the attack hook sets before this hook's ``before_run``
+    when it is given there)."""
+    from .resume_hook import AttackResumeHook
+    return any(h.resume for h in runner.hooks if isinstance(h, AttackResumeHook))

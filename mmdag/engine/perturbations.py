@@ -1,4 +1,4 @@
-"""Saved DAG perturbations: one file per image, for transfer studies.
+"""Saved perturbations of an attack: one file per image, for transfer studies.
 
 A perturbation ``r`` lives in the frame of the network input the test
 pipeline produced (after ``Resize``, before normalisation), 0..255 scale,

@@ -1,4 +1,4 @@
-"""Per-image records of a DAG run: ``<work_dir>/dag_records.jsonl``.
+"""Per-image records of an attack run: ``<work_dir>/attack_records.jsonl``.
 
 One JSON object per line and per test image, appended by every rank after
 each batch (once the batch's metrics are processed) in one ``write`` of an
@@ -8,7 +8,7 @@ reader skips. Fields of a line:
 
 - ``image`` (file stem, as the saved perturbations name it), ``img_path``,
   ``rank``, ``batch`` (the rank's batch index);
-- the attack statistics of :class:`mmdag.attacks.DAGResult`: ``iters``,
+- the attack statistics of :class:`mmdag.attacks.AttackResult`: ``iters``,
   ``p``, ``linf``, ``correct_frac`` (fraction of attacked targets still
   correct), ``num_targets``, ``num_correct``, ``converged``, ``status``,
   ``forwards``, ``backwards`` and ``trace`` (the fraction still correct at
@@ -16,7 +16,7 @@ reader skips. Fields of a line:
 - in an epsilon sweep, ``sweep``: those statistics at every epsilon
   (``{"0.5": {...}, ...}``, without the traces; the top-level ones are the
   largest epsilon's);
-- ``seconds``: the batch's attack time (target building and DAG loop)
+- ``seconds``: the batch's attack time (target building and the attack's loop)
   shared equally among its images, and ``batch_seconds``.
 """
 import json
@@ -25,9 +25,9 @@ import os
 import time
 from typing import List, Optional, Tuple
 
-from mmdag.contract import NOT_ATTACKED, epsilon_label
+from mmdag.contract import NOT_ATTACKED, RECORDS_FILE, epsilon_label
 
-RECORDS = 'dag_records.jsonl'
+RECORDS = RECORDS_FILE   # the name this module exported before 0.2
 __all__ = ['RECORDS', 'NOT_ATTACKED', 'make_records', 'append_records', 'read_records',
            'unique_records', 'keep_aside', 'start_records', 'convergence']
 
@@ -127,7 +127,7 @@ def keep_aside(path: str, ext: str = '') -> Optional[str]:
 
 def start_records(path: str) -> Optional[str]:
     """A new run: an existing records file is kept aside, renamed with its
-    date (``dag_records.<YYYYmmdd_HHMMSS>.jsonl``), and its new name
+    date (``attack_records.<YYYYmmdd_HHMMSS>.jsonl``), and its new name
     returned; nothing is deleted."""
     return keep_aside(path, os.path.splitext(path)[1])
 

@@ -1,18 +1,21 @@
-"""DAGReportHook: the per-image records and the run's report."""
+"""AttackReportHook: the per-image records and the run's report."""
 import json
 import os.path as osp
+from dataclasses import asdict
 from typing import Optional
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
-from mmdag.contract import (BATCH_INFO, CHOSEN_VARIANTS, ERRORS_PREFIX, RUN_INFO, STATS_PREFIX,
-                            TIDE_PREFIX, VARIANTS, VARIANTS_FIELD, variant_parts)
-from mmdag.evaluation.dag_metric import ACC_VARIANT, SELECTIONS, WINNER_VARIANT
+from mmdag.contract import (CHOSEN_VARIANTS, CURVE_FILE, ERRORS_FILE, ERRORS_PREFIX, RECORDS_FILE,
+                            REPORT_FILE, STATS_PREFIX, TIDE_PREFIX, VARIANTS, VARIANTS_FIELD,
+                            BatchAttack, CheckpointFit, RunAttack, variant_parts)
+from mmdag.evaluation.attack_metric import ACC_VARIANT, SELECTIONS, WINNER_VARIANT
 from mmdag.fileio import write_atomic
 from mmdag.registry import HOOKS
 from mmdag.summary import error_section, format_sweep, format_tide, sweep_section, tide_section
-from .records import RECORDS, append_records, convergence, read_records, unique_records
+from .records import append_records, convergence, read_records, unique_records
+from .wiring import attack_metrics, published
 
 #: The ensemble's variants beside the contract's: the accuracy selection and
 #: the attack's own per-image winners.
@@ -26,16 +29,15 @@ COUNTED = ('iters, p, linf, success and target_success: means over the images wi
 
 
 @HOOKS.register_module()
-class DAGReportHook(Hook):
+class AttackReportHook(Hook):
     """Append every image's record after its batch, and write the report
     after the test epoch.
 
     The records (:mod:`mmdag.engine.records`) come from
-    :class:`~mmdag.engine.DAGAttackHook` through the runner's message hub,
+    :class:`~mmdag.engine.AttackHook` through the runner's message hub,
     as do the run's settings and environment; the report holds those, the
-    metrics (ORIG / ADVR / PERM of :class:`~mmdag.evaluation.DAGMetric`
+    metrics (ORIG / ADVR / PERM of :class:`~mmdag.evaluation.AttackMetric`
     and the attack statistics) and the convergence drawn from the records.
-    ``DAGAttackHook(report=..., records=...)`` adds this hook itself.
 
     With an ensemble attack, ADVR's headline figures are the worst case over
     its members, and the report's ``headline`` says, per key, which
@@ -45,16 +47,16 @@ class DAGReportHook(Hook):
 
     Args:
         report (str, optional): report file name in the work dir, written by
-            the main process; None writes none. Defaults to 'dag_report.json'.
+            the main process; None writes none. Defaults to 'attack_report.json'.
         records (str, optional): per-image records file in the work dir,
             appended by every rank; None writes none. Defaults to
-            'dag_records.jsonl'.
+            'attack_records.jsonl'.
     """
 
     priority = 'VERY_LOW'   # as the attack hook's: after it, when it adds this hook
 
-    def __init__(self, report: Optional[str] = 'dag_report.json',
-                 records: Optional[str] = RECORDS) -> None:
+    def __init__(self, report: Optional[str] = REPORT_FILE,
+                 records: Optional[str] = RECORDS_FILE) -> None:
         self.report = report
         self.records = records
 
@@ -62,18 +64,18 @@ class DAGReportHook(Hook):
         return osp.join(runner.work_dir, self.records) if self.records else None
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        batch = runner.message_hub.get_info(BATCH_INFO)
+        batch = published(runner.message_hub, BatchAttack)
         path = self.records_path(runner)
-        if path and batch and batch.get('records'):
-            if outputs is not None and len(outputs) == len(batch['records']):
+        if path and batch and batch.records:
+            if outputs is not None and len(outputs) == len(batch.records):
                 # a detector's record says what each variant broke
                 from mmdag.evaluation.det_errors import record_errors
                 thr, legacy = _score_thr(runner)
-                for rec, out in zip(batch['records'], outputs):
+                for rec, out in zip(batch.records, outputs):
                     errors = record_errors(out, out.get(VARIANTS_FIELD), thr, legacy)
                     if errors is not None:
                         rec['errors'] = errors
-            append_records(path, batch['records'])
+            append_records(path, batch.records)
 
     def after_test_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         if not self.report or not is_main_process():
@@ -92,24 +94,26 @@ class DAGReportHook(Hook):
                 attack[name] = value
             elif base == 'advr' and member and eps is None and name:
                 members.setdefault(member, {})[name] = value
-        run = runner.message_hub.get_info(RUN_INFO) or {}
-        epsilons = ((run.get('settings') or {}).get('attack') or {}).get('epsilons')
+        run = published(runner.message_hub, RunAttack)
+        settings = run.settings if run is not None else None
+        epsilons = ((settings or {}).get('attack') or {}).get('epsilons')
+        fit = published(runner.message_hub, CheckpointFit)
         report = dict(
             variants=variants,
             attack=attack,
             counted=COUNTED,
-            settings=run.get('settings'),
-            environment=run.get('environment'),
+            settings=settings,
+            environment=run.environment if run is not None else None,
             config=getattr(runner.cfg, 'filename', None),
             checkpoint=runner.cfg.get('load_from'),
-            checkpoint_fit=runner.message_hub.get_info('mmdag_checkpoint_fit'),
+            checkpoint_fit=asdict(fit) if fit is not None else None,
             metrics=metrics)
         if members:   # an ensemble: each member's own ADVR beside the worst case's
             report['members'] = members
         sources = _headline_sources(runner)
         if sources:
             report['headline'] = sources
-            runner.logger.info('DAG worst case: ' + '; '.join(
+            runner.logger.info('worst case: ' + '; '.join(
                 f"{k} from {v['selection']}" for k, v in sources.items()))
         errors = error_section(metrics)
         if errors:
@@ -128,21 +132,21 @@ class DAGReportHook(Hook):
                                      skipped_lines=skipped)
         path = osp.join(runner.work_dir, self.report)
         write_atomic(path, json.dumps(report, indent=2, default=_jsonable))
-        runner.logger.info(f'DAG report written to {path}')
+        runner.logger.info(f'mmdag: report written to {path}')
 
     def _errors(self, runner, section: dict) -> dict:
-        """The report's ``errors`` with its picture ``dag_errors.png`` (the
+        """The report's ``errors`` with its picture ``attack_errors.png`` (the
         unmarked variants: the largest epsilon's) beside the report."""
         try:
             from mmdag.plotting import error_bars
             title = osp.splitext(osp.basename(str(getattr(runner.cfg, 'filename', '') or '')))[0]
             shown = dict(section, variants={v: r for v, r in section['variants'].items()
                                             if '@' not in v})
-            path = error_bars(shown, osp.join(runner.work_dir, 'dag_errors.png'), title)
+            path = error_bars(shown, osp.join(runner.work_dir, ERRORS_FILE), title)
             section['picture'] = osp.basename(path) if path else None
         except ImportError as e:   # no matplotlib: the counts still go in the report
             section['picture'] = None
-            runner.logger.warning(f'DAG: no error picture ({e})')
+            runner.logger.warning(f'mmdag: no error picture ({e})')
         return section
 
     def _tide(self, runner, section: dict) -> dict:
@@ -158,12 +162,12 @@ class DAGReportHook(Hook):
             section['picture'] = osp.basename(path) if path else None
         except ImportError as e:   # no matplotlib: the figures still go in the report
             section['picture'] = None
-            runner.logger.warning(f'DAG: no TIDE picture ({e})')
+            runner.logger.warning(f'mmdag: no TIDE picture ({e})')
         return section
 
     def _sweep(self, runner, metrics: dict, epsilons: list) -> Optional[dict]:
         """The report's ``sweep``: the curve (rows, a markdown table) and its
-        picture ``dag_curve.png`` beside the report."""
+        picture ``attack_curve.png`` beside the report."""
         section = sweep_section(metrics, epsilons)
         if section is None:
             return None
@@ -171,26 +175,25 @@ class DAGReportHook(Hook):
         try:
             from mmdag.plotting import sweep_curve
             title = osp.splitext(osp.basename(str(getattr(runner.cfg, 'filename', '') or '')))[0]
-            path = sweep_curve(section, osp.join(runner.work_dir, 'dag_curve.png'), title)
+            path = sweep_curve(section, osp.join(runner.work_dir, CURVE_FILE), title)
             section['picture'] = osp.basename(path) if path else None
         except ImportError as e:   # no matplotlib: the table still goes in the report
             section['picture'] = None
-            runner.logger.warning(f'DAG: no sweep picture ({e})')
-        runner.logger.info('DAG epsilon sweep:\n' + section['table'])
+            runner.logger.warning(f'mmdag: no sweep picture ({e})')
+        runner.logger.info('epsilon sweep:\n' + section['table'])
         return section
 
 
 def _headline_sources(runner) -> dict:
     """Which selection gave each worst-case headline key of the test
-    evaluator's DAGMetric (:func:`mmdag.evaluation.dag_metric.worst_headlines`):
+    evaluator's AttackMetric (:func:`mmdag.evaluation.attack_metric.worst_headlines`):
     ``{key: {selection, what}}``; empty without an ensemble."""
-    evaluator = getattr(getattr(runner, 'test_loop', None), 'evaluator', None)
     out = {}
-    for m in getattr(evaluator, 'metrics', None) or []:
-        for key, source in (getattr(m, 'headline_sources', None) or {}).items():
+    for m in attack_metrics(runner):
+        for key, source in m.headline_sources.items():
             base, member, _ = variant_parts(source)
             what = SELECTIONS['member'] if member else SELECTIONS.get(base, '')
-            if base == 'advr_greedy' and getattr(m, 'greedy_rule', None):
+            if base == 'advr_greedy' and m.greedy_rule:
                 what += f" (greedy_rule='{m.greedy_rule}')"
             out[key] = dict(selection=source, what=what)
     return out
@@ -198,11 +201,9 @@ def _headline_sources(runner) -> dict:
 
 def _score_thr(runner) -> tuple:
     """The error breakdown's score threshold and box convention: the test
-    evaluator's DAGMetric's (0.3 and plain boxes without one)."""
-    evaluator = getattr(getattr(runner, 'test_loop', None), 'evaluator', None)
-    for m in getattr(evaluator, 'metrics', None) or []:
-        if hasattr(m, 'score_thr') and hasattr(m, 'error_part'):
-            return float(m.score_thr), bool(getattr(m, 'legacy_boxes', False))
+    evaluator's AttackMetric's (0.3 and plain boxes without one)."""
+    for m in attack_metrics(runner):
+        return float(m.score_thr), bool(m.legacy_boxes)
     return 0.3, False
 
 

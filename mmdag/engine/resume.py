@@ -1,9 +1,9 @@
-"""What a DAG run keeps so that a killed run resumes: ``<work_dir>/dag_state/``.
+"""What an attack run keeps so that a killed run resumes: ``<work_dir>/attack_state/``.
 
 After each batch, every rank writes one file (a temporary file renamed into
 place, so a file is whole or absent) holding, per image of the batch: its
 name, its index in the test set, its record (:mod:`mmdag.engine.records`)
-and the per-image results of every :class:`mmdag.evaluation.DAGMetric`
+and the per-image results of every :class:`mmdag.evaluation.AttackMetric`
 (each variant's wrapped metric and the attack statistics). ``run.json``
 holds the run's settings (:mod:`mmdag.engine.run_settings`: the attack's,
 the parts of the resolved config that decide the numbers, the checkpoint's
@@ -20,7 +20,7 @@ resumable, and says so). State files of older mmdag versions (pickles,
 A resumed run attacks only the images without a state entry, then evaluates
 every metric on the saved and the new per-image results in test-set order,
 which is the order of an uninterrupted run: the report is the same.
-:class:`mmdag.engine.DAGResumeHook` writes and reads the state.
+:class:`mmdag.engine.AttackResumeHook` writes and reads the state.
 """
 import os
 import os.path as osp
@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Tuple
 
 from torch.utils.data import DataLoader, Subset
 
+from mmdag.contract import OLD_FILE_NAMES, RECORDS_FILE
 from mmdag.fileio import is_temporary, write_atomic
 from .records import keep_aside
 from .run_settings import (_AGAIN, CONFIG_PARTS, SETTINGS, STATE_DIR, _older_mmdag,  # noqa: F401
@@ -39,6 +40,24 @@ from .state_codec import STATE_FORMAT, StateTypeError, decode_state, encode_stat
 STATE_EXT = '.npz'
 #: What state files of mmdag before :data:`STATE_FORMAT` 2 end with (pickles).
 OLD_STATE_EXT = '.pkl'
+
+
+def upgrade_work_dir(work_dir: str, records_path: Optional[str]) -> List[str]:
+    """A work dir written by mmdag before 0.2, to be resumed: its state
+    directory (``dag_state``) and, when the run keeps its records under the
+    default name, its records file (``dag_records.jsonl``) get today's names
+    (:data:`~mmdag.contract.OLD_FILE_NAMES`), unless files of today's names
+    are there. Returns the new paths of what was renamed."""
+    moved = []
+    default_records = osp.normpath(osp.join(work_dir, RECORDS_FILE))
+    names = [STATE_DIR] + ([RECORDS_FILE] if records_path
+                           and osp.normpath(records_path) == default_records else [])
+    for name in names:
+        new, old = osp.join(work_dir, name), osp.join(work_dir, OLD_FILE_NAMES[name])
+        if not osp.exists(new) and osp.exists(old):
+            os.replace(old, new)
+            moved.append(new)
+    return moved
 
 
 def start_state(work_dir: str) -> Optional[str]:

@@ -1,4 +1,4 @@
-"""DAGResumeHook: keep the state a killed run resumes from, and resume it."""
+"""AttackResumeHook: keep the state a killed run resumes from, and resume it."""
 import os
 import os.path as osp
 import time
@@ -7,21 +7,22 @@ from typing import Optional
 from mmengine.dist import barrier, broadcast_object_list, get_rank, is_main_process
 from mmengine.hooks import Hook
 
-from mmdag.contract import BATCH_INFO, RUN_INFO
+from mmdag.contract import BatchAttack, RunAttack
 from mmdag.errors import MMDagError
 from mmdag.fileio import remove_temporaries, write_atomic
 from mmdag.registry import HOOKS
 from .perturbations import image_names
 from .records import records_bytes, start_records
-from .report_hook import DAGReportHook
+from .report_hook import AttackReportHook
 from .resume import (StateTypeError, read_state, remaining_loader, start_state, state_dir,
-                     write_batch)
+                     upgrade_work_dir, write_batch)
 from .run_settings import check_settings, checkpoint_settings, config_settings, write_settings
+from .wiring import all_metrics, attack_metrics, published
 
 
 @HOOKS.register_module()
-class DAGResumeHook(Hook):
-    """Keep ``<work_dir>/dag_state`` after every batch, and continue a killed
+class AttackResumeHook(Hook):
+    """Keep ``<work_dir>/attack_state`` after every batch, and continue a killed
     run from it (:mod:`mmdag.engine.resume`).
 
     A new run sets the earlier files aside; a resumed one checks that its
@@ -30,7 +31,7 @@ class DAGResumeHook(Hook):
     dataloader is narrowed to them). After every batch the batch's state is
     written: each image's name, index, record and per-image metric results.
     The attack hook's settings and each batch's records come through the
-    runner's message hub. ``DAGAttackHook(resume=...)`` adds this hook.
+    runner's message hub.
 
     Why a hook and not a test loop: the state is kept in every run (any run
     may be killed), and a config built on a zoo config cannot set
@@ -59,18 +60,18 @@ class DAGResumeHook(Hook):
     def before_test_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         # what the metrics hold before this batch: the batch's results follow
         self._counts = [{k: len(v) for k, v in m.result_lists().items()}
-                        for m in _dag_metrics(runner)]
+                        for m in attack_metrics(runner)]
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         # written once the batch's metrics are processed: a state entry is a
         # finished image
-        batch = runner.message_hub.get_info(BATCH_INFO)
-        if batch and batch.get('records') and self._state_ok:
-            self._save_state(runner, batch_idx, batch['names'], batch['records'])
+        batch = published(runner.message_hub, BatchAttack)
+        if batch and batch.records and self._state_ok:
+            self._save_state(runner, batch_idx, batch.names, batch.records)
 
     def _records_path(self, runner) -> Optional[str]:
         """The records file of the run's report hook (a resumed run rewrites it)."""
-        hook = next((h for h in getattr(runner, 'hooks', ()) if isinstance(h, DAGReportHook)),
+        hook = next((h for h in getattr(runner, 'hooks', ()) if isinstance(h, AttackReportHook)),
                     None)
         return hook.records_path(runner) if hook is not None else None
 
@@ -83,11 +84,12 @@ class DAGResumeHook(Hook):
         load_from = cfg.get('load_from', None) if hasattr(cfg, 'get') else None
         checkpoint = [checkpoint_settings(load_from) if is_main_process() else None]
         broadcast_object_list(checkpoint)
-        metrics = _all_metrics(runner)
-        attack = (runner.message_hub.get_info(RUN_INFO) or {}).get('state')
+        metrics = all_metrics(runner)
+        run = published(runner.message_hub, RunAttack)
+        attack = run.state if run is not None else None
         if attack is None:
-            raise MMDagError('DAGResumeHook needs a DAGAttackHook in the config: add '
-                             "dict(type='mmdag.DAGAttackHook') to custom_hooks")
+            raise MMDagError('AttackResumeHook needs an AttackHook in the config: add '
+                             "dict(type='mmdag.AttackHook') to custom_hooks")
         return dict(**attack,
                     checkpoint=checkpoint[0],
                     images=sorted(self._index),
@@ -100,10 +102,10 @@ class DAGResumeHook(Hook):
         names = image_names(dataset) if dataset is not None else []
         self._index = {n: i for i, n in enumerate(names)}
         self._run_id = f'{time.strftime("%Y%m%d%H%M%S")}-{os.getpid()}'
-        metrics = _all_metrics(runner)
-        dag_metrics = _dag_metrics(runner)
+        metrics = all_metrics(runner)
+        metrics_of_attack = attack_metrics(runner)
         self._state_ok = (dataset is not None and len(self._index) == len(names)
-                          and len(dag_metrics) == len(metrics) > 0)
+                          and len(metrics_of_attack) == len(metrics) > 0)
         # the same on every rank: the settings' checkpoint hash is a collective
         settings = self._settings(runner) if self._state_ok else None
         records_path = self._records_path(runner)
@@ -113,14 +115,18 @@ class DAGResumeHook(Hook):
                 for kept in (start_records(records_path) if records_path else None,
                              start_state(work_dir)):
                     if kept:
-                        runner.logger.info(f'DAG: the files of an earlier run kept as {kept}')
+                        runner.logger.info(f'mmdag: the files of an earlier run kept as {kept}')
                 if self._state_ok:
                     write_settings(work_dir, settings)
             barrier()   # no rank writes before the old files are aside
             return
         if not self._state_ok:
-            raise MMDagError('cannot resume: every test metric must be wrapped in DAGMetric and '
+            raise MMDagError('cannot resume: every test metric must be wrapped in AttackMetric and '
                              'every test image name must be unique; rerun without --resume')
+        if is_main_process():
+            for path in upgrade_work_dir(work_dir, records_path):
+                runner.logger.info(f'mmdag: {path} renamed from its name before mmdag 0.2')
+        barrier()   # every rank reads the state under its name of today
         check_settings(work_dir, settings)
         done, bad = read_state(work_dir)
         done = {n: e for n, e in done.items() if n in self._index}
@@ -132,10 +138,10 @@ class DAGResumeHook(Hook):
             if records_path:
                 _rewrite_records(records_path, done)
             runner.logger.info(
-                f'DAG: resuming: {len(done)} of {len(names)} images done by the earlier run, '
+                f'mmdag: resuming: {len(done)} of {len(names)} images done by the earlier run, '
                 f'{len(remaining)} to go'
                 + (f' ({bad} unreadable state files skipped)' if bad else ''))
-        for j, m in enumerate(dag_metrics):
+        for j, m in enumerate(metrics_of_attack):
             restored = {key: [(e['index'], e['results'][j][key]) for e in done.values()]
                         for key in m.result_lists()}
             m.restore(restored, remaining)
@@ -145,11 +151,11 @@ class DAGResumeHook(Hook):
     def _save_state(self, runner, batch_idx: int, names: list, records: list) -> None:
         n = len(records)
         per_metric = []
-        for m, before in zip(_dag_metrics(runner), self._counts):
+        for m, before in zip(attack_metrics(runner), self._counts):
             lists = m.result_lists()
             if any(len(v) - before.get(k, 0) != n for k, v in lists.items()):
                 # a metric that keeps other than one result per image: no resume
-                runner.logger.warning('DAG: a metric does not keep one result per image; '
+                runner.logger.warning('mmdag: a metric does not keep one result per image; '
                                       'this run cannot be resumed')
                 self._state_ok = False
                 return
@@ -161,7 +167,7 @@ class DAGResumeHook(Hook):
             write_batch(runner.work_dir, get_rank(), batch_idx, self._run_id, entries)
         except StateTypeError as e:
             # a metric keeping, e.g., its own objects: no resume (state files are data only)
-            runner.logger.warning(f'DAG: a per-image result the resume state cannot hold '
+            runner.logger.warning(f'mmdag: a per-image result the resume state cannot hold '
                                   f'({e}); this run cannot be resumed')
             self._state_ok = False
 
@@ -174,17 +180,7 @@ def _remove_temporaries(runner) -> None:
     n = remove_temporaries([work_dir, state_dir(work_dir), osp.join(work_dir, 'perturbations'),
                             osp.join(work_dir, 'figures')])
     if n:
-        runner.logger.info(f'DAG: removed {n} temporary files left by a killed run')
-
-
-def _all_metrics(runner) -> list:
-    evaluator = getattr(getattr(runner, 'test_loop', None), 'evaluator', None)
-    return list(getattr(evaluator, 'metrics', None) or [])
-
-
-def _dag_metrics(runner) -> list:
-    from mmdag.evaluation import DAGMetric
-    return [m for m in _all_metrics(runner) if isinstance(m, DAGMetric)]
+        runner.logger.info(f'mmdag: removed {n} temporary files left by a killed run')
 
 
 def _rewrite_records(path: str, done: dict) -> None:

@@ -1,4 +1,4 @@
-"""A run's settings, as a resumed run compares them: ``<work_dir>/dag_state/run.json``.
+"""A run's settings, as a resumed run compares them: ``<work_dir>/attack_state/run.json``.
 
 A resumed run must have the settings of the run it continues, or it is
 refused in one line naming the first setting that differs
@@ -15,11 +15,11 @@ from typing import Optional
 import numpy as np
 import torch
 
+from mmdag.contract import STATE_DIR, upgrade_type_name
 from mmdag.errors import MMDagError
 from mmdag.fileio import write_atomic
 from .state_codec import STATE_FORMAT
 
-STATE_DIR = 'dag_state'
 SETTINGS = 'run.json'
 _AGAIN = 'rerun without --resume, or use another --work-dir'
 
@@ -35,14 +35,14 @@ def state_dir(work_dir: str) -> str:
 #: - ``test_dataloader.dataset`` (type, data root and prefixes, annotation
 #:   file, ``indices``, metainfo and the test ``pipeline``);
 #: - ``test_evaluator``, each metric's arguments completed with its class's
-#:   defaults (``DAGMetric``'s and the wrapped metric's, e.g. IoUMetric's
+#:   defaults (``AttackMetric``'s and the wrapped metric's, e.g. IoUMetric's
 #:   ``ignore_index`` 255), so that setting a default explicitly is no change
 #:   (``--out``'s ``output_dir`` too: the killed run wrote its images there);
 #: - ``test_cfg`` (the test loop, ``fp16``) and ``default_scope`` (what the
 #:   type names mean).
 #:
-#: The DAG hook's settings are compared as the hook holds them (``attack``,
-#: ``targets``, ``variants``...; see ``DAGResumeHook._settings``), and the
+#: The attack hook's settings are compared as the hook holds them (``attack``,
+#: ``targets``, ``variants``...; see ``AttackResumeHook._settings``), and the
 #: checkpoint by the SHA-256 of the file that was loaded (:func:`checkpoint_settings`).
 #:
 #: Left out, because they legitimately differ between a killed run and its
@@ -98,9 +98,11 @@ def _evaluator_arguments(evaluator, metrics: list):
 
 def _with_defaults(cfg, metric):
     """``cfg`` (a metric's config) with the defaults of ``metric``'s class
-    for the arguments it does not set; a ``DAGMetric``'s ``metric`` too."""
+    for the arguments it does not set; a ``AttackMetric``'s ``metric`` too."""
     kind = cfg.get('type', '') if isinstance(cfg, dict) else None
-    kind = kind.__name__ if isinstance(kind, type) else str(kind).rsplit('.', 1)[-1]
+    if not isinstance(kind, type):
+        kind = upgrade_type_name(str(kind)).rsplit('.', 1)[-1]
+    kind = kind.__name__ if isinstance(kind, type) else kind
     if kind != type(metric).__name__:
         return cfg
     out = dict(cfg)
@@ -112,7 +114,7 @@ def _with_defaults(cfg, metric):
         if (p.name != 'self' and p.default is not p.empty
                 and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)):
             out.setdefault(p.name, p.default)
-    inner = getattr(metric, 'metrics', None)   # DAGMetric: one wrapped metric per variant
+    inner = getattr(metric, 'metrics', None)   # AttackMetric: one wrapped metric per variant
     if isinstance(out.get('metric'), dict) and isinstance(inner, dict) and inner:
         out['metric'] = _with_defaults(out['metric'], next(iter(inner.values())))
     return out
@@ -121,13 +123,16 @@ def _with_defaults(cfg, metric):
 def _canonical(value):
     """A config value as plain JSON: dicts with sorted string keys, tuples as
     lists, classes and functions by their qualified names, NaN / inf as
-    strings (NaN would differ from itself), anything else by its ``repr``
-    without memory addresses."""
+    strings (NaN would differ from itself), mmdag's type names before 0.2 as
+    today's (``'mmdag.DAGMetric'`` is ``'mmdag.AttackMetric'``), anything
+    else by its ``repr`` without memory addresses."""
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return upgrade_type_name(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
@@ -268,6 +273,7 @@ def check_settings(work_dir: str, settings: dict) -> None:
     if saved.get('state_format') != STATE_FORMAT:
         raise MMDagError(f"cannot resume: {d} holds state format {saved.get('state_format')!r}, "
                          f'this mmdag reads {STATE_FORMAT}: {_AGAIN}')
+    raw, saved = saved, _canonical(saved)   # a run of an mmdag before 0.2: today's type names
     now = _json_settings(settings)
     # a sweep's budgets first: they decide every other epsilon's settings
     # (the step scales with the budget), which would otherwise be named
@@ -285,5 +291,5 @@ def check_settings(work_dir: str, settings: dict) -> None:
             what = (f'{leaf}: ' if leaf else '') + f'{_show(old)}, now {_show(new)}'
             raise MMDagError(f'cannot resume: {d} holds a run with another {key} ({what}): '
                              f'{_AGAIN}')
-    if saved.get('fingerprint') != fingerprint(now):   # a file edited by hand
+    if raw.get('fingerprint') != fingerprint(raw):   # a file edited by hand
         raise MMDagError(f'cannot resume: {path} does not match its fingerprint: {_AGAIN}')

@@ -1,6 +1,6 @@
 """The per-batch attack step: build a batch's targets and run an attack on it.
 
-Below the hooks (:mod:`mmdag.engine.dag_attack_hook` calls it once per test
+Below the hooks (:mod:`mmdag.engine.attack_hook` calls it once per test
 batch) and re-exported by :mod:`mmdag.apis`, the public API.
 """
 from contextlib import contextmanager

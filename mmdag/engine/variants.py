@@ -1,7 +1,7 @@
 """The variants a run predicts besides the loop's ADVR, named and made.
 
 Side by side, so that the two agree: :func:`variant_names`, what
-:class:`~mmdag.engine.DAGAttackHook` announces to the metric before the
+:class:`~mmdag.engine.AttackHook` announces to the metric before the
 first batch, and :func:`variant_images`, the images it predicts for them in
 each batch.
 

@@ -115,9 +115,9 @@ def _total(rows: List[Dict[str, int]]) -> Dict[str, int]:
 
 
 class _PerVariantPart(BaseMetric):
-    """A part of :class:`~mmdag.evaluation.DAGMetric` that keeps, per image,
+    """A part of :class:`~mmdag.evaluation.AttackMetric` that keeps, per image,
     one record per variant (``variants``), fed by :meth:`add` from
-    ``DAGMetric.process``."""
+    ``AttackMetric.process``."""
 
     variants: list = []
 
@@ -127,7 +127,7 @@ class _PerVariantPart(BaseMetric):
         for i in range(n):
             self.results.append({v: per_variant[v][i] for v in self.variants})
 
-    def process(self, data_batch, data_samples) -> None:   # fed by DAGMetric.process
+    def process(self, data_batch, data_samples) -> None:   # fed by AttackMetric.process
         pass
 
 
@@ -135,7 +135,7 @@ class DetectionErrors(_PerVariantPart):
     """The error breakdown of some variants, summed over the images: keys
     ``errors/<variant>/<kind>`` (``errors/gt``: the objects), and with
     ``sizes`` ``errors/<variant>/<kind>_<size>``. A part of
-    :class:`~mmdag.evaluation.DAGMetric`, which feeds it (per image, the
+    :class:`~mmdag.evaluation.AttackMetric`, which feeds it (per image, the
     breakdown of each variant); nothing for segmentation.
 
     Args:
@@ -169,7 +169,7 @@ class DetectionTide(_PerVariantPart):
     the images: keys ``tide/<variant>/AP``, ``tide/<variant>/dAP/<type>``
     (the AP points fixing each error type gives back) and
     ``tide/<variant>/count/<type>``. A part of
-    :class:`~mmdag.evaluation.DAGMetric`, which feeds it (per image, each
+    :class:`~mmdag.evaluation.AttackMetric`, which feeds it (per image, each
     variant's :func:`~mmdag.evaluation.tide.sample_tide` record, every
     detection kept: TIDE counts no score threshold); nothing for
     segmentation.
@@ -199,7 +199,7 @@ class DetectionWorstCase(BaseMetric):
 
     Its mAP is at or below every member's: the selection is the lowest among
     the per-image choice by objects found and each member on every image.
-    :class:`~mmdag.evaluation.DAGMetric` reports its figures as ADVR's
+    :class:`~mmdag.evaluation.AttackMetric` reports its figures as ADVR's
     headline (``advr/mAP``); the attack's own per-image winners, what the
     test loop predicted, go to ``advr_winner/...``.
 
@@ -230,7 +230,7 @@ class DetectionWorstCase(BaseMetric):
             self.results.append(dict(members=[r[i] for r in member_results], rows=rows,
                                      breakdown=rows[choice], choice=choice))
 
-    def process(self, data_batch, data_samples) -> None:   # fed by DAGMetric.process
+    def process(self, data_batch, data_samples) -> None:   # fed by AttackMetric.process
         pass
 
     def compute_metrics(self, results: list) -> dict:

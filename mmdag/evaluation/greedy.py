@@ -40,7 +40,7 @@ intersection and union), which the attack hook's member predictions give:
 Both rules then keep the lowest-mIoU selection among their choice and each
 member on every image (``by_greedy``: whether the rule's choice was kept), so
 that the mIoU reported is at or below every member's for either rule.
-:class:`~mmdag.evaluation.DAGMetric` reports ``advr_acc``'s aAcc and
+:class:`~mmdag.evaluation.AttackMetric` reports ``advr_acc``'s aAcc and
 ``advr_greedy``'s other figures as ADVR's headline.
 """
 import random
@@ -176,7 +176,7 @@ class GreedyWorstCase(BaseMetric):
     took each member) and ``advr_greedy/by_greedy`` (1 when the rule's
     choice was kept, 0 when a member on every image was lower). Its
     per-image results are each member's own result and the image-wise
-    winner; a part of :class:`~mmdag.evaluation.DAGMetric`, which feeds it.
+    winner; a part of :class:`~mmdag.evaluation.AttackMetric`, which feeds it.
 
     Args:
         variants (Sequence[str]): the members' variants (``advr[PGD]``...).
@@ -204,7 +204,7 @@ class GreedyWorstCase(BaseMetric):
                 members=[r[i] for r in member_results],
                 winner=self.names.index(winner) if winner in self.names else 0))
 
-    def process(self, data_batch, data_samples) -> None:   # fed by DAGMetric.process
+    def process(self, data_batch, data_samples) -> None:   # fed by AttackMetric.process
         pass
 
     @staticmethod

@@ -246,9 +246,9 @@ def test_non_finite_logits_are_never_counted_as_flipped(k):
     assert s['status'] == 'non_finite' and not s['converged']
     assert s['iters'] == k and s['correct_frac'] != s['correct_frac']   # NaN: unknown
     assert res.stats[1]['status'] != 'non_finite'   # its neighbour is unaffected
-    from mmdag.evaluation import DAGMetric
-    m = DAGMetric.__new__(DAGMetric)
-    out = DAGMetric.compute_metrics(m, [dict(s), dict(res.stats[1])])
+    from mmdag.evaluation import AttackMetric
+    m = AttackMetric.__new__(AttackMetric)
+    out = AttackMetric.compute_metrics(m, [dict(s), dict(res.stats[1])])
     assert out['non_finite'] == 1 and out['images'] == 2
     assert out['target_success'] == pytest.approx(1 - res.stats[1]['correct_frac'])
 
@@ -299,8 +299,8 @@ def test_only_targets_correct_on_the_clean_image_are_attacked_and_counted():
     assert s0['correct_frac'] == pytest.approx(still)   # over the attacked targets only
     # nothing correct on the clean image: nothing flipped, not a success
     assert s1['status'] == 'none_correct' and not s1['converged'] and s1['iters'] == 0
-    from mmdag.evaluation import DAGMetric
-    out = DAGMetric.compute_metrics(DAGMetric.__new__(DAGMetric), [dict(s0), dict(s1)])
+    from mmdag.evaluation import AttackMetric
+    out = AttackMetric.compute_metrics(AttackMetric.__new__(AttackMetric), [dict(s0), dict(s1)])
     assert out['none_correct'] == 1 and out['success'] == float(s0['converged'])
 
 

@@ -75,11 +75,11 @@ class FakeTestTool:
             _write(osp.join(work_dir, 'figures', 'a.png'), 'png')
         if '--save-perturbations' in test_args:
             os.makedirs(osp.join(work_dir, 'perturbations'), exist_ok=True)
-        _write(osp.join(work_dir, 'dag_report.json'), dict(
+        _write(osp.join(work_dir, 'attack_report.json'), dict(
             metrics=metrics, settings=settings, config=config,
             attack=dict(iters=4.0, p=1e-3, linf=2.0, success=1.0, images=2),
             environment=dict(device='cpu', mmdag='0.x', torch='2.x')))
-        _write(osp.join(work_dir, 'dag_records.jsonl'),
+        _write(osp.join(work_dir, 'attack_records.jsonl'),
                ''.join(json.dumps(r) + '\n' for r in records))
         return 0
 

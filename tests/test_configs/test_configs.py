@@ -24,10 +24,10 @@ def test_dag_config_names_hook_metric_and_builds(path):
     import mmdag  # noqa: F401
     cfg = Config.fromfile(path)
     assert 'mmdag' in cfg.custom_imports['imports']
-    hook = [h for h in cfg.custom_hooks if h['type'] == 'mmdag.DAGAttackHook']
+    hook = [h for h in cfg.custom_hooks if h['type'] == 'mmdag.AttackHook']
     assert len(hook) == 1 and hook[0]['attack']['gamma'] == 0.5
     assert hook[0]['attack']['max_iters'] == 200
-    assert cfg.test_evaluator['type'] == 'mmdag.DAGMetric'
+    assert cfg.test_evaluator['type'] == 'mmdag.AttackMetric'
     assert set(cfg.test_evaluator) == {'type', 'metric'}   # nothing of the base left behind
     task = _task(cfg)
     if task == 'seg':

@@ -27,7 +27,7 @@ TINY_DAG = osp.join(ROOT, 'configs', 'demo', 'fcn_tiny_synthetic-voc_dag.py')
 
 
 def report(work_dir):
-    with open(osp.join(work_dir, 'dag_report.json')) as f:
+    with open(osp.join(work_dir, 'attack_report.json')) as f:
         return json.load(f)
 
 

@@ -65,7 +65,7 @@ def test_killed_cuda_run_resumes_within_cuda_noise(tiny_voc, attackable_seg_chec
     a = report(full)
     assert a['environment']['device'].startswith(DEVICE), a['environment']
     want = {r['image']: r
-            for r in unique_records(read_records(osp.join(full, 'dag_records.jsonl'))[0])}
+            for r in unique_records(read_records(osp.join(full, 'attack_records.jsonl'))[0])}
     assert len(want) == 6 and a['attack']['target_success'] > 0.05
 
     old = os.environ.get('CUDA_VISIBLE_DEVICES')
@@ -79,13 +79,13 @@ def test_killed_cuda_run_resumes_within_cuda_noise(tiny_voc, attackable_seg_chec
                 os.environ['CUDA_VISIBLE_DEVICES'] = old
     assert 2 <= len(done_before) < 6
     restored = set(read_state(cut)[0])
-    saved = {r['image']: r for r in read_records(osp.join(cut, 'dag_records.jsonl'))[0]}
+    saved = {r['image']: r for r in read_records(osp.join(cut, 'attack_records.jsonl'))[0]}
     res = run_tool(command(1, attackable_seg_checkpoint, cut, tiny_voc, '--resume'), env=env)
     done, todo = resumed_counts(res.stdout + res.stderr)
     assert done == len(restored) >= len(done_before) and done + todo == 6 and todo > 0
     b = report(cut)
     assert b['environment']['device'].startswith(DEVICE)
-    records = read_records(osp.join(cut, 'dag_records.jsonl'))[0]
+    records = read_records(osp.join(cut, 'attack_records.jsonl'))[0]
     assert sorted(r['image'] for r in records) == sorted(want)
     for r in records:
         w = want[r['image']]

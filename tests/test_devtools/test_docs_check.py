@@ -20,6 +20,7 @@ See [the guide](docs/guide.md), [its options](docs/guide.md#the-options-flag),
 [Gone](docs/gone.md) and [no anchor](docs/guide.md#nothing-like-this).
 `[in a code span](docs/nope.md)`
 
+<!-- not run by the docs check: an example -->
 ```shell
 cat [not a link](docs/nope2.md)
 ```
@@ -77,7 +78,7 @@ def test_link_checker_accepts_good_links(tmp_path):
 def test_absolute_links_are_refused(tmp_path):
     root = str(_tree(tmp_path, README + '\n[abs](/docs/guide.md)\n', '# Guide\n'))
     problems = [p for p in check_docs.check_links(root) if 'absolute' in p]
-    assert len(problems) == 1 and problems[0].startswith('README.md:13:')
+    assert len(problems) == 1 and problems[0].startswith('README.md:14:')
 
 
 def test_slugs_follow_mkdocs_and_github():
@@ -127,9 +128,22 @@ def test_block_extractor_finds_only_the_marked_blocks(tmp_path):
         ('docs/ex.md', 4, 'bash', 'echo one\n'),
         ('docs/ex.md', 14, 'python', "print('two')\n"),
     ]
-    # the loose marker is a link-check problem, not a block
+    # the loose marker is a link-check problem, not a block; so is a command
+    # block that is neither run nor says why not
     assert check_docs.check_links(str(tmp_path)) == [
-        'docs/ex.md:18: <!-- runnable --> is not followed by a fenced block']
+        'docs/ex.md:18: <!-- runnable --> is not followed by a fenced block',
+        'docs/ex.md:8: a bash block neither marked <!-- runnable --> nor '
+        '<!-- not run by the docs check: <why> -->',
+        'docs/ex.md:21: a shell block neither marked <!-- runnable --> nor '
+        '<!-- not run by the docs check: <why> -->']
+
+
+def test_every_command_block_is_run_or_says_why_not():
+    text = ('<!-- not run by the docs check: needs a GPU -->\n```bash\nnvidia-smi\n```\n\n'
+            '```text\nplain output\n```\n'
+            '1. a step\n\n   ```python\n   import mmdag\n   ```\n'
+            '<!-- runnable -->\n```sh\necho\n```\n```sh\necho again\n```\n')
+    assert check_docs.unmarked_blocks(text) == [(11, 'python'), (18, 'sh')]
 
 
 def test_repository_docs_have_no_broken_links():

@@ -14,7 +14,7 @@ def test_demo_chain_small(tmp_path):
             str(tmp_path / 'wd'), '--num-train', '48', '--num-val', '4', '--train-iters', '200',
             '--attack-options', 'max_iters=30']
     first = run_tool(args)
-    rep = json.load(open(tmp_path / 'wd' / 'seg' / 'dag_report.json'))
+    rep = json.load(open(tmp_path / 'wd' / 'seg' / 'attack_report.json'))
     v = rep['variants']
     # a briefly trained model is a real learner, and 30 DAG steps hurt it
     assert v['orig']['mIoU'] > 30
@@ -34,7 +34,7 @@ def test_demo_chain_detection_small(tmp_path):
     run_tool(['tools/demo.py', '--tasks', 'det', '--data-root', str(tmp_path / 'voc'),
               '--work-dir', str(tmp_path / 'wd'), '--num-train', '48', '--num-val', '4',
               '--train-iters', '150', '--attack-options', 'max_iters=10'])
-    rep = json.load(open(tmp_path / 'wd' / 'det' / 'dag_report.json'))
+    rep = json.load(open(tmp_path / 'wd' / 'det' / 'attack_report.json'))
     v = rep['variants']
     assert set(v) == {'orig', 'advr', 'perm', 'advr_uint8'} and all('mAP' in x for x in v.values())
     assert rep['settings']['targets']['adapter'] == 'TwoStageTargets'
@@ -47,6 +47,6 @@ def test_demo_chain_detection_small(tmp_path):
     assert a['images'] == 4 and a['images'] - a['no_targets'] - a['none_correct'] >= 1
     assert 0 < a['iters'] <= 10 and 0 < a['linf'] <= 0.5 * a['iters'] + 1e-6
     assert a['target_success'] > 0
-    records = [json.loads(ln) for ln in open(tmp_path / 'wd' / 'det' / 'dag_records.jsonl')]
+    records = [json.loads(ln) for ln in open(tmp_path / 'wd' / 'det' / 'attack_records.jsonl')]
     assert any(r['trace'] and r['trace'][-1] < r['trace'][0] == 1.0 for r in records)
     assert len(os.listdir(tmp_path / 'wd' / 'det' / 'figures')) == 4

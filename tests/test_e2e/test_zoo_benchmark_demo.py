@@ -45,7 +45,7 @@ def test_demo_list_end_to_end(tmp_path):
         assert r['mmdag'] and r['torch'] and r['date']
     assert [r['metric'] for r in rows] == ['mIoU', 'mAP', 'mIoU']
     # the row is the model's own report
-    rep = json.load(open(bench / 'demo_fcn' / 'dag_report.json'))
+    rep = json.load(open(bench / 'demo_fcn' / 'attack_report.json'))
     assert rows[0]['ADVR'] == round(rep['variants']['advr']['mIoU'], 2)
     assert len(open(bench / 'benchmark.csv').read().splitlines()) == 4
     # Table 1, and the list's budgeted attacks (PGD, SegPGD, the worst case
@@ -53,7 +53,7 @@ def test_demo_list_end_to_end(tmp_path):
     # detector, in one run each under <model>/attacks
     assert open(bench / 'benchmark.md').read().count('\n| ') == 3 + 1 + 3   # + a header
     a = rows[1]['attacks']
-    brep = json.load(open(bench / 'demo_faster-rcnn' / 'attacks' / 'dag_report.json'))
+    brep = json.load(open(bench / 'demo_faster-rcnn' / 'attacks' / 'attack_report.json'))
     assert set(a['members']) == {'DetPGD', 'TOGVanishing'} and a['epsilon'] == 4.0
     assert a['worst'] == round(100 * brep['metrics']['advr/mAP'], 2)
     assert a['worst'] <= min(a['members'].values())
@@ -62,7 +62,7 @@ def test_demo_list_end_to_end(tmp_path):
     assert all(v['adds_up'] for v in errors['variants'].values())
     for r, name in ((rows[0], 'demo_fcn'), (rows[2], 'zoo_fcn_r50-d8_random')):
         a = r['attacks']
-        brep = json.load(open(bench / name / 'attacks' / 'dag_report.json'))
+        brep = json.load(open(bench / name / 'attacks' / 'attack_report.json'))
         assert set(a['members']) == {'PGD', 'SegPGD'} and a['epsilon'] == 4.0
         assert a['worst'] == round(brep['variants']['advr']['mIoU'], 2)
         assert a['worst'] <= min(a['members'].values())
@@ -96,9 +96,9 @@ def test_demo_list_end_to_end(tmp_path):
     entry_path = bench / 'demo_fcn' / 'zoo_entry.json'
     entry = json.load(open(entry_path))
     json.dump(dict(entry, status='running'), open(entry_path, 'w'))
-    os.remove(bench / 'demo_fcn' / 'dag_report.json')
+    os.remove(bench / 'demo_fcn' / 'attack_report.json')
     # ... killed before its last image was saved
-    state = sorted((bench / 'demo_fcn' / 'dag_state').glob('*-batch*.npz'),
+    state = sorted((bench / 'demo_fcn' / 'attack_state').glob('*-batch*.npz'),
                    key=lambda p: int(p.stem.rsplit('batch', 1)[1]))
     assert len(state) == 2
     state[-1].unlink()
@@ -107,8 +107,8 @@ def test_demo_list_end_to_end(tmp_path):
     attacks = bench / 'demo_fcn' / 'attacks'
     entry = json.load(open(attacks / 'zoo_entry.json'))
     json.dump(dict(entry, status='running'), open(attacks / 'zoo_entry.json', 'w'))
-    os.remove(attacks / 'dag_report.json')
-    state = sorted((attacks / 'dag_state').glob('*-batch*.npz'),
+    os.remove(attacks / 'attack_report.json')
+    state = sorted((attacks / 'attack_state').glob('*-batch*.npz'),
                    key=lambda p: int(p.stem.rsplit('batch', 1)[1]))
     state[-1].unlink()
     resumed = run_tool(cmd + ['--models', 'demo_fcn'], env=env)

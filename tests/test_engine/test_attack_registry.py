@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mmdag.attacks import DAG, attack_names, build_attack
-from mmdag.engine import DAGAttackHook
+from mmdag.engine import AttackHook
 from mmdag.registry import ATTACKS
 from conftest import ROOT
 from test_other_attack_run import TOY  # a whole new attack in one file (the docs' example)
@@ -40,9 +40,9 @@ def test_dag_is_the_default_and_keeps_its_arguments():
 
 
 def test_the_hook_builds_a_registered_attack(toy_registered):
-    assert type(DAGAttackHook(attack=dict(max_iters=2)).dag) is DAG
-    hook = DAGAttackHook(attack=dict(type='ToyAttack', steps=4))
-    assert type(hook.dag) is Toy and hook.dag.steps == 4
+    assert type(AttackHook(attack=dict(max_iters=2)).primary) is DAG
+    hook = AttackHook(attack=dict(type='ToyAttack', steps=4))
+    assert type(hook.primary) is Toy and hook.primary.steps == 4
 
 
 def test_tools_test_offers_the_registered_attacks(toy_registered):

@@ -114,7 +114,7 @@ def test_bad_input_gets_one_clear_line(case, tiny_voc, random_seg_checkpoint, tm
     assert len(err) == 1 and expect in err[0], res.stderr[-3000:]
     print(f'BAD-INPUT {case}: {err[0]}')  # docs/bad_inputs.md quotes these
     assert 'Traceback' not in res.stderr
-    assert not osp.exists(wd / 'dag_report.json')
+    assert not osp.exists(wd / 'attack_report.json')
     assert not marker.exists()   # refused before any code in the file ran
 
 
@@ -126,7 +126,7 @@ def test_partial_checkpoint_runs_when_asked_and_the_report_says_so(
                     '--cfg-options', *data_root_opts(tiny_voc),
                     'test_dataloader.dataset.indices=1'])
     assert 'does not fit the model' in res.stdout + res.stderr
-    fit = json.load(open(osp.join(wd, 'dag_report.json')))['checkpoint_fit']
+    fit = json.load(open(osp.join(wd, 'attack_report.json')))['checkpoint_fit']
     assert fit['allow_partial'] and 'decode_head' in fit['missing_parts']
     assert 0.1 < fit['unloaded_fraction'] < 1 and fit['unloaded_params'] > 0
 
@@ -140,7 +140,7 @@ def test_a_fitting_checkpoint_reports_nothing_unloaded(tiny_voc, trained_seg_che
                     '--cfg-options', *data_root_opts(tiny_voc),
                     'test_dataloader.dataset.indices=1'])
     assert 'weights_only=False' not in res.stdout + res.stderr
-    fit = json.load(open(osp.join(wd, 'dag_report.json')))['checkpoint_fit']
+    fit = json.load(open(osp.join(wd, 'attack_report.json')))['checkpoint_fit']
     assert fit['unloaded_params'] == 0 and fit['unloaded_buffers'] == 0
     assert fit['params'] > 0 and fit['missing_parts'] == []
 

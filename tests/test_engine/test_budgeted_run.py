@@ -26,12 +26,12 @@ def command(tiny_voc, checkpoint, wd, epsilon, *extra):
 def test_segpgd_through_tools_test(tiny_voc, attackable_seg_checkpoint, tmp_path):
     wd = str(tmp_path / 'wd')
     res = run_tool(command(tiny_voc, attackable_seg_checkpoint, wd, 4))
-    with open(osp.join(wd, 'dag_report.json')) as f:
+    with open(osp.join(wd, 'attack_report.json')) as f:
         report = json.load(f)
     settings = report['settings']['attack']
     assert settings['type'] == 'SegPGD' and settings['epsilon'] == 4.0
     assert settings['alpha'] == 2.55 and settings['random_start'] is True
-    records = read_records(osp.join(wd, 'dag_records.jsonl'))[0]
+    records = read_records(osp.join(wd, 'attack_records.jsonl'))[0]
     assert len(records) == 3
     for r in records:
         assert 0 < r['linf'] <= 4.0 + 1e-3 and r['iters'] == 4 and r['backwards'] == 4
@@ -50,13 +50,13 @@ def test_worst_case_through_tools_test(tiny_voc, attackable_seg_checkpoint, tmp_
                     '--attack', 'worstcase', '--attack-options', 'attacks=pgd,cospgd',
                     'epsilon=3', 'max_iters=3', '--cfg-options', *data_root_opts(tiny_voc),
                     'test_dataloader.dataset.indices=4'])
-    with open(osp.join(wd, 'dag_report.json')) as f:
+    with open(osp.join(wd, 'attack_report.json')) as f:
         report = json.load(f)
     settings = report['settings']['attack']
     assert settings['type'] == 'WorstCase' and settings['criterion'] == 'auto'
     assert [(a['type'], a['epsilon'], a['max_iters']) for a in settings['attacks']] == \
         [('PGD', 3.0, 3), ('CosPGD', 3.0, 3)]
-    for r in read_records(osp.join(wd, 'dag_records.jsonl'))[0]:
+    for r in read_records(osp.join(wd, 'attack_records.jsonl'))[0]:
         assert r['winner'] in ('PGD', 'CosPGD') and r['linf'] <= 3.0 + 1e-3
         # the image's winner: the lowest accuracy over all labelled pixels
         assert r['criterion'] == 'accuracy'
@@ -80,7 +80,7 @@ def test_worst_case_through_tools_test(tiny_voc, attackable_seg_checkpoint, tmp_
         report['variants']['advr_acc']['images_CosPGD'] == 4
     # the printed table and the log show the worst case
     assert f"{advr['mIoU']:7.2f}" in res.stdout
-    assert 'DAG worst case: advr/aAcc from' in res.stdout + res.stderr
+    assert 'worst case: advr/aAcc from' in res.stdout + res.stderr
 
 
 # 24 s on 2 cores (2026-12-07): with the slow checks, to keep the fast suite under 15 min
@@ -97,7 +97,7 @@ def test_budgeted_perturbations_transfer(tiny_voc, attackable_seg_checkpoint, tm
               '--perturbations', osp.join(src, 'perturbations'), *opts])
     reports = []
     for wd in (src, dst):
-        with open(osp.join(wd, 'dag_report.json')) as f:
+        with open(osp.join(wd, 'attack_report.json')) as f:
             reports.append(json.load(f))
     a, b = reports
     assert b['attack']['iters'] == 0 and 0 < b['attack']['linf'] <= 3.0

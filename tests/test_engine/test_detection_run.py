@@ -26,7 +26,7 @@ def test_detector_report_and_figures(tiny_voc, tmp_path):
                     '--num-figures', '2', '--work-dir', wd, '--cfg-options',
                     f'test_dataloader.dataset.data_root={osp.dirname(tiny_voc)}/',
                     'custom_hooks.0.targets.score_thr=0.0'])
-    rep = json.load(open(osp.join(wd, 'dag_report.json')))
+    rep = json.load(open(osp.join(wd, 'attack_report.json')))
     assert set(rep['variants']) == {'orig', 'advr', 'perm', 'advr_uint8'}
     assert all('mAP' in v for v in rep['variants'].values())
     assert rep['attack']['images'] == 6
@@ -61,7 +61,7 @@ def test_one_stage_detector_through_tools_test(tiny_voc, tmp_path):
               '--work-dir', wd, '--cfg-options',
               f'test_dataloader.dataset.data_root={osp.dirname(tiny_voc)}/',
               'custom_hooks.0.targets.score_thr=0.000001'])
-    rep = json.load(open(osp.join(wd, 'dag_report.json')))
+    rep = json.load(open(osp.join(wd, 'attack_report.json')))
     assert rep['settings']['targets']['adapter'] == 'OneStageTargets'
     assert rep['settings']['targets']['head'] == 'RetinaHead'
     assert all('mAP' in v for v in rep['variants'].values())
@@ -88,10 +88,10 @@ def test_tog_vanishing_through_tools_test(tiny_voc, random_seg_checkpoint, tmp_p
               'max_iters=2', 'epsilon=4', '--work-dir', wd, '--cfg-options',
               f'test_dataloader.dataset.data_root={osp.dirname(tiny_voc)}/',
               'test_dataloader.dataset.indices=2', 'custom_hooks.0.targets.score_thr=0.0'])
-    rep = json.load(open(osp.join(wd, 'dag_report.json')))
+    rep = json.load(open(osp.join(wd, 'attack_report.json')))
     assert rep['settings']['attack']['type'] == 'TOGVanishing'
     assert rep['settings']['attack']['alpha'] == 2.0
-    records = read_records(osp.join(wd, 'dag_records.jsonl'))[0]
+    records = read_records(osp.join(wd, 'attack_records.jsonl'))[0]
     assert len(records) == 2 and all(r['linf'] <= 4.0 + 1e-3 for r in records)
     res = run_tool(['tools/test.py', TINY, random_seg_checkpoint, '--attack', 'togvanishing',
                     '--work-dir', str(tmp_path / 'seg'), '--cfg-options',
@@ -121,7 +121,7 @@ def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
                     f'test_dataloader.dataset.data_root={osp.dirname(tiny_voc)}/',
                     'test_dataloader.dataset.indices=3', 'custom_hooks.0.targets.score_thr=0.0',
                     'test_evaluator.score_thr=0.0'])
-    rep = json.load(open(osp.join(wd, 'dag_report.json')))
+    rep = json.load(open(osp.join(wd, 'attack_report.json')))
     m = rep['metrics']
     members = ('DetPGD', 'TOGVanishing', 'TOGUntargeted')
     errors = rep['errors']
@@ -139,7 +139,8 @@ def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
         assert all(m[f'advr{level}/mAP'] <= m[f'advr[{n}]{level}/mAP'] for n in members)
         assert m[f'advr{level}/mAP'] <= worst and f'advr_winner{level}/mAP' in m
     assert errors['variants']['orig']['adds_up'] and 'by_size' in errors['variants']['advr_winner']
-    assert errors['picture'] == 'dag_errors.png' and osp.isfile(osp.join(wd, 'dag_errors.png'))
+    assert errors['picture'] == 'attack_errors.png'
+    assert osp.isfile(osp.join(wd, 'attack_errors.png'))
     assert 'lowest mAP' in rep['sweep']['table'] and 'lowest mAP' in res.stdout
     # TIDE's breakdown of the clean images, the loop's images (the attack's
     # per-image winners, beside the headline as advr_winner) and each member,
@@ -156,11 +157,11 @@ def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
     assert rep['headline']['advr/mAP']['selection'] in ('advr_worst',
                                                         *(f'advr[{n}]' for n in members))
     assert f"{100 * m['advr/mAP']:7.2f}" in res.stdout
-    assert 'DAG worst case: advr/mAP from' in res.stdout + res.stderr
+    assert 'worst case: advr/mAP from' in res.stdout + res.stderr
     # each image's record: what each variant broke on it, adding up to its objects
     from mmdag.engine.records import read_records
     from mmdag.evaluation.det_errors import OBJECT_KINDS
-    records = read_records(osp.join(wd, 'dag_records.jsonl'))[0]
+    records = read_records(osp.join(wd, 'attack_records.jsonl'))[0]
     assert len(records) == 3
     for r in records:
         e = r['errors']
@@ -178,5 +179,5 @@ def test_a_detection_worst_case_sweep_through_tools_test(tiny_voc, tmp_path):
                       'test_dataloader.dataset.indices=3',
                       'custom_hooks.0.targets.score_thr=0.0', 'test_evaluator.score_thr=0.0'])
     assert 'resuming: 3 of 3 images done' in again.stdout + again.stderr
-    after = json.load(open(osp.join(wd, 'dag_report.json')))
+    after = json.load(open(osp.join(wd, 'attack_report.json')))
     assert after['metrics'] == m and after['errors'] == errors

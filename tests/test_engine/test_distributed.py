@@ -27,8 +27,8 @@ def test_two_processes_match_one(tiny_voc, trained_seg_checkpoint, tmp_path):
     run_tool(['-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={port}',
               'tools/test.py', TINY, trained_seg_checkpoint, '--launcher', 'pytorch',
               '--work-dir', two, *opts], env=one_thread)
-    r1 = json.load(open(osp.join(one, 'dag_report.json')))
-    r2 = json.load(open(osp.join(two, 'dag_report.json')))
+    r1 = json.load(open(osp.join(one, 'attack_report.json')))
+    r2 = json.load(open(osp.join(two, 'attack_report.json')))
     assert r1['environment']['threads'] == r2['environment']['threads'] == 1
     assert r1['attack']['images'] == r2['attack']['images'] == 5
     assert r1['variants'] == r2['variants']
@@ -45,4 +45,4 @@ def test_dist_test_sh_launches(tiny_voc, trained_seg_checkpoint, tmp_path):
                     '--attack', 'dag', '--attack-options', 'max_iters=2', '--work-dir', wd,
                     '--cfg-options', *data_root_opts(tiny_voc)],
                    env={'PYTHON': sys.executable, 'PORT': str(random.randint(40001, 60000))})
-    assert osp.isfile(osp.join(wd, 'dag_report.json')), res.stdout[-2000:]
+    assert osp.isfile(osp.join(wd, 'attack_report.json')), res.stdout[-2000:]

@@ -36,11 +36,11 @@ def test_same_seed_same_report(tiny_voc, trained_seg_checkpoint, tmp_path):
     a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
     _attack_run(a, trained_seg_checkpoint, tiny_voc, seed=3)
     _attack_run(b, trained_seg_checkpoint, tiny_voc, seed=3)
-    # Whole files, nothing dropped: dag_report.json holds no work-dir path and no
+    # Whole files, nothing dropped: attack_report.json holds no work-dir path and no
     # timestamp (config and checkpoint paths, settings, environment and metrics are
     # the same in both runs), and the .npz members carry zipfile's fixed 1980 date.
-    ra = open(osp.join(a, 'dag_report.json'), 'rb').read()
-    rb = open(osp.join(b, 'dag_report.json'), 'rb').read()
+    ra = open(osp.join(a, 'attack_report.json'), 'rb').read()
+    rb = open(osp.join(b, 'attack_report.json'), 'rb').read()
     assert ra == rb
     report = json.loads(ra)
     assert report['attack']['images'] == 4
@@ -73,8 +73,8 @@ def test_two_processes_match_one_batched(tiny_voc, trained_seg_checkpoint, tmp_p
     run_tool(['-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={port}',
               'tools/test.py', TINY, trained_seg_checkpoint, '--launcher', 'pytorch',
               '--work-dir', two, *opts], env=one_thread)
-    r1 = json.load(open(osp.join(one, 'dag_report.json')))
-    r2 = json.load(open(osp.join(two, 'dag_report.json')))
+    r1 = json.load(open(osp.join(one, 'attack_report.json')))
+    r2 = json.load(open(osp.join(two, 'attack_report.json')))
     assert r1['environment']['threads'] == r2['environment']['threads'] == 1
     assert r1['environment']['world_size'] == 1 and r2['environment']['world_size'] == 2
     assert r1['attack']['images'] == r2['attack']['images'] == 5
@@ -101,7 +101,7 @@ def _workers(launcher_pid):
     return ranks
 
 
-# Measured (2 cores, shared): first 'DAG batch' line 29-33 s after the start; after
+# Measured (2 cores, shared): first 'attack batch' line 29-33 s after the start; after
 # the kill of rank 1 the torchrun agent saw the failure, sent SIGTERM to rank 0 and
 # exited with 1 within 1.1 s (SIGKILL) and 1.2 s (SIGTERM). Without the agent (two
 # ranks started by hand), rank 0 finished its own images and then failed at once in
@@ -111,7 +111,7 @@ def _workers(launcher_pid):
 def test_killed_rank_ends_run(tiny_voc, trained_seg_checkpoint, tmp_path, sig):
     wd = str(tmp_path / 'killed')
     # 6 images, 3 batches of 1 per rank, all 200 iterations each (gamma=0.05 never
-    # reaches the stop rule): the run outlives the first 'DAG batch' line by far.
+    # reaches the stop rule): the run outlives the first 'attack batch' line by far.
     # --save-perturbations: each rank writes an .npz (temporary file + rename) per batch
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
            f'--master_port={random.randint(20000, 40000)}', 'tools/test.py', TINY,
@@ -119,7 +119,7 @@ def test_killed_rank_ends_run(tiny_voc, trained_seg_checkpoint, tmp_path, sig):
            '--save-perturbations', '--attack', 'dag',
            '--attack-options', 'max_iters=200', 'gamma=0.05',
            '--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.batch_size=1',
-           'default_hooks.logger.interval=1']   # a 'DAG batch' line after every batch
+           'default_hooks.logger.interval=1']   # a 'attack batch' line after every batch
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -128,13 +128,13 @@ def test_killed_rank_ends_run(tiny_voc, trained_seg_checkpoint, tmp_path, sig):
     def read():
         for line in proc.stdout:
             lines.append(line)
-            if 'DAG batch' in line:
+            if 'attack batch' in line:
                 started.set()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        assert started.wait(150), 'no DAG batch line:\n' + ''.join(lines[-40:])
+        assert started.wait(150), 'no attack batch line:\n' + ''.join(lines[-40:])
         assert proc.poll() is None, 'the run ended before the kill:\n' + ''.join(lines[-40:])
         workers = _workers(proc.pid)
         assert sorted(workers) == ['0', '1'], workers
@@ -161,7 +161,7 @@ def test_killed_rank_ends_run(tiny_voc, trained_seg_checkpoint, tmp_path, sig):
         from mmdag.fileio import is_temporary
         assert all(is_temporary(osp.basename(f)) for f in files
                    if '.tmp' in osp.basename(f)), files
-        assert not osp.exists(osp.join(wd, 'dag_report.json'))
+        assert not osp.exists(osp.join(wd, 'attack_report.json'))
         saved = glob.glob(osp.join(wd, 'perturbations', '*.npz'))
         assert saved, files
         for f in saved:
@@ -169,7 +169,7 @@ def test_killed_rank_ends_run(tiny_voc, trained_seg_checkpoint, tmp_path, sig):
                 assert z['r'].shape[0] == 3 and str(z['img_path']), f
         # the records of the finished batches: whole lines, one per image
         from mmdag.engine.records import read_records
-        records, skipped = read_records(osp.join(wd, 'dag_records.jsonl'))
+        records, skipped = read_records(osp.join(wd, 'attack_records.jsonl'))
         assert records and skipped <= 1, (records, skipped)
         assert len({r['image'] for r in records}) == len(records)
     finally:

@@ -3,7 +3,7 @@ greedy one for mIoU at or below the image-wise worst case and every member,
 better than both where the image-wise choice is not the mIoU's, at or above
 an exhaustive search on small random cases; SEA's order and acceptance rule
 beside mmdag's on the same per-image results; the accuracy selection; the
-headline keys that take the worst figures (mmdag.evaluation.dag_metric)."""
+headline keys that take the worst figures (mmdag.evaluation.attack_metric)."""
 import itertools
 
 import numpy as np
@@ -136,7 +136,7 @@ def test_the_accuracy_selection_takes_the_fewest_pixels_correct_per_image():
 
 
 def test_the_headline_keys_take_the_worst_figures():
-    from mmdag.evaluation.dag_metric import worst_headlines
+    from mmdag.evaluation.attack_metric import worst_headlines
     metrics = {'advr/aAcc': 70.0, 'advr/mIoU': 40.0, 'advr/mAcc': 50.0,
                'advr_acc/aAcc': 60.0, 'advr_acc/mIoU': 38.0, 'advr_acc/mAcc': 45.0,
                'advr_greedy/aAcc': 65.0, 'advr_greedy/mIoU': 30.0, 'advr_greedy/mAcc': 44.0,

@@ -52,12 +52,12 @@ def test_a_registered_attack_runs_through_tools_test(tiny_voc, trained_seg_check
               f'test_dataloader.dataset.data_root={tiny_voc}']
     run_tool(['tools/test.py', *common, '--attack', 'dag', '--attack-options', 'type=ToyFGSM',
               'epsilon=6', '--num-figures', '2'], env=env)
-    rep = json.load(open(osp.join(wd, 'dag_report.json')))
+    rep = json.load(open(osp.join(wd, 'attack_report.json')))
     assert rep['settings']['attack']['type'] == 'ToyFGSM'
     assert rep['settings']['attack']['epsilon'] == 6
     assert set(rep['variants']) == {'orig', 'advr', 'perm', 'advr_uint8'}
     assert all('mIoU' in v for v in rep['variants'].values())
-    records = [json.loads(line) for line in open(osp.join(wd, 'dag_records.jsonl'))]
+    records = [json.loads(line) for line in open(osp.join(wd, 'attack_records.jsonl'))]
     assert len(records) == rep['attack']['images'] == 6
     attacked = [r for r in records if r['status'] not in ('no_targets', 'none_correct')]
     assert attacked
@@ -81,7 +81,7 @@ def test_pictures_are_drawn_from_the_loops_predictions(tiny_voc, random_seg_chec
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from mmdag.apis import add_dag_to_config
+    from mmdag.apis import add_attack_to_config
 
     counts = {}
     for figures in (0, 3):
@@ -90,7 +90,7 @@ def test_pictures_are_drawn_from_the_loops_predictions(tiny_voc, random_seg_chec
         cfg.test_dataloader.batch_size = 2
         cfg.work_dir = str(tmp_path / f'wd{figures}')
         cfg.load_from = random_seg_checkpoint
-        add_dag_to_config(cfg, dict(max_iters=1), dict(num_figures=figures, records=None))
+        add_attack_to_config(cfg, dict(max_iters=1), dict(num_figures=figures, records=None))
         runner = Runner.from_cfg(cfg)
         model = runner.model
         calls = []

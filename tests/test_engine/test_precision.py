@@ -6,7 +6,8 @@ import pytest
 import torch
 from mmengine.logging import MessageHub, MMLogger
 
-from mmdag.engine import DAGAttackHook
+from mmdag.contract import VARIANTS_FIELD
+from mmdag.engine import AttackHook
 
 
 def _autocast_on() -> bool:
@@ -48,7 +49,7 @@ def test_orig_and_perm_follow_the_loops_precision(fp16, tmp_path):
         return stock_forward(*args, **kwargs)
 
     model.inference = spy_inference
-    hook = DAGAttackHook(attack=dict(max_iters=1))
+    hook = AttackHook(attack=dict(max_iters=1))
     runner = _runner(model, fp16, str(tmp_path))
     hook.before_test(runner)
     assert model.test_step is not spy   # the loop's forward now goes by canvas groups
@@ -59,5 +60,5 @@ def test_orig_and_perm_follow_the_loops_precision(fp16, tmp_path):
     assert calls == [fp16, fp16, fp16]   # orig, perm, advr_uint8
     # the attack's own forwards (targets and DAG steps) stay float32
     assert seen_in_attack and not any(seen_in_attack)
-    assert all('dag_variants' in s for s in batch['data_samples'])
-    assert not osp.exists(osp.join(str(tmp_path), 'dag_report.json'))
+    assert all(VARIANTS_FIELD in s for s in batch['data_samples'])
+    assert not osp.exists(osp.join(str(tmp_path), 'attack_report.json'))

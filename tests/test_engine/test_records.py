@@ -1,4 +1,4 @@
-"""Per-image records (dag_records.jsonl): written whole, read safely, kept."""
+"""Per-image records (attack_records.jsonl): written whole, read safely, kept."""
 import json
 import math
 import os
@@ -16,7 +16,7 @@ def stats(iters, trace, status='converged'):
 
 
 def test_records_round_trip_and_cut_lines_are_skipped(tmp_path):
-    path = str(tmp_path / 'dag_records.jsonl')
+    path = str(tmp_path / 'attack_records.jsonl')
     recs = make_records(['a', 'b'], ['/x/a.jpg', None],
                         [stats(2, [1.0, 0.5, 0.0]), stats(0, [], 'non_finite')],
                         seconds=3.0, rank=1, batch=4)
@@ -40,12 +40,12 @@ def test_records_round_trip_and_cut_lines_are_skipped(tmp_path):
 
 
 def test_a_new_run_keeps_the_old_records_aside(tmp_path):
-    path = str(tmp_path / 'dag_records.jsonl')
+    path = str(tmp_path / 'attack_records.jsonl')
     assert start_records(path) is None
     append_records(path, make_records(['a'], [None], [stats(1, [1.0, 0.0])], 1.0, 0, 0))
     kept = start_records(path)
     assert not os.path.exists(path) and os.path.isfile(kept)
-    assert kept.startswith(str(tmp_path / 'dag_records.')) and kept.endswith('.jsonl')
+    assert kept.startswith(str(tmp_path / 'attack_records.')) and kept.endswith('.jsonl')
     append_records(path, make_records(['a'], [None], [stats(1, [1.0, 0.0])], 1.0, 0, 0))
     kept2 = start_records(path)
     assert kept2 != kept and os.path.isfile(kept) and os.path.isfile(kept2)

@@ -73,7 +73,7 @@ def kill_all(pid):
 
 
 def report(work_dir):
-    with open(osp.join(work_dir, 'dag_report.json')) as f:
+    with open(osp.join(work_dir, 'attack_report.json')) as f:
         return json.load(f)
 
 
@@ -84,7 +84,7 @@ def kill_after_two_images(procs, checkpoint, work_dir, tiny_voc):
     proc = subprocess.Popen([sys.executable, *command(procs, checkpoint, work_dir, tiny_voc)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    records = osp.join(work_dir, 'dag_records.jsonl')
+    records = osp.join(work_dir, 'attack_records.jsonl')
     try:
         deadline = time.monotonic() + 600   # a slow or busy machine: minutes
         while time.monotonic() < deadline and proc.poll() is None:
@@ -98,7 +98,7 @@ def kill_after_two_images(procs, checkpoint, work_dir, tiny_voc):
         if proc.poll() is None:
             kill_all(proc.pid)
             proc.wait()
-    assert not osp.exists(osp.join(work_dir, 'dag_report.json'))
+    assert not osp.exists(osp.join(work_dir, 'attack_report.json'))
     return {r['image'] for r in read_records(records)[0]}
 
 
@@ -121,7 +121,7 @@ def test_killed_run_resumes_to_the_report_of_an_uninterrupted_run(procs, tiny_vo
     full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
     run_tool(command(procs, checkpoint, full, tiny_voc), env=ONE_THREAD)
     a = report(full)
-    full_records = unique_records(read_records(osp.join(full, 'dag_records.jsonl'))[0])
+    full_records = unique_records(read_records(osp.join(full, 'attack_records.jsonl'))[0])
     keyed = {r['image']: r for r in full_records}
     # the attack did something, so that "the same report" says something
     assert len(full_records) == 6
@@ -144,7 +144,7 @@ def test_killed_run_resumes_to_the_report_of_an_uninterrupted_run(procs, tiny_vo
 
     # a writer killed inside a write leaves a hidden temporary (one is planted
     # here, the kill may have left more): the resumed run removes them
-    planted = osp.join(cut, 'dag_state', '.x-rank0-batch000009.npz.k2j4_x.tmp')
+    planted = osp.join(cut, 'attack_state', '.x-rank0-batch000009.npz.k2j4_x.tmp')
     with open(planted, 'wb') as f:
         f.write(b'partial')
     res = run_tool(command(procs, checkpoint, cut, tiny_voc, '--resume'), env=ONE_THREAD)
@@ -155,14 +155,14 @@ def test_killed_run_resumes_to_the_report_of_an_uninterrupted_run(procs, tiny_vo
     assert not [n for _, _, names in os.walk(cut) for n in names if is_temporary(n)]
     done, todo = resumed_counts(log)
     assert done == len(done_before) and done + todo == 6
-    # the finished images were not attacked again: one 'DAG batch' summary per new batch
+    # the finished images were not attacked again: one 'attack batch' summary per new batch
     b = report(cut)
     assert b['variants'] == a['variants']
     assert b['attack'] == a['attack']
     assert b['convergence'] == a['convergence']
-    assert b['records'] == a['records'] == dict(file='dag_records.jsonl', images=6,
+    assert b['records'] == a['records'] == dict(file='attack_records.jsonl', images=6,
                                                 skipped_lines=0)
-    for r in read_records(osp.join(cut, 'dag_records.jsonl'))[0]:
+    for r in read_records(osp.join(cut, 'attack_records.jsonl'))[0]:
         for k in RECORD_KEYS:
             assert r[k] == keyed[r['image']][k], (r['image'], k)
     if procs == 2:
@@ -187,7 +187,7 @@ def resume_with_one_process(work_dir, checkpoint, tiny_voc, full_report, full_re
     res = run_tool(command(1, checkpoint, work_dir, tiny_voc, '--resume'), env=ONE_THREAD)
     done, todo = resumed_counts(res.stdout + res.stderr)
     assert done == len(restored) and todo == 6 - done > 0
-    records = read_records(osp.join(work_dir, 'dag_records.jsonl'))[0]
+    records = read_records(osp.join(work_dir, 'attack_records.jsonl'))[0]
     assert sorted(r['image'] for r in records) == sorted(full_records)
     for r in records:   # restored or attacked again: the same bits
         want = full_records[r['image']]
@@ -207,7 +207,7 @@ def test_resume_refuses_other_settings(tiny_voc, random_seg_checkpoint, tmp_path
             '--cfg-options', *data_root_opts(tiny_voc), 'test_dataloader.dataset.indices=2',
             'custom_hooks.0.targets.use_gt=False']
     run_tool(base + ['--attack-options', 'max_iters=2'])
-    state = osp.join(wd, 'dag_state')
+    state = osp.join(wd, 'attack_state')
     res = run_tool(base + ['--attack-options', 'max_iters=3', '--resume'], check=False)
     assert res.returncode != 0
     assert (f'error: cannot resume: {state} holds a run with another attack (max_iters: 2, now 3): '

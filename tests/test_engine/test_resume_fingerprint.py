@@ -25,23 +25,25 @@ def _runner(checkpoint, options=None, attack=None):
     from mmengine.logging import MessageHub
     from mmengine.registry import METRICS, init_default_scope
 
-    from mmdag.apis.config import add_dag_to_config
-    from mmdag.contract import RUN_INFO
-    from mmdag.engine import DAGAttackHook, DAGResumeHook
+    from mmdag.apis.config import add_attack_to_config
+    from mmdag.contract import RunAttack
+    from mmdag.engine import AttackHook, AttackResumeHook
+    from mmdag.engine.wiring import publish
     init_default_scope('mmseg')
     cfg = Config.fromfile(TINY)
     cfg.work_dir, cfg.launcher = '/somewhere', 'none'
-    add_dag_to_config(cfg, attack or {})
+    add_attack_to_config(cfg, attack or {})
     cfg.load_from = checkpoint
     if options:
         cfg.merge_from_dict(options)
     metric = METRICS.build(cfg.test_evaluator)
-    hook_cfg = next(dict(h) for h in cfg.custom_hooks if h['type'].endswith('DAGAttackHook'))
+    hook_cfg = next(dict(h) for h in cfg.custom_hooks if h['type'].endswith('AttackHook'))
     hook_cfg.pop('type')
     # the attack hook publishes its settings; the resume hook compares them
     hub = MessageHub.get_instance('mmdag_resume_fingerprint')
-    hub.update_info(RUN_INFO, dict(state=DAGAttackHook(**hook_cfg).state_settings()))
-    hook = DAGResumeHook()
+    publish(hub, RunAttack(settings={}, environment={},
+                           state=AttackHook(**hook_cfg).state_settings()))
+    hook = AttackResumeHook()
     hook._index = {'img0': 0, 'img1': 1}
     runner = SimpleNamespace(cfg=cfg, message_hub=hub, test_loop=SimpleNamespace(
         evaluator=SimpleNamespace(metrics=[metric])))
@@ -75,7 +77,7 @@ def test_another_config_is_refused_naming_the_leaf(tmp_path, options, named):
     with pytest.raises(MMDagError) as e:
         _check(wd, ck, options)
     msg = str(e.value)
-    assert msg == (f'cannot resume: {osp.join(wd, "dag_state")} holds a run with {named}: '
+    assert msg == (f'cannot resume: {osp.join(wd, "attack_state")} holds a run with {named}: '
                    'rerun without --resume, or use another --work-dir')
 
 

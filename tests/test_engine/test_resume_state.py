@@ -28,7 +28,7 @@ class _WritesMarker:
 
 
 def _plant_pickle(work_dir, marker):
-    d = osp.join(work_dir, 'dag_state')
+    d = osp.join(work_dir, 'attack_state')
     os.makedirs(d, exist_ok=True)
     with open(osp.join(d, 'x-rank0-batch000000.pkl'), 'wb') as f:
         pickle.dump([dict(name='img0', index=0, record=None,
@@ -68,28 +68,30 @@ class _Dataset:
 
 
 def _runner(work_dir, names=('img0', 'img1')):
-    """What DAGAttackHook's resume reads of a runner: the demo config, one
-    DAGMetric around mmseg's IoUMetric, a dataset of ``names``."""
+    """What AttackHook's resume reads of a runner: the demo config, one
+    AttackMetric around mmseg's IoUMetric, a dataset of ``names``."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from mmdag.apis.config import add_dag_to_config
-    from mmdag.evaluation import DAGMetric
+    from mmdag.apis.config import add_attack_to_config
+    from mmdag.evaluation import AttackMetric
     init_default_scope('mmseg')
     cfg = Config.fromfile(TINY)
-    add_dag_to_config(cfg)
+    add_attack_to_config(cfg)
     cfg.load_from = None
-    metric = DAGMetric(metric=dict(type='IoUMetric', iou_metrics=['mIoU']))
+    metric = AttackMetric(metric=dict(type='IoUMetric', iou_metrics=['mIoU']))
     dataset = _Dataset(list(names))
     loader = torch.utils.data.DataLoader(list(range(len(names))), batch_size=1)
     from mmengine.logging import MessageHub
 
-    from mmdag.contract import RUN_INFO
-    from mmdag.engine import DAGAttackHook
+    from mmdag.contract import RunAttack
+    from mmdag.engine import AttackHook
+    from mmdag.engine.wiring import publish
 
     # what the attack hook publishes for the resume hook
     hub = MessageHub.get_instance('mmdag_resume_state')
-    hub.update_info(RUN_INFO, dict(state=DAGAttackHook(records=None).state_settings()))
+    publish(hub, RunAttack(settings={}, environment={},
+                           state=AttackHook(records=None).state_settings()))
     return SimpleNamespace(work_dir=work_dir, cfg=cfg, message_hub=hub,
                            test_dataloader=SimpleNamespace(dataset=dataset),
                            test_loop=SimpleNamespace(evaluator=SimpleNamespace(metrics=[metric]),
@@ -100,10 +102,10 @@ def _runner(work_dir, names=('img0', 'img1')):
 def test_the_resume_path_never_unpickles_a_state_file(tmp_path):
     """A work dir received from someone else: its settings match this run,
     its state is a pickle. Resuming refuses it in one line; no code runs."""
-    from mmdag.engine import DAGResumeHook
+    from mmdag.engine import AttackResumeHook
     wd = str(tmp_path / 'wd')
     runner = _runner(wd)
-    hook = DAGResumeHook(resume=True)
+    hook = AttackResumeHook(resume=True)
     hook._index = {'img0': 0, 'img1': 1}
     resume.write_settings(wd, hook._settings(runner))
     marker = str(tmp_path / 'marker')
@@ -133,7 +135,7 @@ def _voc_like(seed):
 
 
 def _stats(seed):
-    """The attack statistics DAGMetric keeps (and the odd values they may hold)."""
+    """The attack statistics AttackMetric keeps (and the odd values they may hold)."""
     return dict(p=0.1 * seed + 1 / 3, linf=float('nan') if seed else 7.5, iters=200 - seed,
                 num_targets=1234, num_correct=17, correct_frac=17 / 1234, converged=bool(seed),
                 status='stopped', trace=[1.0, 0.5, 17 / 1234], forwards=201, backwards=200,
@@ -209,10 +211,10 @@ def test_state_refuses_what_it_cannot_hold(tmp_path):
 
 def test_a_run_with_an_unholdable_result_is_not_resumable(tmp_path, caplog):
     """The hook's write path: a warning, no file, and no further state."""
-    from mmdag.engine import DAGResumeHook
+    from mmdag.engine import AttackResumeHook
     wd = str(tmp_path / 'wd')
     runner = _runner(wd, names=('img0',))
-    hook = DAGResumeHook()
+    hook = AttackResumeHook()
     hook._index = {'img0': 0}
     metric = runner.test_loop.evaluator.metrics[0]
     hook._counts = [{k: 0 for k in metric.result_lists()}]

@@ -25,7 +25,7 @@ def command(tiny_voc, checkpoint, wd, *extra, attack=('attacks=pgd,segpgd', 'max
 
 
 def report(wd):
-    with open(osp.join(wd, 'dag_report.json')) as f:
+    with open(osp.join(wd, 'attack_report.json')) as f:
         return json.load(f)
 
 
@@ -57,10 +57,11 @@ def test_the_report_holds_the_curve(sweep_run):
         assert set(row['variants']) == {'advr', 'perm', 'advr_uint8', 'advr_greedy',
                                         'advr_acc', 'advr_winner'}
         assert 0 < row['attack']['linf'] <= row['epsilon'] + 1e-3
-    assert m['dag@1/linf'] == low['attack']['linf'] and m['dag/linf'] == top['attack']['linf']
+    assert m['attack@1/linf'] == low['attack']['linf'] and m['attack/linf'] == top['attack']['linf']
     assert sweep['orig'] == round(m['orig/mIoU'], 4)
     assert '| 1 |' in sweep['table'] and '| 4 |' in sweep['table']
-    assert sweep['picture'] == 'dag_curve.png' and osp.getsize(osp.join(wd, 'dag_curve.png')) > 0
+    assert sweep['picture'] == 'attack_curve.png'
+    assert osp.getsize(osp.join(wd, 'attack_curve.png')) > 0
     assert rep['settings']['attack']['epsilons'] == [1.0, 4.0]
     # each member's own images predicted too, at every epsilon
     assert set(rep['members']) == {'PGD', 'SegPGD'}
@@ -79,12 +80,12 @@ def test_the_report_holds_the_curve(sweep_run):
         picked = row['metrics']['advr_greedy']
         assert picked['images_PGD'] + picked['images_SegPGD'] == 2
     assert '| PGD | SegPGD |' in sweep['table']
-    assert 'DAG epsilon sweep' in res.stdout + res.stderr
+    assert 'epsilon sweep' in res.stdout + res.stderr
 
 
 def test_each_record_holds_every_epsilon_inside_its_budget(sweep_run):
     wd, _ = sweep_run
-    records = read_records(osp.join(wd, 'dag_records.jsonl'))[0]
+    records = read_records(osp.join(wd, 'attack_records.jsonl'))[0]
     assert len(records) == 2
     for r in records:
         assert set(r['sweep']) == {'1', '4'}
@@ -107,7 +108,7 @@ def test_each_epsilon_equals_a_run_at_that_epsilon_alone(sweep_run, tiny_voc,
     run_tool(command(tiny_voc, attackable_seg_checkpoint, one, '--epsilons', '1',
                      attack=('attacks=pgd,segpgd', 'max_iters=2')))
     alone = report(one)['metrics']
-    for k in ('advr/mIoU', 'advr_uint8/mIoU', 'perm/mIoU', 'dag/linf', 'dag/target_success'):
+    for k in ('advr/mIoU', 'advr_uint8/mIoU', 'perm/mIoU', 'attack/linf', 'attack/target_success'):
         head, _, name = k.partition('/')
         assert swept[f'{head}@1/{name}'] == alone[k], k
     assert swept['orig/mIoU'] == alone['orig/mIoU']
@@ -145,19 +146,19 @@ def test_a_metric_asking_for_what_the_hook_does_not_make_is_refused():
     from mmengine.registry import init_default_scope
 
     from mmdag.errors import MMDagError
-    from mmdag.evaluation import DAGMetric
+    from mmdag.evaluation import AttackMetric
     init_default_scope('mmseg')
-    metric = DAGMetric(metric=dict(type='IoUMetric'), variants=['orig', 'advr@2'])
+    metric = AttackMetric(metric=dict(type='IoUMetric'), variants=['orig', 'advr@2'])
     with pytest.raises(MMDagError, match=r"asks for \['advr@2'\]"):
         metric.configure(['advr', 'orig'], [])
     # unset: every variant the hook makes, and each other epsilon's statistics
-    metric = DAGMetric(metric=dict(type='IoUMetric'))
+    metric = AttackMetric(metric=dict(type='IoUMetric'))
     metric.configure(['advr', 'orig', 'advr@2'], [2.0])
     # (and the detection error breakdowns: one None per image for a segmentor)
     assert sorted(metric.result_lists()) == ['_stats', '_stats@2', 'advr', 'advr@2', 'errors',
                                              'orig', 'tide']
     # an ensemble's members: their greedy worst case, inside a metric's own prefix
-    metric = DAGMetric(metric=dict(type='IoUMetric', prefix='dice'))
+    metric = AttackMetric(metric=dict(type='IoUMetric', prefix='dice'))
     metric.configure(['advr', 'advr[PGD]', 'advr[SegPGD]'], [])
     assert 'advr_greedy' in metric.result_lists()
     assert metric.greedy_parts[None].prefix == 'advr_greedy/dice'
@@ -167,14 +168,14 @@ def test_a_metric_asking_for_what_the_hook_does_not_make_is_refused():
 def test_another_attack_replaces_the_configs_attack_settings():
     from mmengine.config import Config
 
-    from mmdag.apis import add_dag_to_config
+    from mmdag.apis import add_attack_to_config
     cfg = Config.fromfile(TINY.replace('.py', '_dag.py'))
-    add_dag_to_config(cfg, dict(type='PGD', epsilon=2))
-    hook = next(h for h in cfg.custom_hooks if h['type'].endswith('DAGAttackHook'))
+    add_attack_to_config(cfg, dict(type='PGD', epsilon=2))
+    hook = next(h for h in cfg.custom_hooks if h['type'].endswith('AttackHook'))
     assert hook['attack'] == dict(type='PGD', epsilon=2)   # DAG's gamma is not PGD's
     cfg = Config.fromfile(TINY.replace('.py', '_dag.py'))
-    add_dag_to_config(cfg, dict(max_iters=7))
-    hook = next(h for h in cfg.custom_hooks if h['type'].endswith('DAGAttackHook'))
+    add_attack_to_config(cfg, dict(max_iters=7))
+    hook = next(h for h in cfg.custom_hooks if h['type'].endswith('AttackHook'))
     assert hook['attack']['max_iters'] == 7 and hook['attack']['gamma'] == 0.5
 
 
@@ -186,7 +187,7 @@ def test_with_one_image_the_worst_case_is_its_winners_figure(tiny_voc, attackabl
               'max_iters=2', 'epsilon=6', '--cfg-options', *data_root_opts(tiny_voc),
               'test_dataloader.dataset.indices=1'])
     rep = report(wd)
-    [record] = read_records(osp.join(wd, 'dag_records.jsonl'))[0]
+    [record] = read_records(osp.join(wd, 'attack_records.jsonl'))[0]
     # the member predictions are of each member's own images: the winner's is
     # what the loop predicted; with one image the headline is the lowest member's
     assert rep['members'][record['winner']] == rep['variants']['advr_winner']

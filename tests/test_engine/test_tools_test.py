@@ -12,13 +12,13 @@ from conftest import TINY, data_root_opts, run_tool
 ATTACK = ['--attack', 'dag', '--attack-options', 'max_iters=4', 'gamma=2.0']
 
 
-LEFTOVERS = [('', '.dag_report.json.k2j4_x.tmp'), ('figures', '.2008_000001.png.abc123.tmp'),
+LEFTOVERS = [('', '.attack_report.json.k2j4_x.tmp'), ('figures', '.2008_000001.png.abc123.tmp'),
              ('perturbations', '.2008_000001.npz.q9z8w7.tmp')]
 KEPT = [('', '.keep'), ('', 'notes.tmp')]
 
 
 def report(work_dir):
-    with open(osp.join(work_dir, 'dag_report.json')) as f:
+    with open(osp.join(work_dir, 'attack_report.json')) as f:
         return json.load(f)
 
 
@@ -58,8 +58,8 @@ def test_one_run_reports_orig_advr_perm_and_statistics(attacked):
     assert len(figs) == 2 and all(f.endswith('.png') for f in figs)
     # the same pictures go to the config's vis_backends (here mmseg's LocalVisBackend)
     import glob
-    sent = glob.glob(osp.join(wd, '*', 'vis_data', 'vis_image', 'dag_figure_*.png'))
-    assert sorted(osp.basename(f)[len('dag_figure_'):-len('_0.png')] for f in sent) == \
+    sent = glob.glob(osp.join(wd, '*', 'vis_data', 'vis_image', 'attack_figure_*.png'))
+    assert sorted(osp.basename(f)[len('attack_figure_'):-len('_0.png')] for f in sent) == \
         sorted(f[:-4] for f in figs)
 
 
@@ -76,7 +76,7 @@ def test_temporaries_of_a_killed_run_are_removed(attacked):
 def test_one_record_per_image_and_the_convergence(attacked):
     from mmdag.engine.records import read_records
     wd, res = attacked
-    records, skipped = read_records(osp.join(wd, 'dag_records.jsonl'))
+    records, skipped = read_records(osp.join(wd, 'attack_records.jsonl'))
     assert skipped == 0 and len(records) == 6
     assert len({r['image'] for r in records}) == 6
     rep = report(wd)
@@ -90,7 +90,7 @@ def test_one_record_per_image_and_the_convergence(attacked):
     conv = rep['convergence']
     assert conv['images'] == 6 and conv['iterations'] == max(r['iters'] for r in records)
     assert conv['median'][0] == 1.0 and conv['median'][-1] <= conv['median'][0]
-    assert rep['records'] == dict(file='dag_records.jsonl', images=6, skipped_lines=0)
+    assert rep['records'] == dict(file='attack_records.jsonl', images=6, skipped_lines=0)
 
 
 def test_orig_equals_a_clean_run_of_the_stock_metric(attacked, tiny_voc,
@@ -98,7 +98,7 @@ def test_orig_equals_a_clean_run_of_the_stock_metric(attacked, tiny_voc,
     wd, _ = attacked
     clean = run_tool(['tools/test.py', TINY, trained_seg_checkpoint, '--attack', 'none',
                       '--work-dir', str(tmp_path), '--cfg-options', *data_root_opts(tiny_voc)])
-    assert not osp.exists(osp.join(str(tmp_path), 'dag_report.json'))
+    assert not osp.exists(osp.join(str(tmp_path), 'attack_report.json'))
     # the stock IoUMetric logs "mIoU: x" for the clean run
     line = [ln for ln in clean.stdout.splitlines() + clean.stderr.splitlines()
             if 'Iter(test)' in ln and 'mIoU:' in ln][-1]
@@ -113,8 +113,8 @@ def test_hook_added_to_a_stock_config_attacks_it(tiny_voc, trained_seg_checkpoin
     cfg.write_text(
         f"_base_ = ['{TINY}']\n"
         "custom_imports = dict(imports=['mmdag'], allow_failed_imports=False)\n"
-        "custom_hooks = [dict(type='mmdag.DAGAttackHook', attack=dict(max_iters=20, gamma=1.0))]\n"
-        "test_evaluator = dict(_delete_=True, type='mmdag.DAGMetric',\n"
+        "custom_hooks = [dict(type='mmdag.AttackHook', attack=dict(max_iters=20, gamma=1.0))]\n"
+        "test_evaluator = dict(_delete_=True, type='mmdag.AttackMetric',\n"
         "                      metric=dict(type='IoUMetric', iou_metrics=['mIoU']))\n")
     wd = str(tmp_path / 'wd')
     run_tool(['tools/test.py', str(cfg), trained_seg_checkpoint, '--work-dir', wd,
@@ -164,7 +164,7 @@ def test_bad_input_gets_one_clear_line(case, tiny_voc, random_seg_checkpoint, tm
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and expect in last, last
     print(f'BAD-INPUT {case}: {last}')  # docs/bad_inputs.md quotes these
-    assert not osp.exists(osp.join(str(tmp_path / 'wd'), 'dag_report.json'))
+    assert not osp.exists(osp.join(str(tmp_path / 'wd'), 'attack_report.json'))
 
 
 def test_metric_without_hook_says_what_to_add(tiny_voc, random_seg_checkpoint, tmp_path):
@@ -172,12 +172,12 @@ def test_metric_without_hook_says_what_to_add(tiny_voc, random_seg_checkpoint, t
     cfg.write_text(
         f"_base_ = ['{TINY}']\n"
         "custom_imports = dict(imports=['mmdag'], allow_failed_imports=False)\n"
-        "test_evaluator = dict(_delete_=True, type='mmdag.DAGMetric',\n"
+        "test_evaluator = dict(_delete_=True, type='mmdag.AttackMetric',\n"
         "                      metric=dict(type='IoUMetric'))\n")
     res = run_tool(['tools/test.py', str(cfg), random_seg_checkpoint, '--work-dir', str(tmp_path),
                     '--cfg-options', *data_root_opts(tiny_voc)], check=False)
     assert res.returncode != 0
-    assert 'DAGAttackHook' in res.stderr.strip().splitlines()[-1]
+    assert 'AttackHook' in res.stderr.strip().splitlines()[-1]
 
 
 def _tools_test():
@@ -203,11 +203,13 @@ def test_hook_options_find_the_dag_hook_by_type_among_other_hooks():
                             'score_thr=0.01', 'gt_frame=input', '--hook-options', 'log_interval=3'])
     cfg = tool.build_cfg(args)
     types = [h['type'] for h in cfg.custom_hooks]
-    assert types[:2] == ['NumClassCheckHook', 'CheckInvalidLossHook'], types
+    # every hook the run is made of is in the config, once
+    assert types == ['NumClassCheckHook', 'CheckInvalidLossHook', 'mmdag.AttackHook',
+                     'mmdag.AttackFigureHook', 'mmdag.AttackReportHook', 'mmdag.AttackResumeHook',
+                     'mmdag.CheckpointCheckHook'], types
     assert dict(cfg.custom_hooks[0]) == dict(type='NumClassCheckHook')
-    dag = [h for h in cfg.custom_hooks if h['type'].endswith('DAGAttackHook')]
-    assert len(dag) == 1
-    dag = dag[0]
+    dag = cfg.custom_hooks[2]
     assert dag['attack'] == dict(gamma=0.5, max_iters=7, adv_labels='random', seed=0)
     assert dag['targets'] == dict(score_thr=0.01, gt_frame='input')
-    assert dag['log_interval'] == 3 and dag['num_figures'] == 4
+    assert dag['log_interval'] == 3 and 'num_figures' not in dag
+    assert cfg.custom_hooks[3]['num_figures'] == 4

@@ -11,7 +11,7 @@ from conftest import TINY, data_root_opts, run_tool
 
 
 def report(work_dir):
-    with open(osp.join(work_dir, 'dag_report.json')) as f:
+    with open(osp.join(work_dir, 'attack_report.json')) as f:
         return json.load(f)
 
 

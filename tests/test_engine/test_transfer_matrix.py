@@ -35,10 +35,10 @@ def test_rows_sources_columns_targets_cells_drops():
 def test_tool_names_a_source_by_the_run_that_saved_it(tmp_path):
     src = tmp_path / 'A'
     (src / 'perturbations').mkdir(parents=True)
-    (src / 'dag_report.json').write_text(json.dumps(rep('configs/a.py', 80.0, 10.0)))
+    (src / 'attack_report.json').write_text(json.dumps(rep('configs/a.py', 80.0, 10.0)))
     dst = tmp_path / 'A_on_B'
     dst.mkdir()
-    (dst / 'dag_report.json').write_text(json.dumps(
+    (dst / 'attack_report.json').write_text(json.dumps(
         rep('configs/b.py', 50.0, 45.0, transfer_from=[str(src / 'perturbations')])))
     out = tmp_path / 'm.json'
     res = run_tool(['tools/analysis/transfer_matrix.py', str(src), str(dst), '--out', str(out)])
@@ -46,5 +46,5 @@ def test_tool_names_a_source_by_the_run_that_saved_it(tmp_path):
     cells = json.load(open(out))['cells']
     assert dict(made_on='a', applied_to='b', drop=5.0) in cells
     bad = run_tool(['tools/analysis/transfer_matrix.py', str(tmp_path / 'none')], check=False)
-    assert bad.returncode != 0 and 'no dag_report.json' in bad.stderr
+    assert bad.returncode != 0 and 'no attack_report.json' in bad.stderr
     assert osp.isdir(src)

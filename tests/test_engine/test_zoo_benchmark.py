@@ -84,18 +84,18 @@ def test_plan_skip_resume_start(tmp_path):
     assert plan(wd, fp) == 'start'
     write_entry(wd, dict(fingerprint=fp, status='running'))
     assert plan(wd, fp) == 'start'            # no saved state: nothing to resume
-    write(osp.join(wd, 'dag_state', 'run.json'), json.dumps(dict(images=['a', 'b', 'c'])))
+    write(osp.join(wd, 'attack_state', 'run.json'), json.dumps(dict(images=['a', 'b', 'c'])))
     assert plan(wd, fp) == 'resume'
     write_entry(wd, dict(fingerprint=fp, status='finished'))
     assert plan(wd, fp) == 'resume'           # finished, but its report is gone
-    write(osp.join(wd, 'dag_report.json'), '{}')
+    write(osp.join(wd, 'attack_report.json'), '{}')
     assert plan(wd, fp) == 'skip'
     # other settings, or an edited config file: attacked again
     assert plan(wd, fingerprint(e, dict(num_figures=2))) == 'start'
     write(cfg, 'x = 2\n')
     assert plan(wd, fingerprint(e, dict(num_figures=1))) == 'start'
     # progress: records against the run's images; a cut last line is not an image
-    write(osp.join(wd, 'dag_records.jsonl'), '{"image": "a"}\n{"image": "b"}\n{"ima')
+    write(osp.join(wd, 'attack_records.jsonl'), '{"image": "a"}\n{"image": "b"}\n{"ima')
     assert RunProgress(wd).poll() == (2, 3)
     assert osp.isfile(osp.join(wd, ENTRY_FILE))
 
@@ -104,20 +104,20 @@ def fake_run(wd, metric='mIoU', scale=1.0):
     """A finished run's report and records, as the hook writes them."""
     report = dict(
         metrics={f'orig/{metric}': 80.0 / scale, f'advr/{metric}': 5.0 / scale,
-                 f'perm/{metric}': 79.0 / scale, 'dag/iters': 12.5, 'dag/p': 1e-3,
-                 'dag/linf': 3.2, 'dag/success': 0.9},
+                 f'perm/{metric}': 79.0 / scale, 'attack/iters': 12.5, 'attack/p': 1e-3,
+                 'attack/linf': 3.2, 'attack/success': 0.9},
         attack=dict(iters=12.5, p=1e-3, linf=3.2, success=0.9, images=3),
         settings=dict(attack=dict(max_iters=20, gamma=0.5, adv_labels='random')),
         environment=dict(device='cpu', world_size=1, torch='2.x', mmdag='0.x', mmseg='1.2.2'),
         config='configs/x.py',
         convergence=dict(images=2, iterations=3, median=[1, .5, .2, 0], q25=[1, .4, .1, 0],
                          q75=[1, .6, .3, .1], mean=[1, .5, .2, .05], running=[1, 1, .5, 0]))
-    write(osp.join(wd, 'dag_report.json'), json.dumps(report))
+    write(osp.join(wd, 'attack_report.json'), json.dumps(report))
     recs = [dict(image='a', iters=10, status='converged', seconds=0.5),
             dict(image='b', iters=15, status='max_iters', seconds=0.7),
             dict(image='c', iters=0, status='none_correct', seconds=0.1),
             dict(image='a', iters=10, status='converged', seconds=0.5)]   # a padded copy
-    write(osp.join(wd, 'dag_records.jsonl'), ''.join(json.dumps(r) + '\n' for r in recs))
+    write(osp.join(wd, 'attack_records.jsonl'), ''.join(json.dumps(r) + '\n' for r in recs))
     write_entry(wd, dict(status='finished', finished_at='2026-11-27 10:00:00',
                          fingerprint=dict(checkpoint='c.pth')))
 
@@ -151,7 +151,7 @@ def test_rows_tables_and_pictures(tmp_path):
     assert os.stat(paths['benchmark.md']).st_mtime_ns == stamp
 
     from mmdag.benchmark.plots import convergence_plot, iterations_histogram, variants_chart
-    rep = json.load(open(tmp_path / 'seg' / 'dag_report.json'))
+    rep = json.load(open(tmp_path / 'seg' / 'attack_report.json'))
     for p in (convergence_plot(rep['convergence'], str(tmp_path / 'p' / 'c.png'), 'seg'),
               iterations_histogram([10, 15], str(tmp_path / 'p' / 'h.png'), 20, 'seg'),
               variants_chart(rows, str(tmp_path / 'p' / 'v.png'))):

@@ -1,4 +1,4 @@
-"""TIDE's breakdown as a run reports it: DAGMetric, wrapping mmdet's VOC
+"""TIDE's breakdown as a run reports it: AttackMetric, wrapping mmdet's VOC
 metric, fed per image as the attack hook feeds it, reports
 ``tide/<variant>/...`` equal to the authors' ``tidecv`` on the same
 detections, for ORIG and ADVR, and the report's section and table."""
@@ -7,7 +7,7 @@ import torch
 from mmengine.structures import InstanceData
 
 from mmdag.contract import STATS_FIELD, VARIANTS_FIELD
-from mmdag.evaluation import DAGMetric
+from mmdag.evaluation import AttackMetric
 from mmdag.summary import format_tide, tide_section
 from test_tide import ERRORS, SPECIAL_ERRORS, random_set, tidecv_breakdown
 
@@ -32,8 +32,8 @@ def test_dag_metric_reports_tidecv_figures_per_variant():
     for im in orig + advr:
         for k in ('gt_boxes', 'det_boxes', 'det_scores'):
             im[k] = np.asarray(im[k], np.float32).astype(np.float64)
-    metric = DAGMetric(metric=dict(type='mmdet.VOCMetric'), variants=['orig', 'advr'],
-                       with_stats=False)
+    metric = AttackMetric(metric=dict(type='mmdet.VOCMetric'), variants=['orig', 'advr'],
+                          with_stats=False)
     metric.configure(['orig', 'advr'])   # what the attack hook does first
     metric.dataset_meta = dict(classes=('a', 'b', 'c', 'd'))
     samples = []

@@ -21,6 +21,9 @@ FORBIDDEN = {
     'engine': ('mmdag.apis', 'mmdag.benchmark'),
     'evaluation': ('mmdag.apis', 'mmdag.benchmark'),
     'apis': ('mmdag.benchmark', ),
+    # loaded by file by their tools, without torch or the rest of mmdag
+    'datasets': ('mmdag', 'torch', 'mmengine', 'mmdet', 'mmseg', 'mmcv'),
+    'devtools': ('mmdag', 'torch', 'mmengine', 'mmdet', 'mmseg', 'mmcv', 'numpy'),
 }
 
 

@@ -85,7 +85,7 @@ def test_wheel_demo_chain_and_commands(wheel_env):
     # the demo chain from an empty directory: data, training, the attack
     _run([mmdag, 'demo', '--tasks', 'seg', '--num-train', '24', '--num-val', '4',
           '--train-iters', '30', '--attack-options', 'max_iters=5'], cwd=str(work), env=env)
-    rep = json.load(open(work / 'work_dirs' / 'demo' / 'seg' / 'dag_report.json'))
+    rep = json.load(open(work / 'work_dirs' / 'demo' / 'seg' / 'attack_report.json'))
     assert set(rep['variants']) == {'orig', 'advr', 'perm', 'advr_uint8'}
     assert rep['attack']['images'] == 4
     ckpt = 'work_dirs/demo/seg_train/model.pth'
@@ -99,17 +99,17 @@ def test_wheel_demo_chain_and_commands(wheel_env):
                 'import mmdag; from mmengine.config import Config; '
                 'c = Config.fromfile("my_dag.py"); print(c.custom_hooks[0].type)'],
                cwd=str(work), env=env)
-    assert res.stdout.strip() == 'mmdag.DAGAttackHook'
+    assert res.stdout.strip() == 'mmdag.AttackHook'
 
     # mmdag test with an mmdag:: config, then the same under torchrun (2 processes)
     common = ['--attack-options', 'max_iters=3', '--cfg-options', data,
               'test_dataloader.dataset.indices=2']
     _run([mmdag, 'test', 'mmdag::demo/fcn_tiny_synthetic-voc_dag.py', ckpt,
           '--work-dir', 'wd_test', *common], cwd=str(work), env=env)
-    one = json.load(open(work / 'wd_test' / 'dag_report.json'))
+    one = json.load(open(work / 'wd_test' / 'attack_report.json'))
     _run([mmdag, 'dist-test', 'mmdag::demo/fcn_tiny_synthetic-voc_dag.py', ckpt, '2',
           '--work-dir', 'wd_dist', *common], cwd=str(work), env=dict(env, PORT='29561'))
-    two = json.load(open(work / 'wd_dist' / 'dag_report.json'))
+    two = json.load(open(work / 'wd_dist' / 'attack_report.json'))
     assert one['attack']['images'] == two['attack']['images'] == 2
     assert two['environment']['world_size'] == 2 and one['environment']['world_size'] == 1
     for k in ('orig', 'advr'):
@@ -151,5 +151,5 @@ def test_wheel_mim_test(wheel_env):
                 'max_iters=2', '--cfg-options',
                 'test_dataloader.dataset.data_root=data/synthetic_voc/VOCdevkit/VOC2012',
                 'test_dataloader.dataset.indices=1'], cwd=str(work), env=env)
-    rep = json.load(open(work / 'wd_mim' / 'dag_report.json'))
+    rep = json.load(open(work / 'wd_mim' / 'attack_report.json'))
     assert rep['attack']['images'] == 1

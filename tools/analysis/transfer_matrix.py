@@ -1,11 +1,11 @@
-"""Transfer matrix of DAG runs: rows = where r was made, columns = where it was
+"""Transfer matrix of attack runs: rows = where r was made, columns = where it was
 applied, cells = ORIG - ADVR of the headline metric (mIoU or mAP, in %).
 
     python tools/analysis/transfer_matrix.py work_dirs/A work_dirs/B \
         work_dirs/A_on_B work_dirs/B_on_A work_dirs/AB_on_C [--out matrix.json]
 
-Each argument is a work dir (or a dag_report.json) of tools/test.py: a run
-with --attack dag is a diagonal cell (white box), a run with --perturbations
+Each argument is a work dir (or an attack_report.json) of tools/test.py: an
+attack run is a diagonal cell (white box), a run with --perturbations
 is a transfer cell. A source is named by the config of the run that saved
 its perturbations when that run's work dir is among the arguments or next to
 the perturbation directory.
@@ -21,31 +21,30 @@ from _require import require  # noqa: E402
 
 require('torch', 'mmengine')
 
-from mmdag.summary import format_matrix, transfer_matrix  # noqa: E402
+from mmdag.contract import REPORT_FILE, work_path  # noqa: E402
+from mmdag.summary import format_matrix, read_report, transfer_matrix  # noqa: E402
 
 
 def load(path):
-    f = osp.join(path, 'dag_report.json') if osp.isdir(path) else path
+    f = work_path(path, REPORT_FILE) if osp.isdir(path) else path
     if not osp.isfile(f):
-        sys.exit(f'error: no dag_report.json at {path}: pass the work dir of a tools/test.py '
-                 'run with --attack dag or --perturbations')
-    with open(f) as fh:
-        return json.load(fh)
+        sys.exit(f'error: no {REPORT_FILE} at {path}: pass the work dir of a tools/test.py '
+                 'run with --attack or --perturbations')
+    return read_report(f)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('runs', nargs='+', help='work dirs (or dag_report.json files)')
+    p.add_argument('runs', nargs='+', help=f'work dirs (or {REPORT_FILE} files)')
     p.add_argument('--out', help='also write the matrix as JSON here')
     a = p.parse_args(argv)
     reports = {r: load(r) for r in a.runs}
     sources = {}
     for rep in reports.values():
         for d in (rep.get('settings') or {}).get('transfer_from') or []:
-            f = osp.join(osp.dirname(osp.normpath(d)), 'dag_report.json')
+            f = work_path(osp.dirname(osp.normpath(d)), REPORT_FILE)
             if osp.isfile(f):
-                with open(f) as fh:
-                    sources[osp.normpath(d)] = json.load(fh)
+                sources[osp.normpath(d)] = read_report(f)
     rows, cols, cells = transfer_matrix(reports, sources)
     print(format_matrix(rows, cols, cells))
     if a.out:

@@ -1,4 +1,4 @@
-"""DAGAttackHook: attack every test batch before the model sees it."""
+"""AttackHook: attack every test batch before the model sees it."""
 import os.path as osp
 import time
 from typing import Optional, Sequence
@@ -9,42 +9,53 @@ from mmengine.runner.amp import autocast
 
 from mmdag.attacks import Replay, WorstCase, budget_of, build_attack, build_sweep
 from mmdag.compat import repair_stock_model
-from mmdag.contract import (BATCH_INFO, EXTRA_VARIANTS, RUN_INFO, STATS_FIELD, SWEEP_STATS_FIELD,
-                            VARIANTS_FIELD, epsilon_label, image_name, pred_fields, swept, unwrap)
+from mmdag.contract import (EXTRA_VARIANTS, STATS_FIELD, SWEEP_STATS_FIELD, VARIANTS_FIELD,
+                            BatchAttack, RunAttack, epsilon_label, image_name, pred_fields, swept,
+                            unwrap)
 from mmdag.errors import MMDagError
 from mmdag.registry import HOOKS
 from mmdag.targets import find_adapter
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
-from .figure_hook import DAGFigureHook
+from .figure_hook import AttackFigureHook
 from .perturbations import load_perturbation, save_perturbation
 from .preflight import check_saved_perturbations, check_writable
-from .records import RECORDS, make_records
-from .report_hook import DAGReportHook
-from .resume_hook import DAGResumeHook
+from .records import make_records
+from .report_hook import AttackReportHook
+from .resume_hook import AttackResumeHook
 from .run_info import environment, pipeline_frame
 from .step import attack_batch
 from .variants import variant_images, variant_names
+from .wiring import attack_metrics, clear, publish
+
+#: The default of the settings that belong to the companion hooks
+#: (``num_figures``, ``report``, ``records``, ``resume``): theirs.
+FROM_HOOKS = 'from the hooks'
 
 
 @HOOKS.register_module()
-class DAGAttackHook(Hook):
-    """Replace each test batch by its DAG adversarial version.
+class AttackHook(Hook):
+    """Replace each test batch by its adversarial version (any registered attack).
 
-    Before every test iteration the hook builds the batch's targets, runs DAG
+    Before every test iteration the hook builds the batch's targets, runs the attack
     (under ``torch.enable_grad()``: the test loop runs under ``no_grad``) and
     puts the adversarial images into ``data_batch['inputs']``, so the stock
     ``test_step`` and metric see ADVR. For each name in ``variants`` it also
     runs ``test_step`` on the clean (``orig``) and spatially permuted
     (``perm``) images and attaches those predictions and the attack statistics
-    to the data samples, where :class:`mmdag.evaluation.DAGMetric` reads them.
+    to the data samples, where :class:`mmdag.evaluation.AttackMetric` reads them.
 
     One job per hook: this one attacks (or replays saved perturbations) and
-    predicts ORIG and PERM. The pictures are :class:`~mmdag.engine.DAGFigureHook`'s,
-    the records and the report :class:`~mmdag.engine.DAGReportHook`'s; they
-    read the batch's attack from the runner's message hub
-    (:data:`mmdag.contract.BATCH_INFO`). ``num_figures``, ``report`` and
-    ``records`` here add those hooks with these settings, unless the config
-    lists them itself, so one hook in a config runs all of it.
+    predicts ORIG and PERM. The pictures are
+    :class:`~mmdag.engine.AttackFigureHook`'s, the records and the report
+    :class:`~mmdag.engine.AttackReportHook`'s, the state a killed run resumes
+    from :class:`~mmdag.engine.AttackResumeHook`'s; they read the batch's
+    attack from the runner's message hub (:mod:`mmdag.engine.wiring`).
+    :func:`mmdag.apis.add_attack_to_config` and mmdag's configs list them
+    all in ``custom_hooks``. For a config that lists only this hook, it adds
+    them itself (the report and resume hooks always, the figure hook when
+    ``num_figures`` > 0); ``num_figures``, ``report``, ``records`` and
+    ``resume``, when given here, are passed on to them (so that
+    ``--cfg-options custom_hooks.0.num_figures=0`` works on any config).
 
     Args:
         attack (dict): the attack, built from the ``ATTACKS`` registry:
@@ -66,22 +77,22 @@ class DAGAttackHook(Hook):
             epsilon alone would. The largest epsilon is what the loop
             predicts (the unmarked ``advr`` keys, the pictures, the records'
             top-level statistics); every other adds ``advr@<eps>``,
-            ``perm@<eps>``, ``advr_uint8@<eps>`` and ``dag@<eps>``
+            ``perm@<eps>``, ``advr_uint8@<eps>`` and ``attack@<eps>``
             metric keys, a ``sweep`` entry in each record, and with
             ``save_perturbations`` a ``perturbations@<eps>`` directory. The
-            report holds the curve (a table and ``dag_curve.png``). Defaults
+            report holds the curve (a table and ``attack_curve.png``). Defaults
             to None (one run at the attack's own budget). With a
             ``WorstCase`` attack, each member's own images are predicted too
             (at every epsilon): ``advr[PGD]/mIoU``... beside the worst
             case's ``advr/mIoU``, one forward per member and image.
         perm_seed (int): seed of the PERM pixel permutation. Defaults to 0.
-        num_figures (int): Figure-1-style pictures to save under
+        num_figures (int, optional): Figure-1-style pictures to save under
             ``<work_dir>/figures`` (the first images of each rank, shared
-            out between the ranks), by a :class:`DAGFigureHook` this hook
-            adds. Defaults to 0.
+            out between the ranks), by the :class:`AttackFigureHook`.
+            Defaults to :data:`FROM_HOOKS`: the figure hook's (none without one).
         report (str, optional): report file name in the work dir, written
-            by a :class:`DAGReportHook` this hook adds; None writes none.
-            Defaults to 'dag_report.json'.
+            by the :class:`AttackReportHook`; None writes none. Defaults to
+            :data:`FROM_HOOKS`: the report hook's ('attack_report.json').
         save_perturbations (bool): write every image's perturbation to
             ``<work_dir>/perturbations/<image name>.npz`` (see
             :mod:`mmdag.engine.perturbations`), for transfer studies.
@@ -106,14 +117,16 @@ class DAGAttackHook(Hook):
             rank (see :mod:`mmdag.engine.records`); a file left by an
             earlier run is kept under a dated name. The report's
             ``convergence`` is drawn from it; the report hook writes it.
-            None writes none. Defaults to 'dag_records.jsonl'.
-        resume (bool): continue a run of this work dir that was killed:
-            the images it finished (``<work_dir>/dag_state``, see
+            None writes none. Defaults to :data:`FROM_HOOKS`: the report
+            hook's ('attack_records.jsonl').
+        resume (bool, optional): continue a run of this work dir that was killed:
+            the images it finished (``<work_dir>/attack_state``, see
             :mod:`mmdag.engine.resume`) are not attacked again, and the
             report equals that of an uninterrupted run. Refused when the
-            saved run had other settings (:class:`DAGResumeHook`, which this
-            hook adds; every run keeps its state). Defaults to False: a new
-            run (an earlier state is kept aside under a dated name).
+            saved run had other settings (:class:`AttackResumeHook`; every
+            run keeps its state). Defaults to :data:`FROM_HOOKS`: the resume
+            hook's (False: a new run, an earlier state kept aside under a
+            dated name).
         log_interval (int, optional): log the attack's summary every this
             many batches (and at the last). Defaults to None: the interval
             of the runner's ``LoggerHook`` (1 without one).
@@ -135,14 +148,14 @@ class DAGAttackHook(Hook):
                  variants: Sequence[str] = EXTRA_VARIANTS,
                  epsilons: Optional[Sequence[float]] = None,
                  perm_seed: int = 0,
-                 num_figures: int = 0,
-                 report: Optional[str] = 'dag_report.json',
+                 num_figures: Optional[int] = FROM_HOOKS,
+                 report: Optional[str] = FROM_HOOKS,
                  save_perturbations: bool = False,
                  perturbations=None,
                  resize_perturbations: bool = False,
                  attack_autocast: bool = False,
-                 records: Optional[str] = RECORDS,
-                 resume: bool = False,
+                 records: Optional[str] = FROM_HOOKS,
+                 resume: Optional[bool] = FROM_HOOKS,
                  log_interval: Optional[int] = None) -> None:
         unknown = set(variants) - set(EXTRA_VARIANTS)
         if unknown:
@@ -158,10 +171,10 @@ class DAGAttackHook(Hook):
         #: the sweep's attacks, one per epsilon (None: no sweep)
         self.sweep = None if epsilons is None else build_sweep(self.attack_cfg, epsilons)
         #: the attack (at the largest epsilon of a sweep)
-        self.dag = build_attack(self.attack_cfg) if self.sweep is None else self.sweep.primary
+        self.primary = build_attack(self.attack_cfg) if self.sweep is None else self.sweep.primary
         #: what each batch runs: the attack, the sweep, or the replay of saved perturbations
-        self.attack = (Replay(self.dag) if self.perturbations is not None
-                       else self.sweep or self.dag)
+        self.attack = (Replay(self.primary) if self.perturbations is not None
+                       else self.sweep or self.primary)
         self.targets_cfg = dict(targets or {})
         self.variants = tuple(variants)
         self.perm_seed = perm_seed
@@ -171,24 +184,32 @@ class DAGAttackHook(Hook):
         self.save_perturbations = save_perturbations
         self.resize_perturbations = bool(resize_perturbations)
         self.attack_autocast = bool(attack_autocast)
-        self.resume = bool(resume)
+        self.resume = resume
         self.log_interval = log_interval
         self._interval = 1
         self._frame: dict = {}
         self._fp16 = False
         self._restore_test_step = None
-        self._run: dict = {}
+        self._run: Optional[RunAttack] = None
 
     def before_run(self, runner) -> None:
-        # the companions this hook's settings ask for, unless the config has them
-        # (same priority: they come after this hook, and run this before_run too)
-        have = {type(h) for h in runner.hooks}
-        if self.num_figures > 0 and DAGFigureHook not in have:
-            runner.register_hook(DAGFigureHook(self.num_figures))
-        if (self.report or self.records) and DAGReportHook not in have:
-            runner.register_hook(DAGReportHook(self.report, self.records))
-        if DAGResumeHook not in have:   # every run keeps the state it resumes from
-            runner.register_hook(DAGResumeHook(self.resume))
+        # the companions of a config that lists only this hook (same
+        # priority: they come after this hook, and run this before_run too),
+        # and the settings given here passed on to them
+        have = {type(h): h for h in runner.hooks}
+        given = {k: getattr(self, k) for k in ('num_figures', 'report', 'records', 'resume')
+                 if getattr(self, k) != FROM_HOOKS}
+        for kind, keys in ((AttackFigureHook, ('num_figures',)),
+                           (AttackReportHook, ('report', 'records')),
+                           (AttackResumeHook, ('resume',))):
+            options = {k: given[k] for k in keys if k in given}
+            hook = have.get(kind)
+            if hook is not None:
+                for k, v in options.items():
+                    setattr(hook, k, (int(v) if k == 'num_figures'
+                                      else bool(v) if k == 'resume' else v))
+            elif kind is not AttackFigureHook or options.get('num_figures'):
+                runner.register_hook(kind(**options))
 
     @property
     def other_epsilons(self) -> list:
@@ -205,13 +226,13 @@ class DAGAttackHook(Hook):
     def members(self) -> list:
         """The member names of an ensemble attack (a worst case), whose own
         adversarial images are predicted too (``advr[<name>]``)."""
-        if self.perturbations is None and isinstance(self.dag, WorstCase):
-            return list(self.dag.names)
+        if self.perturbations is None and isinstance(self.primary, WorstCase):
+            return list(self.primary.names)
         return []
 
     def state_settings(self) -> dict:
         """This hook's part of the settings a resumed run must share."""
-        attack = self.dag.settings() if self.sweep is None else self.sweep.settings()
+        attack = self.primary.settings() if self.sweep is None else self.sweep.settings()
         return dict(attack=attack, targets=self.targets_cfg,
                     variants=list(self.variants), perm_seed=self.perm_seed,
                     transfer_from=self.perturbations, resize=self.resize_perturbations,
@@ -228,17 +249,17 @@ class DAGAttackHook(Hook):
         self._frame = pipeline_frame(runner)
         state = self.state_settings()
         # the report's settings: the state's, less what the report never listed
-        self._run = dict(settings={k: v for k, v in state.items()
-                                   if k not in ('variants', 'resize')},
-                         environment=environment(model), state=state)
-        runner.message_hub.update_info(RUN_INFO, self._run, resumed=False)
+        self._run = RunAttack(settings={k: v for k, v in state.items()
+                                        if k not in ('variants', 'resize')},
+                              environment=environment(model), state=state)
+        publish(runner.message_hub, self._run)
         self._configure_metrics(runner)
         self._preflight(runner)
         self._interval = self.log_interval or next(
             (h.interval for h in getattr(runner, 'hooks', ()) if isinstance(h, LoggerHook)), 1)
 
     def before_test_iter(self, runner, batch_idx: int, data_batch: Optional[dict] = None) -> None:
-        runner.message_hub.update_info(BATCH_INFO, None, resumed=False)
+        clear(runner.message_hub, BatchAttack)
         if data_batch is None:
             return
         model = unwrap(runner.model)
@@ -264,12 +285,12 @@ class DAGAttackHook(Hook):
                 for k, (s, r) in enumerate(zip(samples, res.perturbations)):
                     save_perturbation(osp.join(runner.work_dir, swept('perturbations', e)), s, r,
                                       k, frame=self._frame)
-        self._run['settings']['targets'] = dict(adapter=type(targets).__name__,
-                                                **getattr(targets, 'settings', {}))
+        self._run.settings['targets'] = dict(adapter=type(targets).__name__,
+                                             **getattr(targets, 'settings', {}))
         extra = {name: self._predict(model, images, samples)
                  for name, images in variant_images(clean, samples, levels, self.variants,
                                                     budget_of(self.attack), self.perm_seed,
-                                                    self.dag.clip_range)}
+                                                    self.primary.clip_range)}
         for k, s in enumerate(samples):
             s.set_field(result.stats[k], STATS_FIELD)
             s.set_field({v: extra[v][k] for v in extra}, VARIANTS_FIELD)
@@ -281,18 +302,15 @@ class DAGAttackHook(Hook):
             self._log_progress(runner, batch_idx, result.stats, total)
         data_batch['inputs'] = [x.to(c.device) for x, c in zip(result.adv_images, clean)]
         # for the pictures and the records, once the loop has predicted the batch
-        runner.message_hub.update_info(BATCH_INFO, dict(
+        publish(runner.message_hub, BatchAttack(
             clean=clean, samples=samples, result=result, orig=extra.get('orig'),
-            names=names, records=records), resumed=False)
+            names=names, records=records))
 
     def _configure_metrics(self, runner) -> None:
-        """Tell every :class:`~mmdag.evaluation.DAGMetric` of the test
+        """Tell every :class:`~mmdag.evaluation.AttackMetric` of the test
         evaluator which variants and epsilons this run predicts."""
-        from mmdag.evaluation import DAGMetric
-        evaluator = getattr(getattr(runner, 'test_loop', None), 'evaluator', None)
-        for m in getattr(evaluator, 'metrics', None) or []:
-            if isinstance(m, DAGMetric):
-                m.configure(self.made_variants(), self.other_epsilons)
+        for m in attack_metrics(runner):
+            m.configure(self.made_variants(), self.other_epsilons)
 
     def _preflight(self, runner) -> None:
         """What would otherwise fail only when its batch arrives, hours in:
@@ -309,7 +327,7 @@ class DAGAttackHook(Hook):
     def _log_progress(runner, batch_idx: int, stats: list, total: Optional[int]) -> None:
         n = len(stats)
         runner.logger.info(
-            f"DAG batch {batch_idx + 1}/{'?' if total is None else total}: {n} images, "
+            f"attack batch {batch_idx + 1}/{'?' if total is None else total}: {n} images, "
             f"iters {sum(s['iters'] for s in stats) / n:.1f}, "
             f"L-inf {sum(s['linf'] for s in stats) / n:.2f}, "
             f"targets still correct {100 * sum(s['correct_frac'] for s in stats) / n:.1f}%")

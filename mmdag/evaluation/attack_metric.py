@@ -1,4 +1,4 @@
-"""DAGMetric: one stock metric evaluated on ORIG, ADVR and PERM in one pass."""
+"""AttackMetric: one stock metric evaluated on ORIG, ADVR and PERM in one pass."""
 import copy
 from typing import Optional, Sequence
 
@@ -16,7 +16,7 @@ from .det_errors import (DetectionErrors, DetectionTide, DetectionWorstCase, hea
 from .greedy import GREEDY_RULES, AccuracyWorstCase, GreedyWorstCase
 from .tide import sample_tide
 
-_DAG_FIELDS = (VARIANTS_FIELD, STATS_FIELD, SWEEP_STATS_FIELD)
+_ATTACK_FIELDS = (VARIANTS_FIELD, STATS_FIELD, SWEEP_STATS_FIELD)
 
 #: The worst case of an ensemble's members for accuracy: per image the
 #: member with the fewest labelled pixels correct (:mod:`mmdag.evaluation.greedy`).
@@ -94,7 +94,7 @@ def worst_headlines(metrics: dict, level: Optional[float], members: Sequence[str
 
 
 def attack_statistics(results: list) -> dict:
-    """The attack statistics of per-image stats dicts (see :class:`DAGMetric`)."""
+    """The attack statistics of per-image stats dicts (see :class:`AttackMetric`)."""
     # images whose logits became NaN / inf have no decision to count: they
     # are reported apart and left out of every mean (never as flipped)
     # and images with no target correct on the clean image have nothing to flip
@@ -114,7 +114,7 @@ def attack_statistics(results: list) -> dict:
 
 class _SweepStats(BaseMetric):
     """The attack statistics at one epsilon of a sweep (not the largest),
-    keys ``dag@<epsilon>/...``: read from the samples' sweep field."""
+    keys ``attack@<epsilon>/...``: read from the samples' sweep field."""
 
     def __init__(self, epsilon: float, collect_device: str = 'cpu',
                  prefix: str = STATS_PREFIX) -> None:
@@ -125,8 +125,9 @@ class _SweepStats(BaseMetric):
         for s in data_samples:
             stats = (s.get(SWEEP_STATS_FIELD) or {}).get(self.label)
             if stats is None:
-                raise MMDagError(f'DAGMetric found no attack statistics at epsilon {self.label}: '
-                                 'the DAGAttackHook and the metric disagree on the sweep')
+                raise MMDagError(f'AttackMetric found no attack statistics at epsilon '
+                                 f'{self.label}: '
+                                 'the AttackHook and the metric disagree on the sweep')
             self.results.append(dict(stats))
 
     def compute_metrics(self, results: list) -> dict:
@@ -134,24 +135,24 @@ class _SweepStats(BaseMetric):
 
 
 @METRICS.register_module()
-class DAGMetric(BaseMetric):
+class AttackMetric(BaseMetric):
     """Wrap any metric (mmseg ``IoUMetric``, mmdet ``VOCMetric``...) per variant.
 
     Each variant gets its own instance of the wrapped metric (prefix = the
     variant name, so keys read ``advr/mIoU``, or ``advr/<prefix>/mIoU`` when
     the wrapped metric has its own prefix); predictions of ``orig`` and
-    ``perm`` come from :class:`mmdag.engine.DAGAttackHook`, ``advr`` is what
+    ``perm`` come from :class:`mmdag.engine.AttackHook`, ``advr`` is what
     the test loop itself predicted. The attack statistics are reported as
-    ``dag/iters`` (mean updates), ``dag/p`` (mean perceptibility), ``dag/linf``
-    (mean L-inf, 0..255), ``dag/success`` (fraction of attacked images whose
-    active set emptied), ``dag/target_success`` (mean fraction of targets
-    flipped), ``dag/images`` and ``dag/no_targets``.
+    ``attack/iters`` (mean updates), ``attack/p`` (mean perceptibility), ``attack/linf``
+    (mean L-inf, 0..255), ``attack/success`` (fraction of attacked images whose
+    active set emptied), ``attack/target_success`` (mean fraction of targets
+    flipped), ``attack/images`` and ``attack/no_targets``.
 
     ``advr_uint8`` is ADVR rounded to 8 bits inside the budget (the
     deployable figure). In an epsilon sweep (the hook's ``epsilons``) the
     unmarked keys are the largest epsilon's (what the loop predicts) and
     every other epsilon adds its own: ``advr@0.5/mIoU``, ``perm@0.5/mIoU``,
-    ``advr_uint8@0.5/mIoU``, ``dag@0.5/linf``...
+    ``advr_uint8@0.5/mIoU``, ``attack@0.5/linf``...
 
     **The worst case's headline.** With an ensemble attack, each headline
     figure of ADVR (``advr/...``, and ``advr@0.5/...`` at each epsilon of a
@@ -202,12 +203,12 @@ class DAGMetric(BaseMetric):
             wrapped metric matches them: with mmdet 1.x's +1 pixel for
             mmdet's ``VOCMetric``. Defaults to True.
         with_stats (bool): report the attack statistics. Set False on all
-            but one ``DAGMetric`` of a multi-metric evaluator (the keys would
+            but one ``AttackMetric`` of a multi-metric evaluator (the keys would
             clash). Defaults to True.
         collect_device (str): 'cpu' or 'gpu'. Defaults to 'cpu'.
-        prefix (str, optional): prefix of the statistics. Defaults to 'dag'.
+        prefix (str, optional): prefix of the statistics. Defaults to 'attack'.
     """
-    default_prefix = 'dag'
+    default_prefix = STATS_PREFIX
 
     def __init__(self, metric: dict, variants: Optional[Sequence[str]] = None,
                  with_stats: bool = True, collect_device: str = 'cpu',
@@ -273,7 +274,7 @@ class DAGMetric(BaseMetric):
         self.metrics = built
 
     def configure(self, made: Sequence[str], epsilons: Sequence[float] = ()) -> None:
-        """What the attack hook predicts (:class:`mmdag.engine.DAGAttackHook`
+        """What the attack hook predicts (:class:`mmdag.engine.AttackHook`
         calls this before the first batch): ``made``, the variants it
         attaches (``advr`` is the loop's prediction; ``advr@0.5``... at the
         other epsilons of a sweep), and ``epsilons``, those other epsilons.
@@ -283,7 +284,7 @@ class DAGMetric(BaseMetric):
             missing = [v for v in self.requested if v not in made]
             if missing:
                 raise MMDagError(
-                    f'DAGMetric(variants=...) asks for {missing}, which the DAGAttackHook does '
+                    f'AttackMetric(variants=...) asks for {missing}, which the AttackHook does '
                     f'not predict (it makes {list(made)}): add them to the hook\'s variants or '
                     'epsilons, or leave the metric\'s variants unset')
         self._build(self.requested or tuple(made))
@@ -336,15 +337,15 @@ class DAGMetric(BaseMetric):
     @staticmethod
     def _variant(sample: dict, variant: str) -> dict:
         if STATS_FIELD not in sample:
-            raise MMDagError('DAGMetric found no attack results on the data samples: add '
-                             "dict(type='mmdag.DAGAttackHook') to custom_hooks "
+            raise MMDagError('AttackMetric found no attack results on the data samples: add '
+                             "dict(type='mmdag.AttackHook') to custom_hooks "
                              "(or run tools/test.py with --attack dag).")
-        out = {k: v for k, v in sample.items() if k not in _DAG_FIELDS}
+        out = {k: v for k, v in sample.items() if k not in _ATTACK_FIELDS}
         if variant != 'advr':   # the loop's own prediction
             preds = sample[VARIANTS_FIELD].get(variant)
             if preds is None:
-                raise MMDagError(f"DAGMetric needs the '{variant}' predictions: add it to the "
-                                 "DAGAttackHook's variants.")
+                raise MMDagError(f"AttackMetric needs the '{variant}' predictions: add it to the "
+                                 "AttackHook's variants.")
             out.update(preds)
         return out
 
