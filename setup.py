@@ -86,7 +86,8 @@ def long_description() -> str:
 setup(
     name='mmdag',
     version=version(),
-    description='Dense Adversary Generation (DAG) for MMSegmentation and MMDetection',
+    description=('Dense adversarial attacks (DAG, PGD, SegPGD, CosPGD, APGD, DetPGD, TOG) '
+                 'for MMSegmentation and MMDetection'),
     long_description=long_description(),
     long_description_content_type='text/markdown',
     license='Apache License 2.0',

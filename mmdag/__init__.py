@@ -1,7 +1,11 @@
-"""mmdag: Dense Adversary Generation (Xie et al., ICCV 2017) for OpenMMLab.
+"""mmdag: dense adversarial attacks for OpenMMLab models: Dense Adversary
+Generation (DAG; Xie et al., ICCV 2017), the budgeted segmentation and
+detection attacks (PGD, SegPGD, CosPGD, APGD, DetPGD, TOG's) and their
+per-image worst case, on every MMSegmentation and MMDetection model.
 
-``import mmdag`` registers :class:`mmdag.engine.AttackHook`,
-:class:`mmdag.evaluation.AttackMetric` and the target adapters under the
+``import mmdag`` registers the hooks (:class:`mmdag.engine.AttackHook` and
+its companions), :class:`mmdag.evaluation.AttackMetric`, the attacks and
+the target adapters under the
 ``mmdag`` scope, so configs use them through
 ``custom_imports=dict(imports=['mmdag'])``.
 

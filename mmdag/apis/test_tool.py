@@ -54,7 +54,7 @@ def looks_like_checkpoint(path: str) -> bool:
 
 
 def check_work_dir(work_dir: str) -> None:
-    from mmdag.engine.preflight import probe_writable
+    from mmdag.engine.early_checks import probe_writable
     try:
         probe_writable(work_dir)
     except OSError as e:

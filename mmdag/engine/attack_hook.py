@@ -16,9 +16,9 @@ from mmdag.errors import MMDagError
 from mmdag.registry import HOOKS
 from mmdag.targets import find_adapter
 from mmdag.targets.batching import grouped_test_step, install_grouped_test_step
+from .early_checks import check_saved_perturbations, check_writable
 from .figure_hook import AttackFigureHook
 from .perturbations import load_perturbation, save_perturbation
-from .preflight import check_saved_perturbations, check_writable
 from .records import make_records
 from .report_hook import AttackReportHook
 from .resume_hook import AttackResumeHook

@@ -8,8 +8,8 @@ from mmengine.hooks import Hook
 
 from mmdag.contract import BatchAttack, image_name, pred_fields
 from mmdag.registry import HOOKS
+from .early_checks import check_writable
 from .figures import save_figure
-from .preflight import check_writable
 from .wiring import published
 
 

@@ -49,7 +49,9 @@ def test_mmdag_scope_base_config(tmp_path):
         "'mmdag::_base_/dag_seg.py']\n")
     cfg = Config.fromfile(str(cfg_file))
     hooks = [HOOKS.build(h) for h in cfg.custom_hooks]
-    assert [type(h).__name__ for h in hooks] == ['AttackHook', 'CheckpointCheckHook']
+    assert [type(h).__name__ for h in hooks] == ['AttackHook', 'AttackFigureHook',
+                                                 'AttackReportHook', 'AttackResumeHook',
+                                                 'CheckpointCheckHook']
     assert cfg.model.type == 'EncoderDecoder'
 
 
