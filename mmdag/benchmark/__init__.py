@@ -7,6 +7,7 @@
   with :mod:`.zoo_list` (the list), :mod:`.zoo_followups` (the budgeted and
   transfer runs), :mod:`.zoo_tables`, :mod:`.zoo_progress` and :mod:`.plots`
   (its pictures);
+- :mod:`.demo_run`: the demo's steps (``tools/demo.py``, ``make demo``);
 - :mod:`.speed`: a DAG iteration's speed, method by method
   (``tools/analysis/benchmark.py``).
 
