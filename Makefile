@@ -72,7 +72,8 @@ test-slow: setup
 
 # the survey of every family of the installed mmseg and mmdet zoos (167
 # families; with the rest of the slow checks it ran past CI's 90 minutes) and
-# the C4 Faster R-CNN's attack check: by hand, before a release and after a
+# the C4 Faster R-CNN's attack check and the zoo benchmark's demo list end to
+# end: by hand, before a release and after a
 # change to the adapters or the attacks
 test-zoo: setup
 	$(PY) -m pytest tests -q -m zoo $(PYTEST_ARGS)
