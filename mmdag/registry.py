@@ -41,3 +41,22 @@ def __getattr__(name):
                       DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module('mmdag.attacks'), name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def keep_old_names(registry: Registry, package: str, old_names: dict):
+    """Register each class of ``old_names`` (``{old name: class}``) in
+    ``registry`` under its old name too, so that configs naming it still
+    build, and return the ``__getattr__`` for ``package`` that resolves the
+    old names with a DeprecationWarning (mmdag's names before 0.2)."""
+    for old, cls in old_names.items():
+        registry.register_module(name=old, module=cls)
+
+    def __getattr__(name):
+        if name in old_names:
+            import warnings
+            warnings.warn(f'{package}.{name} is now {package}.{old_names[name].__name__}',
+                          DeprecationWarning, stacklevel=2)
+            return old_names[name]
+        raise AttributeError(f'module {package!r} has no attribute {name!r}')
+
+    return __getattr__

@@ -1,3 +1,4 @@
+from mmdag.registry import METRICS, keep_old_names
 from .attack_metric import AttackMetric
 
 __all__ = ['AttackMetric']
@@ -7,21 +8,4 @@ __all__ = ['AttackMetric']
 #: (with a DeprecationWarning).
 OLD_NAMES = {'DAGMetric': AttackMetric}
 
-
-def _register_old_names() -> None:
-    from mmdag.registry import METRICS
-    for old, cls in OLD_NAMES.items():
-        METRICS.register_module(name=old, module=cls)
-
-
-_register_old_names()
-
-
-def __getattr__(name):
-    if name in OLD_NAMES:
-        import warnings
-        new = OLD_NAMES[name].__name__
-        warnings.warn(f'mmdag.evaluation.{name} is now mmdag.evaluation.{new}',
-                      DeprecationWarning, stacklevel=2)
-        return OLD_NAMES[name]
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+__getattr__ = keep_old_names(METRICS, __name__, OLD_NAMES)
