@@ -100,9 +100,8 @@ def _with_defaults(cfg, metric):
     """``cfg`` (a metric's config) with the defaults of ``metric``'s class
     for the arguments it does not set; a ``AttackMetric``'s ``metric`` too."""
     kind = cfg.get('type', '') if isinstance(cfg, dict) else None
-    if not isinstance(kind, type):
-        kind = upgrade_type_name(str(kind)).rsplit('.', 1)[-1]
-    kind = kind.__name__ if isinstance(kind, type) else kind
+    kind = (kind.__name__ if isinstance(kind, type)
+            else upgrade_type_name(str(kind)).rsplit('.', 1)[-1])
     if kind != type(metric).__name__:
         return cfg
     out = dict(cfg)
